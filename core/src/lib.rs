@@ -1,0 +1,1 @@
+//! Pure rate-limit arithmetic. (work in progress)

@@ -1,0 +1,1 @@
+//! Redis module entry. (work in progress)

@@ -1,0 +1,283 @@
+//! Test helper shared by every test suite in the workspace.
+//!
+//! [`Server`] starts a real `redis-server` (or the binary named by the
+//! `REDIS_SERVER` environment variable, e.g. a `valkey-server`) on a free
+//! loopback port, with the module loaded, in its own temporary directory.
+//! Dropping the [`Server`] kills the process and removes the directory.
+//!
+//! The module is found through `THROTTLE_MODULE`, or else next to the test
+//! binary (`target/<profile>/libredis_throttle.so`), so `cargo test --release`
+//! tests the release build that `scripts/serve.sh` runs.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// Path of the module's shared library under test.
+pub fn module_path() -> PathBuf {
+    if let Ok(p) = std::env::var("THROTTLE_MODULE") {
+        return PathBuf::from(p);
+    }
+    // target/<profile>/deps/<test-binary>  →  target/<profile>/libredis_throttle.so
+    let exe = std::env::current_exe().expect("current_exe");
+    let profile_dir = exe
+        .ancestors()
+        .nth(2)
+        .expect("test binary lives in target/<profile>/deps");
+    let so = profile_dir.join("libredis_throttle.so");
+    assert!(
+        so.exists(),
+        "module not built at {} (run `cargo build --release` or set THROTTLE_MODULE)",
+        so.display()
+    );
+    so
+}
+
+/// The server binary: `REDIS_SERVER` or `redis-server` from PATH.
+pub fn server_binary() -> String {
+    std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".to_string())
+}
+
+/// True when the server under test is Valkey (its binary name says so).
+pub fn is_valkey() -> bool {
+    server_binary().contains("valkey")
+}
+
+/// A port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().expect("local_addr").port()
+}
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+fn scratch_dir(tag: &str) -> PathBuf {
+    let n = SEQ.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!(
+        "throttle-test-{}-{}-{}",
+        std::process::id(),
+        tag,
+        n
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create scratch dir");
+    dir
+}
+
+/// How to start a server.
+#[derive(Clone, Debug)]
+pub struct ServerBuilder {
+    module: bool,
+    module_args: Vec<String>,
+    args: Vec<String>,
+    dir: Option<PathBuf>,
+    port: Option<u16>,
+}
+
+impl Default for ServerBuilder {
+    fn default() -> Self {
+        Self {
+            module: true,
+            module_args: Vec::new(),
+            args: Vec::new(),
+            dir: None,
+            port: None,
+        }
+    }
+}
+
+impl ServerBuilder {
+    /// Extra `redis-server` arguments, e.g. `["--appendonly", "yes"]`.
+    pub fn args<I: IntoIterator<Item = S>, S: Into<String>>(mut self, args: I) -> Self {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+    /// Arguments passed after the module path in `--loadmodule`.
+    pub fn module_args<I: IntoIterator<Item = S>, S: Into<String>>(mut self, args: I) -> Self {
+        self.module_args.extend(args.into_iter().map(Into::into));
+        self
+    }
+    /// Start without loading the module.
+    pub fn without_module(mut self) -> Self {
+        self.module = false;
+        self
+    }
+    /// Use this working directory (kept on drop) instead of a fresh one.
+    pub fn dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.dir = Some(dir.into());
+        self
+    }
+    /// Use this port instead of a free one.
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = Some(port);
+        self
+    }
+
+    /// Start the server and wait until it answers PING.
+    pub fn start(self) -> Server {
+        let mut last_err = String::new();
+        for _attempt in 0..5 {
+            match self.try_start() {
+                Ok(s) => return s,
+                Err(e) => last_err = e,
+            }
+        }
+        panic!("redis-server did not start: {last_err}");
+    }
+
+    fn try_start(&self) -> Result<Server, String> {
+        let port = self.port.unwrap_or_else(free_port);
+        let (dir, own_dir) = match &self.dir {
+            Some(d) => {
+                std::fs::create_dir_all(d).map_err(|e| e.to_string())?;
+                (d.clone(), false)
+            }
+            None => (scratch_dir(&port.to_string()), true),
+        };
+        let log = dir.join("server.log");
+        let mut cmd = Command::new(server_binary());
+        cmd.arg("--port")
+            .arg(port.to_string())
+            .arg("--bind")
+            .arg("127.0.0.1")
+            .arg("--dir")
+            .arg(&dir)
+            .arg("--logfile")
+            .arg(&log)
+            .arg("--save")
+            .arg("")
+            .arg("--appendonly")
+            .arg("no")
+            .arg("--daemonize")
+            .arg("no")
+            .arg("--enable-debug-command")
+            .arg("yes")
+            .arg("--repl-diskless-sync-delay")
+            .arg("0");
+        if self.module {
+            cmd.arg("--loadmodule").arg(module_path());
+            cmd.args(&self.module_args);
+        }
+        cmd.args(&self.args);
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let child = cmd.spawn().map_err(|e| format!("spawn: {e}"))?;
+        let mut server = Server {
+            child: Some(child),
+            port,
+            dir,
+            own_dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = server.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                let log = std::fs::read_to_string(&log).unwrap_or_default();
+                server.child = None;
+                return Err(format!("exited with {status}; log:\n{log}"));
+            }
+            if let Ok(mut c) = server.try_connect() {
+                if redis::cmd("PING").query::<String>(&mut c).is_ok() {
+                    return Ok(server);
+                }
+            }
+            if Instant::now() > deadline {
+                return Err("no PONG within 10 s".into());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// A running server; killed when dropped.
+pub struct Server {
+    child: Option<Child>,
+    port: u16,
+    dir: PathBuf,
+    own_dir: bool,
+}
+
+impl Server {
+    /// Start a server with the module loaded and default settings.
+    pub fn start() -> Server {
+        ServerBuilder::default().start()
+    }
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder::default()
+    }
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+    fn try_connect(&self) -> redis::RedisResult<redis::Connection> {
+        let client = redis::Client::open(self.url())?;
+        client.get_connection_with_timeout(Duration::from_secs(2))
+    }
+    /// A new synchronous connection (RESP2).
+    pub fn conn(&self) -> redis::Connection {
+        self.try_connect().expect("connect to test server")
+    }
+    /// A new synchronous RESP3 connection.
+    pub fn conn_resp3(&self) -> redis::Connection {
+        let client = redis::Client::open(format!("{}?protocol=resp3", self.url()))
+            .expect("resp3 url");
+        client.get_connection().expect("connect resp3")
+    }
+    /// The server's log so far (for assertions and failure messages).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+    }
+    /// True while the process runs.
+    pub fn is_alive(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(c) => matches!(c.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+    /// Kill with SIGKILL and wait (the directory is kept until drop).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+    /// Stop with SHUTDOWN NOSAVE semantics by SIGTERM-like kill, keeping the dir.
+    pub fn stop(&mut self) {
+        self.kill();
+    }
+    /// Keep the working directory after drop (for a restart in the same dir).
+    pub fn keep_dir(&mut self) {
+        self.own_dir = false;
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+        if self.own_dir {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Poll `f` every 10 ms until it returns `Some`, or panic after `timeout`.
+pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
