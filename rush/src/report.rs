@@ -1,0 +1,223 @@
+//! What a run found, as text for people and JSON for machines.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::verify::{Limit, Verdict, Verification};
+
+/// Latency summary, milliseconds.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Latency {
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    pub mean_ms: f64,
+}
+
+impl Latency {
+    /// From a histogram of microseconds.
+    pub fn from_hist(h: &Histogram<u64>) -> Latency {
+        if h.is_empty() {
+            return Latency::default();
+        }
+        let ms = |us: u64| us as f64 / 1e3;
+        Latency {
+            p50_ms: ms(h.value_at_quantile(0.50)),
+            p90_ms: ms(h.value_at_quantile(0.90)),
+            p99_ms: ms(h.value_at_quantile(0.99)),
+            max_ms: ms(h.max()),
+            mean_ms: h.mean() / 1e3,
+        }
+    }
+}
+
+/// One second of a sustained run (counts are for that second only).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Interval {
+    /// End of the interval, seconds since the start.
+    pub t_s: f64,
+    pub sent: u64,
+    pub done: u64,
+    pub allowed: u64,
+    pub throttled: u64,
+    pub errors: u64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+}
+
+impl Interval {
+    /// The one-line form printed every second.
+    pub fn line(&self) -> String {
+        format!(
+            "{:>6.1}s  sent {:>7}  done {:>7}  allowed {:>7}  throttled {:>7}  errors {:>5}  p50 {:>7.2} ms  p99 {:>7.2} ms",
+            self.t_s,
+            self.sent,
+            self.done,
+            self.allowed,
+            self.throttled,
+            self.errors,
+            self.p50_ms,
+            self.p99_ms
+        )
+    }
+}
+
+/// The result of a run.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Report {
+    /// What was called.
+    pub target: String,
+    /// "burst" or "sustained".
+    pub mode: String,
+    pub workers: u64,
+    /// Burst: calls per worker.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub calls_per_worker: Option<u64>,
+    /// Sustained: the planned duration, seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_s: Option<f64>,
+    /// Sustained: the target rate, calls per second (None: as fast as possible).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_rate: Option<f64>,
+    /// From the release of the workers to the last reply, seconds.
+    pub elapsed_s: f64,
+    /// Ctrl-C stopped the run; counts cover completed calls only.
+    pub interrupted: bool,
+    pub sent: u64,
+    pub done: u64,
+    pub allowed: u64,
+    pub throttled: u64,
+    pub errors: u64,
+    /// Error messages and how often each was seen.
+    pub error_kinds: BTreeMap<String, u64>,
+    /// Completed calls per second.
+    pub rate_per_s: f64,
+    pub latency: Latency,
+    /// Sustained mode: one entry per second.
+    pub intervals: Vec<Interval>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verification: Option<Verification>,
+}
+
+/// Exit codes.
+pub mod exit {
+    /// The run completed (and the verification, if asked, passed).
+    pub const OK: i32 = 0;
+    /// The verification failed, or was inconclusive (errors, interruption).
+    pub const VERIFY_FAILED: i32 = 1;
+    /// Bad command line or input (bad URL, template, rule, ...).
+    pub const USAGE: i32 = 2;
+    /// The target could not be reached.
+    pub const UNREACHABLE: i32 = 3;
+    /// Interrupted by Ctrl-C (the partial report was printed).
+    pub const INTERRUPTED: i32 = 130;
+}
+
+impl Report {
+    /// The process exit code for this report.
+    pub fn exit_code(&self) -> i32 {
+        if self.interrupted {
+            return exit::INTERRUPTED;
+        }
+        match self.verification.as_ref().map(|v| v.verdict) {
+            Some(Verdict::Fail) | Some(Verdict::Inconclusive) => exit::VERIFY_FAILED,
+            _ => exit::OK,
+        }
+    }
+
+    /// The JSON form (`--json`).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    }
+
+    /// The human form.
+    pub fn to_text(&self) -> String {
+        let mut o = String::new();
+        let _ = writeln!(o, "rush: {} against {}", self.mode, self.target);
+        let stop = if self.interrupted {
+            " (interrupted)"
+        } else {
+            ""
+        };
+        match self.calls_per_worker {
+            Some(m) => {
+                let _ = writeln!(
+                    o,
+                    "{} workers completed in {:.6} s{stop}, {} calls each, results:",
+                    self.workers, self.elapsed_s, m
+                );
+            }
+            None => {
+                let rate = self
+                    .target_rate
+                    .map_or("as fast as possible".to_string(), |r| {
+                        format!("at {r} calls/s")
+                    });
+                let _ = writeln!(
+                    o,
+                    "{} workers ran {:.3} s {rate}{stop}, results:",
+                    self.workers, self.elapsed_s
+                );
+            }
+        }
+        let _ = writeln!(o, "    allowed: {}", self.allowed);
+        let _ = writeln!(o, "    throttled: {}", self.throttled);
+        let _ = writeln!(o, "    errors: {}", self.errors);
+        for (msg, n) in &self.error_kinds {
+            let _ = writeln!(o, "        {n} × {msg}");
+        }
+        if self.sent > self.done {
+            let _ = writeln!(o, "    unfinished: {}", self.sent - self.done);
+        }
+        let l = &self.latency;
+        let _ = writeln!(
+            o,
+            "latency: p50 {:.3} ms, p90 {:.3} ms, p99 {:.3} ms, max {:.3} ms ({} calls, {:.0} calls/s)",
+            l.p50_ms, l.p90_ms, l.p99_ms, l.max_ms, self.done, self.rate_per_s
+        );
+        if let Some(v) = &self.verification {
+            let verdict = match v.verdict {
+                Verdict::Pass => "PASS",
+                Verdict::Fail => "FAIL",
+                Verdict::Inconclusive => "INCONCLUSIVE",
+            };
+            let _ = writeln!(o, "verification ({}): {verdict}", v.limit);
+            let unit = match v.limit {
+                Limit::Bucket { .. } => "tokens",
+                Limit::Pacing { .. } => "permits",
+            };
+            let _ = writeln!(
+                o,
+                "    admitted {} {unit} of an ideal {} (efficiency {:.1}%) over {} key{}",
+                v.admitted,
+                v.ideal,
+                v.efficiency * 100.0,
+                v.keys,
+                if v.keys == 1 { "" } else { "s" }
+            );
+            if let (Some(p), Limit::Bucket { capacity, .. }) = (v.peak_burst, v.limit) {
+                let _ = writeln!(
+                    o,
+                    "    peak burst {p:.2} tokens (admitted minus rps × window, over every window; bound: capacity {capacity})"
+                );
+            }
+            if let Some(g) = v.min_gap_ms {
+                let _ = writeln!(o, "    closest permits {g} ms apart");
+            }
+            if v.keys_violated > 0 {
+                let _ = writeln!(o, "    {} key(s) broke the bound:", v.keys_violated);
+                for x in &v.violations {
+                    let _ = writeln!(o, "      key n={}: {}", x.key, x.detail);
+                }
+            }
+            for note in &v.notes {
+                let _ = writeln!(o, "    note: {note}");
+            }
+        }
+        o
+    }
+}
