@@ -1,1 +1,90 @@
-//! Redis module entry. (work in progress)
+//! `redis-throttle`: a Redis module for rate limiting.
+//!
+//! This file is the module entry only: OnLoad, the data types, the command
+//! table, configs and INFO. The arithmetic lives in the pure
+//! `throttle-core` crate; the Redis glue in [`redis`].
+
+use std::ffi::{CStr, c_int};
+
+use redis_module::raw;
+
+pub mod redis;
+
+use redis::ffi::{self, Args, Ctx};
+use redis::{apply, guard, permit, throttle};
+
+/// Declares an `extern "C"` command handler wrapped in the panic guard.
+macro_rules! handler {
+    ($fn_name:ident, $label:literal, $body:path) => {
+        unsafe extern "C" fn $fn_name(
+            ctx: *mut raw::RedisModuleCtx,
+            argv: *mut *mut raw::RedisModuleString,
+            argc: c_int,
+        ) -> c_int {
+            guard::command(ctx, $label, || $body(ctx, unsafe { Args::new(argv, argc) }))
+        }
+    };
+}
+
+handler!(cmd_throttle, "THROTTLE", throttle::throttle);
+handler!(cmd_peek, "THROTTLE.PEEK", throttle::peek);
+handler!(cmd_permit, "PERMIT", permit::permit);
+handler!(cmd_apply, "THROTTLE.APPLY", apply::apply);
+
+type Handler = unsafe extern "C" fn(
+    *mut raw::RedisModuleCtx,
+    *mut *mut raw::RedisModuleString,
+    c_int,
+) -> c_int;
+
+/// The command table: name, handler, flags, first/last/step key positions.
+const COMMANDS: &[(&CStr, Handler, &CStr, c_int, c_int, c_int)] = &[
+    (c"THROTTLE", cmd_throttle, c"write deny-oom fast", 1, 1, 1),
+    (c"THROTTLE.PEEK", cmd_peek, c"readonly fast", 1, 1, 1),
+    (c"PERMIT", cmd_permit, c"write deny-oom fast", 1, 1, 1),
+    (c"THROTTLE.APPLY", cmd_apply, c"write deny-oom", 1, 1, 1),
+];
+
+fn init(
+    ctx: &redis_module::Context,
+    load_args: &[redis_module::RedisString],
+) -> redis_module::Status {
+    let raw_ctx: Ctx = ctx.ctx;
+    guard::install_panic_hook();
+    for (name, handler, flags, first, last, step) in COMMANDS {
+        let rc = unsafe {
+            ffi::api!(RedisModule_CreateCommand)(
+                raw_ctx,
+                name.as_ptr(),
+                Some(*handler),
+                flags.as_ptr(),
+                *first,
+                *last,
+                *step,
+            )
+        };
+        if rc != raw::REDISMODULE_OK as c_int {
+            ffi::log(raw_ctx, c"warning", &format!("could not register {name:?}"));
+            return redis_module::Status::Err;
+        }
+    }
+    let args: Vec<&[u8]> = load_args.iter().map(|a| a.as_slice()).collect();
+    if let Err(e) = redis::config::register(raw_ctx, &args) {
+        ffi::log(raw_ctx, c"warning", &e);
+        return redis_module::Status::Err;
+    }
+    unsafe { ffi::api!(RedisModule_RegisterInfoFunc)(raw_ctx, Some(redis::info::info)) };
+    redis_module::Status::Ok
+}
+
+#[cfg(not(test))]
+redis_module::redis_module! {
+    name: "throttle",
+    version: 1,
+    allocator: (redis_module::alloc::RedisAlloc, redis_module::alloc::RedisAlloc),
+    data_types: [BUCKET_TYPE, PERMIT_TYPE],
+    init: init,
+}
+
+#[cfg(not(test))]
+use redis::datatype::{BUCKET_TYPE, PERMIT_TYPE};

@@ -173,7 +173,11 @@ impl ServerBuilder {
         };
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            if let Some(status) = server.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = server
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 let log = std::fs::read_to_string(&log).unwrap_or_default();
                 server.child = None;
                 return Err(format!("exited with {status}; log:\n{log}"));
@@ -229,8 +233,8 @@ impl Server {
     }
     /// A new synchronous RESP3 connection.
     pub fn conn_resp3(&self) -> redis::Connection {
-        let client = redis::Client::open(format!("{}?protocol=resp3", self.url()))
-            .expect("resp3 url");
+        let client =
+            redis::Client::open(format!("{}?protocol=resp3", self.url())).expect("resp3 url");
         client.get_connection().expect("connect resp3")
     }
     /// The server's log so far (for assertions and failure messages).

@@ -1,0 +1,183 @@
+//! Exact decimal numbers in fixed point.
+//!
+//! Rate-limit parameters arrive as decimal text ("0.0001", "2.5", "1e9").
+//! [`parse`] turns such text into an exact integer count of `10^-scale`
+//! units, or an error: there is no floating point anywhere, so `0.1` is
+//! exactly one tenth and never `0.1000000000000000055…`.
+//!
+//! Accepted, as Redis accepts floats: an optional sign, digits with an
+//! optional fractional part (`5`, `5.`, `.5`, `0.25`), and an optional
+//! exponent (`1e9`, `2.5E-3`). Rejected: empty text, spaces, hex, `inf`,
+//! `nan`, trailing garbage, and values that need more than `scale`
+//! fractional digits or do not fit in 128 bits.
+
+/// Why a decimal could not be read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DecimalError {
+    /// Not a decimal number at all.
+    Invalid,
+    /// More precise than the unit allows (e.g. `0.0000000001` at scale 9).
+    TooPrecise,
+    /// Too large to represent.
+    OutOfRange,
+}
+
+/// An exact decimal: `sign × units × 10^-scale`, scale chosen by the caller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fixed {
+    pub negative: bool,
+    pub units: u128,
+}
+
+const MAX_EXPONENT_DIGITS: usize = 4;
+
+fn pow10(exp: u32) -> Option<u128> {
+    10u128.checked_pow(exp)
+}
+
+/// Parses `text` as an exact count of `10^-scale` units.
+pub fn parse(text: &[u8], scale: u32) -> Result<Fixed, DecimalError> {
+    let (negative, rest) = match text.split_first() {
+        Some((b'-', r)) => (true, r),
+        Some((b'+', r)) => (false, r),
+        Some(_) => (false, text),
+        None => return Err(DecimalError::Invalid),
+    };
+    let (mantissa_text, exp_text) = match rest.iter().position(|&c| c == b'e' || c == b'E') {
+        Some(i) => (&rest[..i], Some(&rest[i + 1..])),
+        None => (rest, None),
+    };
+    let (int_digits, frac_digits) = match mantissa_text.iter().position(|&c| c == b'.') {
+        Some(i) => (&mantissa_text[..i], &mantissa_text[i + 1..]),
+        None => (mantissa_text, &mantissa_text[..0]),
+    };
+    if int_digits.is_empty() && frac_digits.is_empty() {
+        return Err(DecimalError::Invalid);
+    }
+    if !int_digits.iter().chain(frac_digits).all(u8::is_ascii_digit) {
+        return Err(DecimalError::Invalid);
+    }
+    let exponent: i64 = match exp_text {
+        None => 0,
+        Some(e) => parse_exponent(e)?,
+    };
+    // Trailing zeros of the fraction do not change the value.
+    let frac_len = frac_digits
+        .iter()
+        .rposition(|&c| c != b'0')
+        .map_or(0, |p| p + 1);
+    let frac_digits = &frac_digits[..frac_len];
+
+    let mut mantissa: u128 = 0;
+    for &d in int_digits.iter().chain(frac_digits) {
+        mantissa = mantissa
+            .checked_mul(10)
+            .and_then(|m| m.checked_add(u128::from(d - b'0')))
+            .ok_or(DecimalError::OutOfRange)?;
+    }
+    if mantissa == 0 {
+        return Ok(Fixed { negative, units: 0 });
+    }
+    // value = mantissa × 10^(exponent − frac_len); units = value × 10^scale
+    let frac_len = i64::try_from(frac_len).map_err(|_| DecimalError::TooPrecise)?;
+    let shift = exponent
+        .saturating_sub(frac_len)
+        .saturating_add(i64::from(scale));
+    let units = if shift >= 0 {
+        let s = u32::try_from(shift).map_err(|_| DecimalError::OutOfRange)?;
+        pow10(s)
+            .and_then(|p| mantissa.checked_mul(p))
+            .ok_or(DecimalError::OutOfRange)?
+    } else {
+        let s = u32::try_from(shift.unsigned_abs()).map_err(|_| DecimalError::TooPrecise)?;
+        let divisor = pow10(s).ok_or(DecimalError::TooPrecise)?;
+        if mantissa % divisor != 0 {
+            return Err(DecimalError::TooPrecise);
+        }
+        mantissa / divisor
+    };
+    Ok(Fixed { negative, units })
+}
+
+fn parse_exponent(text: &[u8]) -> Result<i64, DecimalError> {
+    let (negative, digits) = match text.split_first() {
+        Some((b'-', r)) => (true, r),
+        Some((b'+', r)) => (false, r),
+        _ => (false, text),
+    };
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return Err(DecimalError::Invalid);
+    }
+    let significant = digits.iter().skip_while(|&&c| c == b'0').count();
+    if significant > MAX_EXPONENT_DIGITS {
+        return Err(if negative {
+            DecimalError::TooPrecise
+        } else {
+            DecimalError::OutOfRange
+        });
+    }
+    let magnitude = digits
+        .iter()
+        .fold(0i64, |acc, &d| acc * 10 + i64::from(d - b'0'));
+    Ok(if negative { -magnitude } else { magnitude })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn units(s: &str, scale: u32) -> Result<(bool, u128), DecimalError> {
+        parse(s.as_bytes(), scale).map(|f| (f.negative, f.units))
+    }
+
+    #[test]
+    fn plain_and_fractional_values_are_exact() {
+        assert_eq!(units("5", 9), Ok((false, 5_000_000_000)));
+        assert_eq!(units("0.0001", 9), Ok((false, 100_000)));
+        assert_eq!(units("2.5", 9), Ok((false, 2_500_000_000)));
+        assert_eq!(units(".5", 3), Ok((false, 500)));
+        assert_eq!(units("5.", 0), Ok((false, 5)));
+        assert_eq!(units("-1", 9), Ok((true, 1_000_000_000)));
+        assert_eq!(units("+7", 0), Ok((false, 7)));
+        assert_eq!(units("0.000000001", 9), Ok((false, 1)));
+        assert_eq!(
+            units("1.50000000000000000000000000000000000000000", 1),
+            Ok((false, 15))
+        );
+        assert_eq!(
+            units("000000000000000000000000000000000000000000012", 0),
+            Ok((false, 12))
+        );
+    }
+
+    #[test]
+    fn exponents_are_exact() {
+        assert_eq!(units("1e9", 9), Ok((false, 1_000_000_000_000_000_000)));
+        assert_eq!(units("2.5E-3", 9), Ok((false, 2_500_000)));
+        assert_eq!(units("1e+2", 0), Ok((false, 100)));
+        assert_eq!(units("0e999", 0), Ok((false, 0)));
+    }
+
+    #[test]
+    fn garbage_is_invalid() {
+        for bad in [
+            "", "-", "+", ".", "e5", "1e", "1e+", "abc", "0x10", "1.2.3", " 1", "1 ", "1e5x",
+            "nan", "NaN", "inf", "-inf", "infinity", "1,5", "--1", "1e--2", "\u{0}1",
+        ] {
+            assert_eq!(units(bad, 9), Err(DecimalError::Invalid), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn too_precise_and_too_large() {
+        assert_eq!(units("0.0000000001", 9), Err(DecimalError::TooPrecise));
+        assert_eq!(units("1e-10", 9), Err(DecimalError::TooPrecise));
+        assert_eq!(units("1e-99999", 9), Err(DecimalError::TooPrecise));
+        assert_eq!(units("1e99999", 9), Err(DecimalError::OutOfRange));
+        assert_eq!(units("1e40", 0), Err(DecimalError::OutOfRange));
+        assert_eq!(
+            units("999999999999999999999999999999999999999999", 0),
+            Err(DecimalError::OutOfRange)
+        );
+    }
+}

@@ -1,0 +1,80 @@
+//! THROTTLE.APPLY key payload expire_at_ms — the effect of a write.
+//!
+//! Commands that read the clock are never propagated as they were called:
+//! a replica, or an AOF replayed later, would decide again with its own
+//! later clock. Instead the master propagates this command with the
+//! absolute resulting state (the codec's bytes) and absolute expiry (Unix
+//! ms; 0 leaves the expiry alone, as in an AOF rewrite, which adds a
+//! PEXPIREAT). It replaces whatever value of the same kind the key holds,
+//! so a replica ends byte-identical to its master.
+//!
+//! It is an ordinary command: an operator may use it to restore state, and
+//! the payload is validated as strictly as an RDB load.
+
+use throttle_core::codec::{self, CodecError};
+
+use super::datatype::{bucket_type, permit_type, set_bucket, set_permit};
+use super::error::{Error, Result};
+use super::ffi::{self, Args, Ctx, Holds, Key};
+use throttle_core::limiter::Limiter;
+use throttle_core::permit::PermitState;
+
+fn replace<T>(
+    key: &Key,
+    ty: *mut redis_module::raw::RedisModuleType,
+    value: T,
+    create: fn(&Key, T),
+) -> Result<()> {
+    match key.holds::<T>(ty) {
+        Holds::Ours(p) => unsafe { *p.as_ptr() = value },
+        Holds::Nothing => create(key, value),
+        Holds::Other => return Err(Error::WrongType),
+    }
+    Ok(())
+}
+
+pub fn apply(ctx: Ctx, args: Args) -> Result<()> {
+    if args.len() != 4 {
+        return Err(Error::Arity("throttle.apply"));
+    }
+    let payload = args.bytes(2);
+    let expire_at_ms = args::integer(
+        args.bytes(3),
+        "expire_at_ms",
+        0,
+        i64::MAX,
+        "an integer >= 0",
+    )?;
+    let key = Key::open(ctx, args.raw(1), true);
+    match payload.get(1) {
+        Some(b'L') => {
+            let v = codec::decode_limiter(payload).map_err(|why| Error::Payload {
+                what: "rl-bucket",
+                why,
+            })?;
+            replace::<Limiter>(&key, bucket_type(), v, set_bucket)?;
+        }
+        Some(b'P') => {
+            let v = codec::decode_permit(payload).map_err(|why| Error::Payload {
+                what: "rl-permit",
+                why,
+            })?;
+            replace::<PermitState>(&key, permit_type(), v, set_permit)?;
+        }
+        _ => {
+            return Err(Error::Payload {
+                what: "state",
+                why: CodecError::WrongKind,
+            });
+        }
+    }
+    if expire_at_ms > 0 {
+        key.set_expire_at_ms(expire_at_ms);
+    }
+    drop(key);
+    unsafe { ffi::api!(RedisModule_ReplicateVerbatim)(ctx) };
+    ffi::reply_simple(ctx, c"OK");
+    Ok(())
+}
+
+use super::args;

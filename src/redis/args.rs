@@ -1,0 +1,237 @@
+//! Strict argument parsers, one per argument kind, used by every command.
+//!
+//! They parse as Redis does: no spaces, no trailing garbage, no hex, no
+//! `nan`/`inf`, no empty strings; out-of-range values are errors, never
+//! clamped. Every error names the argument.
+
+use throttle_core::Micros;
+use throttle_core::decimal::{self, DecimalError, Fixed};
+use throttle_core::limiter::Params;
+use throttle_core::quota::{Limit, NANO, QuotaError, Rate};
+
+use super::error::{Error, Result};
+
+/// A decimal with at most `digits` fractional digits, exactly.
+pub fn decimal(bytes: &[u8], arg: &'static str, digits: u32) -> Result<Fixed> {
+    decimal::parse(bytes, digits).map_err(|e| match e {
+        DecimalError::Invalid => Error::NotANumber {
+            arg,
+            kind: "decimal number",
+        },
+        DecimalError::TooPrecise => Error::TooPrecise { arg, digits },
+        DecimalError::OutOfRange => Error::OutOfRange {
+            arg,
+            range: "a smaller number",
+        },
+    })
+}
+
+/// An integer in `min..=max`, written as Redis writes integers.
+pub fn integer(
+    bytes: &[u8],
+    arg: &'static str,
+    min: i64,
+    max: i64,
+    range: &'static str,
+) -> Result<i64> {
+    let not_int = Error::NotANumber {
+        arg,
+        kind: "integer",
+    };
+    let s = std::str::from_utf8(bytes).map_err(|_| Error::NotANumber {
+        arg,
+        kind: "integer",
+    })?;
+    // Redis's string2ll: optional '-', digits, no '+', no leading zeros.
+    let digits = s.strip_prefix('-').unwrap_or(s);
+    if digits.is_empty()
+        || !digits.bytes().all(|b| b.is_ascii_digit())
+        || (digits.len() > 1 && digits.starts_with('0'))
+        || s == "-0"
+    {
+        return Err(not_int);
+    }
+    let v: i64 = s.parse().map_err(|_| Error::OutOfRange { arg, range })?;
+    if v < min || v > max {
+        return Err(Error::OutOfRange { arg, range });
+    }
+    Ok(v)
+}
+
+/// A non-negative integer count.
+pub fn count(bytes: &[u8], arg: &'static str) -> Result<u64> {
+    let v = integer(bytes, arg, 0, i64::MAX, "an integer >= 0")?;
+    Ok(v.unsigned_abs())
+}
+
+/// Longest a caller may be held (WAIT / BLOCK): one year.
+pub const MAX_TIMEOUT_MS: i64 = 366 * 24 * 3600 * 1000;
+
+/// A timeout in whole milliseconds, `0..=MAX_TIMEOUT_MS`.
+pub fn timeout_ms(bytes: &[u8], arg: &'static str) -> Result<Micros> {
+    let ms = integer(
+        bytes,
+        arg,
+        0,
+        MAX_TIMEOUT_MS,
+        "an integer >= 0 and <= 31622400000 (one year)",
+    )?;
+    Ok(Micros::from_millis(ms.unsigned_abs()))
+}
+
+/// `rps`: tokens per second, > 0 with up to 9 decimals, or 0 / -1.
+pub fn rate(bytes: &[u8]) -> Result<Rate> {
+    let f = decimal(bytes, "rps", 9)?;
+    Rate::from_nano(f.negative, f.units).map_err(|_| Error::OutOfRange {
+        arg: "rps",
+        range: "> 0 and <= 1e10 (or 0 to deny all, -1 to allow all)",
+    })
+}
+
+/// A positive decimal in billionths (`burst`, `window` in seconds).
+pub fn positive_nano(bytes: &[u8], arg: &'static str, range: &'static str) -> Result<u128> {
+    let f = decimal(bytes, arg, 9)?;
+    if f.negative || f.units == 0 {
+        return Err(Error::OutOfRange { arg, range });
+    }
+    Ok(f.units)
+}
+
+const BURST_RANGE: &str = "> 0 and <= 1e9";
+const WINDOW_RANGE: &str = "> 0 and <= 1e9 seconds";
+
+/// Maps a quota error to the argument it is about.
+pub fn quota_error(e: QuotaError) -> Error {
+    match e {
+        QuotaError::Rps => Error::OutOfRange {
+            arg: "rps",
+            range: "> 0 and <= 1e10 (or 0 to deny all, -1 to allow all)",
+        },
+        QuotaError::Burst => Error::OutOfRange {
+            arg: "burst",
+            range: BURST_RANGE,
+        },
+        QuotaError::Window => Error::OutOfRange {
+            arg: "window",
+            range: WINDOW_RANGE,
+        },
+        QuotaError::Capacity => {
+            Error::Invalid("rps*burst*window is too large (the limit must be at most 1e15 tokens)")
+        }
+    }
+}
+
+/// `rps burst window` as a validated limit.
+pub fn limit(rps: &[u8], burst: &[u8], window: &[u8]) -> Result<Limit> {
+    let rate = rate(rps)?;
+    let burst = positive_nano(burst, "burst", BURST_RANGE)?;
+    let window = positive_nano(window, "window", WINDOW_RANGE)?;
+    Limit::new(rate, burst, window).map_err(quota_error)
+}
+
+/// Validated parameters (for knobs, which may be given one at a time).
+pub fn params_of(limit: &Limit) -> Params {
+    limit.params()
+}
+
+/// `interval_ms`: > 0, in whole microseconds (at most 3 decimals).
+pub fn interval_ms(bytes: &[u8]) -> Result<Micros> {
+    let f = decimal(bytes, "interval_ms", 3)?;
+    let range = "> 0 and <= 1e12 ms";
+    if f.negative || f.units == 0 || f.units > 1_000_000_000_000_000 {
+        return Err(Error::OutOfRange {
+            arg: "interval_ms",
+            range,
+        });
+    }
+    Ok(Micros(u64::try_from(f.units).map_err(|_| {
+        Error::OutOfRange {
+            arg: "interval_ms",
+            range,
+        }
+    })?))
+}
+
+/// True when `arg` equals the option name `name` (ASCII case-insensitive).
+pub fn is_option(arg: &[u8], name: &str) -> bool {
+    arg.eq_ignore_ascii_case(name.as_bytes())
+}
+
+/// Billionths per unit, for callers that convert back.
+pub const UNIT_NANO: u64 = NANO;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integers_parse_as_redis_does() {
+        assert_eq!(count(b"0", "tokens").unwrap(), 0);
+        assert_eq!(count(b"42", "tokens").unwrap(), 42);
+        for bad in [
+            &b""[..],
+            b"+1",
+            b"01",
+            b"1.0",
+            b" 1",
+            b"1 ",
+            b"0x1",
+            b"-0",
+            b"1e3",
+            b"abc",
+        ] {
+            assert!(
+                matches!(count(bad, "tokens"), Err(Error::NotANumber { .. })),
+                "{bad:?}"
+            );
+        }
+        assert!(matches!(
+            count(b"-1", "tokens"),
+            Err(Error::OutOfRange { .. })
+        ));
+        assert!(matches!(
+            count(b"99999999999999999999", "tokens"),
+            Err(Error::OutOfRange { .. })
+        ));
+    }
+
+    #[test]
+    fn limits_validate_each_argument() {
+        assert_eq!(limit(b"5", b"2", b"8").unwrap().capacity, 80);
+        assert!(matches!(
+            limit(b"-2", b"2", b"8"),
+            Err(Error::OutOfRange { arg: "rps", .. })
+        ));
+        assert!(matches!(
+            limit(b"nan", b"2", b"8"),
+            Err(Error::NotANumber { arg: "rps", .. })
+        ));
+        assert!(matches!(
+            limit(b"5", b"0", b"8"),
+            Err(Error::OutOfRange { arg: "burst", .. })
+        ));
+        assert!(matches!(
+            limit(b"5", b"2", b"-8"),
+            Err(Error::OutOfRange { arg: "window", .. })
+        ));
+        assert!(matches!(
+            limit(b"5", b"inf", b"8"),
+            Err(Error::NotANumber { arg: "burst", .. })
+        ));
+        assert!(matches!(
+            limit(b"1e10", b"1e9", b"1e9"),
+            Err(Error::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn intervals_are_whole_microseconds() {
+        assert_eq!(interval_ms(b"0.25").unwrap(), Micros(250));
+        assert_eq!(interval_ms(b"3000").unwrap(), Micros(3_000_000));
+        assert!(matches!(
+            interval_ms(b"0.0001"),
+            Err(Error::TooPrecise { .. })
+        ));
+        assert!(matches!(interval_ms(b"0"), Err(Error::OutOfRange { .. })));
+    }
+}
