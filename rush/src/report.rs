@@ -53,7 +53,7 @@ impl Interval {
     /// The one-line form printed every second.
     pub fn line(&self) -> String {
         format!(
-            "{:>6.1}s  sent {:>7}  done {:>7}  allowed {:>7}  throttled {:>7}  errors {:>5}  p50 {:>7.2} ms  p99 {:>7.2} ms",
+            "{:>7.3}s  sent {:>7}  done {:>7}  allowed {:>7}  throttled {:>7}  errors {:>5}  p50 {:>7.2} ms  p99 {:>7.2} ms",
             self.t_s,
             self.sent,
             self.done,

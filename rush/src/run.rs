@@ -424,7 +424,7 @@ impl Collector {
         let (done, allowed, throttled, errors) = self.second_counts;
         let l = Latency::from_hist(&self.second_hist);
         let iv = Interval {
-            t_s: (t * 10.0).round() / 10.0,
+            t_s: (t * 1e3).round() / 1e3,
             sent: sent.saturating_sub(self.last_sent),
             done,
             allowed,

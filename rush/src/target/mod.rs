@@ -31,7 +31,7 @@ impl Connector {
     /// Opens one connection.
     pub async fn connect(&self) -> Result<Conn, String> {
         match self {
-            Connector::Redis(c) => c.connect().await.map(Conn::Redis),
+            Connector::Redis(c) => c.connect().await.map(|c| Conn::Redis(Box::new(c))),
             Connector::Http(c) => c.connect().await.map(Conn::Http),
         }
     }
@@ -39,7 +39,7 @@ impl Connector {
 
 /// One worker's connection.
 pub enum Conn {
-    Redis(redis::RedisConn),
+    Redis(Box<redis::RedisConn>),
     Http(http::HttpConn),
 }
 

@@ -28,7 +28,8 @@ pub struct RedisTarget {
     pub connect_timeout: Duration,
 }
 
-#[derive(Clone)]
+// Held once per run behind an Arc: the size difference does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Client {
     Single(redis::Client),
     Cluster(ClusterClient),
@@ -43,7 +44,7 @@ enum Inner {
 #[derive(Clone)]
 pub struct RedisConnector {
     target: Arc<RedisTarget>,
-    client: Client,
+    client: Arc<Client>,
 }
 
 impl RedisConnector {
@@ -71,7 +72,7 @@ impl RedisConnector {
         };
         Ok(RedisConnector {
             target: Arc::new(target),
-            client,
+            client: Arc::new(client),
         })
     }
 
@@ -93,7 +94,7 @@ impl RedisConnector {
     async fn open(&self) -> Result<Inner, String> {
         let t = &self.target;
         let what = || t.urls.join(",");
-        match &self.client {
+        match self.client.as_ref() {
             Client::Single(c) => {
                 let cfg = AsyncConnectionConfig::new()
                     .set_connection_timeout(Some(t.connect_timeout))

@@ -1,0 +1,112 @@
+//! Helpers shared by rush's integration tests: run rush in-process, load
+//! deliberately wrong limiters written in Lua, start the example HTTP API.
+#![allow(dead_code)]
+
+use rush::report::Report;
+
+/// Runs rush with `args` (without the program name) and returns its report.
+pub async fn rush(args: &[&str]) -> Report {
+    let mut all = vec!["rush"];
+    all.extend_from_slice(args);
+    match rush::execute(all).await {
+        Ok(r) => r,
+        Err(e) => panic!("rush {args:?} failed: {e}"),
+    }
+}
+
+/// Runs rush and returns its error.
+pub async fn rush_err(args: &[&str]) -> rush::Error {
+    let mut all = vec!["rush"];
+    all.extend_from_slice(args);
+    match rush::execute(all).await {
+        Ok(r) => panic!("rush {args:?} should have failed, got:\n{}", r.to_text()),
+        Err(e) => e,
+    }
+}
+
+/// A fixed-window counter aligned to the wall clock: `INCR key:<window#>`,
+/// expiring after two windows. Returns the count; `int<=LIMIT` classifies it.
+/// ARGV[1] = window in ms. Lets 2×LIMIT through around each window edge.
+pub const FIXED_WINDOW_LUA: &str = r#"
+local t = redis.call('TIME')
+local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local w = math.floor(now_ms / tonumber(ARGV[1]))
+local k = KEYS[1] .. ':' .. w
+local n = redis.call('INCR', k)
+if n == 1 then redis.call('PEXPIRE', k, 2 * tonumber(ARGV[1])) end
+return n
+"#;
+
+/// A broken pacer with PERMIT's reply shape: every call is granted "now".
+pub const GREEDY_PERMIT_LUA: &str = r#"
+local t = redis.call('TIME')
+local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+return {0, now_ms, now_ms + 1000}
+"#;
+
+/// Loads a script and returns its SHA1.
+pub fn load_script(server: &testkit::Server, lua: &str) -> String {
+    let mut c = server.conn();
+    redis::cmd("SCRIPT")
+        .arg("LOAD")
+        .arg(lua)
+        .query::<String>(&mut c)
+        .expect("SCRIPT LOAD")
+}
+
+/// Starts the example HTTP API on a free loopback port; returns its base URL.
+pub async fn start_http_api(redis_url: &str, rps: f64, burst: f64, window: f64) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind 127.0.0.1:0");
+    let addr = listener.local_addr().expect("local_addr");
+    let cfg = http_api::Config {
+        listen: addr,
+        redis_url: redis_url.to_string(),
+        rps,
+        burst,
+        window,
+        cost: 1,
+        key_header: "x-api-key".into(),
+        key_query: "api_key".into(),
+        key_prefix: "api:".into(),
+    };
+    let app = http_api::app(cfg)
+        .await
+        .expect("http api connects to redis");
+    tokio::spawn(http_api::run(listener, app));
+    format!("http://{addr}")
+}
+
+/// A raw HTTP/1.1 GET (Connection: close); returns the status line and headers, lower-cased.
+pub fn raw_get(base: &str, path: &str, headers: &[(&str, &str)]) -> (u16, Vec<(String, String)>) {
+    use std::io::{Read, Write};
+    let addr = base.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(addr).expect("connect to http api");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .ok();
+    let mut req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).expect("write request");
+    let mut text = String::new();
+    s.read_to_string(&mut text).expect("read response");
+    let mut lines = text.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .expect("status line");
+    let hs = lines
+        .take_while(|l| !l.is_empty())
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    (status, hs)
+}
+
+pub fn header<'a>(hs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    hs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}

@@ -1,0 +1,320 @@
+//! rush against the module's THROTTLE and PERMIT on a real redis-server.
+
+mod common;
+
+use common::rush;
+use rush::verify::{Limit, Verdict};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn burst_against_throttle_admits_exactly_the_capacity() {
+    let server = testkit::Server::start();
+    let url = server.url();
+    // capacity = ceil(0.1 × 100 × 1) = 10; one more token only every 10 s.
+    let r = rush(&[
+        "redis",
+        "-u",
+        &url,
+        "-c",
+        "50",
+        "-n",
+        "2",
+        "--verify",
+        "--",
+        "THROTTLE",
+        "rush:{run}",
+        "0.1",
+        "100",
+        "1",
+    ])
+    .await;
+    assert_eq!(
+        (r.done, r.allowed, r.throttled, r.errors),
+        (100, 10, 90, 0),
+        "{}",
+        r.to_text()
+    );
+    let v = r.verification.as_ref().expect("verification");
+    assert_eq!(v.verdict, Verdict::Pass, "{}", r.to_text());
+    assert_eq!(
+        v.limit,
+        Limit::Bucket {
+            rps: 0.1,
+            capacity: 10.0
+        }
+    );
+    assert_eq!((v.admitted, v.ideal), (10, 10));
+    assert!(
+        r.to_text().contains("50 workers completed in"),
+        "{}",
+        r.to_text()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn burst_over_many_keys_admits_the_capacity_of_each() {
+    let server = testkit::Server::start();
+    let url = server.url();
+    // 5 keys, 40 calls each (sequential order), capacity 4 each.
+    let r = rush(&[
+        "redis",
+        "-u",
+        &url,
+        "-c",
+        "20",
+        "-n",
+        "10",
+        "--keys",
+        "1..=5",
+        "--key-order",
+        "sequential",
+        "--verify",
+        "--",
+        "THROTTLE",
+        "rush:{run}:{n}",
+        "0.1",
+        "40",
+        "1",
+    ])
+    .await;
+    assert_eq!(
+        (r.allowed, r.throttled, r.errors),
+        (20, 180, 0),
+        "{}",
+        r.to_text()
+    );
+    let v = r.verification.as_ref().expect("verification");
+    assert_eq!(
+        (v.verdict, v.keys, v.admitted, v.ideal),
+        (Verdict::Pass, 5, 20, 20),
+        "{}",
+        r.to_text()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sustained_throttle_stays_within_the_bound_and_near_the_ideal() {
+    let server = testkit::Server::start();
+    let url = server.url();
+    // rps 100, capacity ceil(100 × 0.2 × 1) = 20, for 2 s as fast as possible:
+    // ideal ≈ 20 + 100 × 2 = 220.
+    let r = rush(&[
+        "redis",
+        "-u",
+        &url,
+        "-c",
+        "8",
+        "-d",
+        "2s",
+        "--verify",
+        "--",
+        "THROTTLE",
+        "rush:{run}",
+        "100",
+        "0.2",
+        "1",
+    ])
+    .await;
+    let v = r.verification.as_ref().expect("verification");
+    assert_eq!(v.verdict, Verdict::Pass, "{}", r.to_text());
+    assert!(
+        r.throttled > r.allowed,
+        "the run must saturate the limit: {}",
+        r.to_text()
+    );
+    assert!(
+        (0.95..=1.02).contains(&v.efficiency),
+        "efficiency {}: {}",
+        v.efficiency,
+        r.to_text()
+    );
+    assert!(
+        v.peak_burst.is_some_and(|p| p <= 20.0 && p > 15.0),
+        "{}",
+        r.to_text()
+    );
+    // One line per second, and one for the calls that were in flight at the end.
+    assert!((2..=3).contains(&r.intervals.len()), "{:?}", r.intervals);
+    assert_eq!(r.intervals.iter().map(|i| i.done).sum::<u64>(), r.done);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sustained_at_a_rate_below_the_limit_is_all_allowed() {
+    let server = testkit::Server::start();
+    let url = server.url();
+    let r = rush(&[
+        "redis",
+        "-u",
+        &url,
+        "-c",
+        "4",
+        "-d",
+        "1s",
+        "-r",
+        "50",
+        "--verify",
+        "--",
+        "THROTTLE",
+        "rush:{run}",
+        "100",
+        "1",
+        "1",
+    ])
+    .await;
+    assert_eq!(
+        (r.allowed, r.throttled, r.errors),
+        (50, 0, 0),
+        "{}",
+        r.to_text()
+    );
+    let v = r.verification.as_ref().expect("verification");
+    assert_eq!(v.verdict, Verdict::Pass);
+    assert!((v.efficiency - 1.0).abs() < 1e-9, "{}", r.to_text());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttle_wait_blocks_longer_than_the_response_timeout_asked() {
+    let server = testkit::Server::start();
+    let url = server.url();
+    // rps 20, capacity 1: 6 workers queue behind each other with WAIT up to 2 s.
+    // --timeout 200ms is raised above the WAIT timeout, so nothing times out.
+    let r = rush(&[
+        "redis",
+        "-u",
+        &url,
+        "-c",
+        "6",
+        "-d",
+        "1s",
+        "--timeout",
+        "200ms",
+        "--verify",
+        "--",
+        "THROTTLE",
+        "rush:{run}",
+        "20",
+        "0.05",
+        "1",
+        "1",
+        "WAIT",
+        "2000",
+    ])
+    .await;
+    assert_eq!(r.errors, 0, "{}", r.to_text());
+    assert!(
+        r.latency.max_ms > 200.0,
+        "calls waited server-side: {}",
+        r.to_text()
+    );
+    let v = r.verification.as_ref().expect("verification");
+    assert_eq!(v.verdict, Verdict::Pass, "{}", r.to_text());
+    // About 1 + 20/s over the run (plus the calls still waiting at the end).
+    assert!((15..=32).contains(&r.allowed), "{}", r.to_text());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn permit_block_is_paced_and_verified() {
+    let server = testkit::Server::start();
+    let url = server.url();
+    let r = rush(&[
+        "redis",
+        "-u",
+        &url,
+        "-c",
+        "6",
+        "-d",
+        "1200ms",
+        "--verify",
+        "--",
+        "PERMIT",
+        "rush:{run}",
+        "100",
+        "20",
+        "BLOCK",
+        "5000",
+    ])
+    .await;
+    let v = r.verification.as_ref().expect("verification");
+    assert_eq!(v.verdict, Verdict::Pass, "{}", r.to_text());
+    assert_eq!(v.limit, Limit::Pacing { interval_ms: 100.0 });
+    assert!(v.min_gap_ms.is_some_and(|g| g >= 100), "{}", r.to_text());
+    assert!(v.efficiency > 0.95, "{}", r.to_text());
+    assert_eq!(r.errors, 0, "{}", r.to_text());
+    // BLOCK replies come when the slot is due: about one per 100 ms.
+    let elapsed_ms = r.elapsed_s * 1e3;
+    assert!(
+        r.allowed as f64 <= 1.0 + elapsed_ms / 100.0 + 1.0,
+        "{}",
+        r.to_text()
+    );
+    assert!(r.allowed >= 11, "{}", r.to_text());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn permit_refusals_are_throttled() {
+    let server = testkit::Server::start();
+    let url = server.url();
+    // Interval 1 s, at most 2 waiting: of 10 simultaneous calls, 3 are granted.
+    let r = rush(&[
+        "redis",
+        "-u",
+        &url,
+        "-c",
+        "10",
+        "--verify",
+        "--",
+        "PERMIT",
+        "rush:{run}",
+        "1000",
+        "2",
+    ])
+    .await;
+    assert_eq!(
+        (r.allowed, r.throttled, r.errors),
+        (3, 7, 0),
+        "{}",
+        r.to_text()
+    );
+    let v = r.verification.as_ref().expect("verification");
+    assert_eq!(
+        (v.verdict, v.min_gap_ms),
+        (Verdict::Pass, Some(1000)),
+        "{}",
+        r.to_text()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn misconfigured_bound_is_caught() {
+    let server = testkit::Server::start();
+    let url = server.url();
+    // The limiter really allows capacity 10; claim 5 and rush must say FAIL.
+    let r = rush(&[
+        "redis",
+        "-u",
+        &url,
+        "-c",
+        "20",
+        "--verify",
+        "--limit-rps",
+        "0.1",
+        "--limit-capacity",
+        "5",
+        "--",
+        "THROTTLE",
+        "rush:{run}",
+        "0.1",
+        "100",
+        "1",
+    ])
+    .await;
+    assert_eq!(r.allowed, 10);
+    let v = r.verification.as_ref().expect("verification");
+    assert_eq!(v.verdict, Verdict::Fail, "{}", r.to_text());
+    assert_eq!(r.exit_code(), 1);
+    assert!(
+        v.violations[0].detail.contains("10 tokens"),
+        "{}",
+        r.to_text()
+    );
+    assert!(r.to_text().contains("reported limit 10"), "{}", r.to_text());
+}
