@@ -91,6 +91,17 @@ pub async fn main_with_args(args: Vec<std::ffi::OsString>) -> i32 {
             return exit::USAGE;
         }
     };
+    if let (true, run::Mode::Sustained { duration, rate }) = (out.ui.lines, plan.mode) {
+        let rate = rate.map_or("as fast as possible".to_string(), |r| {
+            format!("at {r} calls/s")
+        });
+        println!(
+            "rush: {} workers for {:.1} s {rate} against {} (Ctrl-C stops early)",
+            plan.workers,
+            duration.as_secs_f64(),
+            plan.connector.describe()
+        );
+    }
     let interrupt: run::Interrupt = Box::pin(async {
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;
