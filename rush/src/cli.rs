@@ -94,6 +94,9 @@ pub struct HttpArgs {
     /// Statuses counted as allowed: 2xx, 200, 200-204, or a comma list
     #[arg(long, default_value = "2xx", value_name = "SET")]
     pub allow_status: String,
+    /// Trust the CA certificate(s) in this PEM file too (for HTTPS with a private CA)
+    #[arg(long, value_name = "PATH")]
+    pub cacert: Option<String>,
     /// Statuses counted as throttled (any other status is an error)
     #[arg(long, default_value = "429", value_name = "SET")]
     pub throttled_status: String,
@@ -368,6 +371,13 @@ pub fn plan(cli: &Cli, is_terminal: bool) -> Result<(Plan, Output), String> {
                 throttled: StatusSet::parse(&h.throttled_status)?,
                 response_timeout: timeout,
                 connect_timeout,
+                ca_pem: match &h.cacert {
+                    Some(path) => Some(
+                        std::fs::read(path)
+                            .map_err(|e| format!("cannot read --cacert {path:?}: {e}"))?,
+                    ),
+                    None => None,
+                },
             })?)
         }
     };

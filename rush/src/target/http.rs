@@ -17,7 +17,9 @@ use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
-use tokio_rustls::rustls::{self, pki_types::ServerName};
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+use tokio_rustls::rustls::{self};
 
 use crate::classify::{Classified, StatusSet, classify_status};
 use crate::template::{Template, Vars};
@@ -34,6 +36,8 @@ pub struct HttpTarget {
     pub throttled: StatusSet,
     pub response_timeout: Duration,
     pub connect_timeout: Duration,
+    /// Extra trusted root certificates (PEM), besides the Mozilla roots.
+    pub ca_pem: Option<Vec<u8>>,
 }
 
 struct Endpoint {
@@ -88,9 +92,22 @@ impl HttpConnector {
         let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
         let tls = if https {
             let provider = Arc::new(rustls::crypto::ring::default_provider());
-            let roots = rustls::RootCertStore {
+            let mut roots = rustls::RootCertStore {
                 roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
             };
+            if let Some(pem) = &target.ca_pem {
+                let mut added = 0;
+                for cert in CertificateDer::pem_slice_iter(pem) {
+                    let cert = cert.map_err(|e| format!("bad --cacert: {e}"))?;
+                    roots
+                        .add(cert)
+                        .map_err(|e| format!("bad --cacert certificate: {e}"))?;
+                    added += 1;
+                }
+                if added == 0 {
+                    return Err("bad --cacert: no PEM certificate in it".into());
+                }
+            }
             let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
                 .with_safe_default_protocol_versions()
                 .map_err(|e| format!("TLS setup: {e}"))?
