@@ -306,7 +306,7 @@ pub fn plan(cli: &Cli, is_terminal: bool) -> Result<(Plan, Output), String> {
                 if let Some((rps, burst, window, tokens)) = throttle_params(&sample)
                     && (2..=4).all(constant)
                 {
-                    let capacity = (rps * burst * window).ceil();
+                    let capacity = (rps * burst * window).ceil().max(1.0);
                     tokens_from_cmd = tokens;
                     if rps > 0.0 && capacity >= 0.0 {
                         derived = Some((Limit::Bucket { rps, capacity }, false));

@@ -47,14 +47,20 @@ pub struct Interval {
     pub errors: u64,
     pub p50_ms: f64,
     pub p99_ms: f64,
+    /// The last, partial interval: up to the end of the run (calls still in flight at the deadline included).
+    pub tail: bool,
 }
 
 impl Interval {
     /// The one-line form printed every second.
     pub fn line(&self) -> String {
+        let t = if self.tail {
+            format!("{:>6.1}s", self.t_s)
+        } else {
+            format!("{:>6.0}s", self.t_s)
+        };
         format!(
-            "{:>7.3}s  sent {:>7}  done {:>7}  allowed {:>7}  throttled {:>7}  errors {:>5}  p50 {:>7.2} ms  p99 {:>7.2} ms",
-            self.t_s,
+            "{t}  sent {:>7}  done {:>7}  allowed {:>7}  throttled {:>7}  errors {:>5}  p50 {:>7.2} ms  p99 {:>7.2} ms",
             self.sent,
             self.done,
             self.allowed,

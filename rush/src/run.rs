@@ -202,7 +202,7 @@ pub async fn run(plan: Plan, ui: Ui, interrupt: Option<Interrupt>) -> Result<Rep
             },
             _ = second.tick() => {
                 let t = t0.elapsed().as_secs_f64();
-                c.second(t, shared.sent.load(Ordering::Relaxed));
+                c.second(t, shared.sent.load(Ordering::Relaxed), false);
             }
             _ = redraw.tick(), if ui.progress => c.progress(t0.elapsed(), shared.sent.load(Ordering::Relaxed)),
             _ = &mut interrupt, if !interrupted => {
@@ -420,7 +420,7 @@ impl Collector {
         }
     }
 
-    fn second(&mut self, t: f64, sent: u64) {
+    fn second(&mut self, t: f64, sent: u64, tail: bool) {
         let (done, allowed, throttled, errors) = self.second_counts;
         let l = Latency::from_hist(&self.second_hist);
         let iv = Interval {
@@ -432,6 +432,7 @@ impl Collector {
             errors,
             p50_ms: l.p50_ms,
             p99_ms: l.p99_ms,
+            tail,
         };
         self.last_sent = sent;
         self.last_t = t;
@@ -491,7 +492,7 @@ impl Collector {
         let elapsed_s = elapsed.as_secs_f64();
         // The last partial second of a sustained run, if it saw anything.
         if matches!(self.mode, Mode::Sustained { .. }) && self.second_counts.0 > 0 {
-            self.second(elapsed_s, sent);
+            self.second(elapsed_s, sent, true);
         }
         let mut verification = plan.verify.as_ref().map(|cfg| verify(cfg, &self.keys));
         if let Some(v) = verification.as_mut() {

@@ -27,22 +27,10 @@ pub async fn rush_err(args: &[&str]) -> rush::Error {
 /// A fixed-window counter aligned to the wall clock: `INCR key:<window#>`,
 /// expiring after two windows. Returns the count; `int<=LIMIT` classifies it.
 /// ARGV[1] = window in ms. Lets 2×LIMIT through around each window edge.
-pub const FIXED_WINDOW_LUA: &str = r#"
-local t = redis.call('TIME')
-local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local w = math.floor(now_ms / tonumber(ARGV[1]))
-local k = KEYS[1] .. ':' .. w
-local n = redis.call('INCR', k)
-if n == 1 then redis.call('PEXPIRE', k, 2 * tonumber(ARGV[1])) end
-return n
-"#;
+pub const FIXED_WINDOW_LUA: &str = include_str!("../../lua/fixed_window.lua");
 
 /// A broken pacer with PERMIT's reply shape: every call is granted "now".
-pub const GREEDY_PERMIT_LUA: &str = r#"
-local t = redis.call('TIME')
-local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-return {0, now_ms, now_ms + 1000}
-"#;
+pub const GREEDY_PERMIT_LUA: &str = include_str!("../../lua/greedy_permit.lua");
 
 /// Loads a script and returns its SHA1.
 pub fn load_script(server: &testkit::Server, lua: &str) -> String {
