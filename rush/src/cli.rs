@@ -18,15 +18,15 @@ allowed and throttled, and prove that a rate limit holds.";
 const AFTER: &str = "\
 Modes: burst (default): every worker connects, waits at a barrier, then makes --calls calls.
        sustained (--duration): workers call for the duration, as fast as possible or at --rate.
-Templates: {n} (drawn from --keys), {worker}, {call}, {run}; {{ and }} are literal braces.
+Templates: { n } (drawn from --keys), {worker}, {call}, {run}; {{ and }} are literal braces.
 Exit codes: 0 ok, 1 verification failed or inconclusive, 2 bad input, 3 target unreachable,
             130 interrupted (partial report printed).
 
 Examples:
   rush redis -c 100 -- THROTTLE user:{run} 1 10 1
-  rush redis -c 20 -d 5s --keys 1..=100 --verify -- THROTTLE user:{run}:{n} 50 1 1
+  rush redis -c 20 -d 5s --keys 1..=100 --verify -- THROTTLE 'user:{run}:{ n }' 50 1 1
   rush redis -c 8 -d 3s --verify -- PERMIT job:{run} 100 50 BLOCK 10000
-  rush http -c 50 -n 4 -H 'X-API-Key: key-{n}' --keys 1..=10 http://127.0.0.1:8080/";
+  rush http -c 50 -n 4 -H 'X-API-Key: key-{ n }' --keys 1..=10 http://127.0.0.1:8080/";
 
 /// `rush`: the command line.
 #[derive(Parser, Debug, Clone)]
@@ -129,13 +129,13 @@ pub struct Common {
     /// Sustained mode: target rate in calls per second over all workers (default: as fast as possible)
     #[arg(short = 'r', long, global = true, value_name = "PER_SECOND")]
     pub rate: Option<f64>,
-    /// Values of {n}: N, A..B (B excluded) or A..=B
+    /// Values of { n }: N, A..B (B excluded) or A..=B
     #[arg(long, default_value = "0", global = true, value_name = "RANGE")]
     pub keys: String,
-    /// How {n} is drawn from --keys
+    /// How { n } is drawn from --keys
     #[arg(long, value_enum, default_value = "random", global = true)]
     pub key_order: KeyOrderArg,
-    /// Seed for drawing {n} and {run} (default: random)
+    /// Seed for drawing { n } and {run} (default: random)
     #[arg(long, global = true)]
     pub seed: Option<u64>,
     /// Response timeout per call (raised above a WAIT/BLOCK timeout in the command)

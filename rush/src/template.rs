@@ -9,6 +9,8 @@
 //! - `{run}`: an id drawn once per run (8 hex digits), for fresh keys:
 //!   `THROTTLE rush:{run}:{n} ...` never meets a bucket left by a past run.
 //!
+//! Spaces inside the braces are ignored (`{ n }` is `{n}`; the help text
+//! writes it that way because clap turns a literal `{n}` into a newline).
 //! `{{` and `}}` are literal braces (a Redis Cluster hash tag `{user}` is
 //! written `{{user}}`). Any other use of a brace is an error, so a typo never
 //! silently becomes a constant key.
@@ -95,7 +97,7 @@ impl Template {
                             "unclosed '{' (write '{{' for a literal brace)".to_string()
                         ));
                     }
-                    let part = match name.as_str() {
+                    let part = match name.trim() {
                         "n" => Part::N,
                         "worker" => Part::Worker,
                         "call" => Part::Call,
@@ -272,6 +274,7 @@ mod tests {
     fn renders_placeholders() {
         let t = Template::parse("user:{n}:w{worker}:c{call}:{run}").unwrap();
         assert_eq!(t.render(vars(42)), "user:42:w3:c7:000000ab");
+        assert_eq!(Template::parse("u:{ n }").unwrap().render(vars(1)), "u:1");
         assert!(t.uses_n());
         assert!(!t.is_constant());
     }
