@@ -407,7 +407,7 @@ impl Collector {
         }
         if self.verifying && ev.result.outcome != Outcome::Error {
             let log = self.keys.entry(ev.n).or_default();
-            log.record_request(ev.send_us, self.tokens);
+            log.record_request(ev.send_us, ev.recv_us, self.tokens);
             if ev.result.outcome == Outcome::Allowed {
                 log.admits.push(Admit {
                     send_us: ev.send_us,

@@ -50,8 +50,8 @@
 //! # Efficiency
 //!
 //! Admitted over ideal, summed over keys. Bucket: ideal =
-//! `min(tokens requested, ⌊C + rps·(last send − first send)⌋)`, what a
-//! fresh bucket could have admitted. Permits: ideal =
+//! `min(tokens requested, ⌊C + rps·(last receive − first send)⌋)`, the most
+//! a fresh bucket could have admitted while the key was being called. Permits: ideal =
 //! `min(requests, 1 + ⌊(last valid_at − first valid_at) / interval⌋)`, i.e.
 //! how densely the granted slots are packed.
 
@@ -115,16 +115,17 @@ pub struct KeyLog {
     pub requests: u64,
     pub requested_tokens: u64,
     pub first_send_us: Option<u64>,
-    pub last_send_us: u64,
+    pub last_recv_us: u64,
     pub admits: Vec<Admit>,
 }
 
 impl KeyLog {
-    pub fn record_request(&mut self, send_us: u64, tokens: u64) {
+    /// Records one completed (allowed or throttled) call.
+    pub fn record_request(&mut self, send_us: u64, recv_us: u64, tokens: u64) {
         self.requests += 1;
         self.requested_tokens += tokens;
         self.first_send_us = Some(self.first_send_us.map_or(send_us, |f| f.min(send_us)));
-        self.last_send_us = self.last_send_us.max(send_us);
+        self.last_recv_us = self.last_recv_us.max(recv_us);
     }
 }
 
@@ -197,7 +198,7 @@ pub fn verify(cfg: &VerifyConfig, keys: &BTreeMap<u64, KeyLog>) -> Verification 
                 v.admitted += admitted;
                 let span_s = log
                     .first_send_us
-                    .map_or(0.0, |f| log.last_send_us.saturating_sub(f) as f64 / 1e6);
+                    .map_or(0.0, |f| log.last_recv_us.saturating_sub(f) as f64 / 1e6);
                 let ideal = (capacity + rps * span_s + 1e-9).floor().max(0.0) as u64;
                 v.ideal += ideal.min(log.requested_tokens);
                 let r = check_bucket(rps, capacity, cfg.resolution_us, &log.admits);
@@ -342,11 +343,11 @@ fn check_bucket(rps: f64, capacity: f64, resolution_us: u64, admits: &[Admit]) -
         BucketWitness {
             excess: excess - capacity,
             detail: format!(
-                "{tokens:.0} tokens admitted within {:.3} ms (from a send at {:.3} s to a receive at {:.3} s); \
+                "{tokens:.0} tokens admitted within {:.3} ms (from a send at {:.3} ms to a receive at {:.3} ms into the run); \
                  the bound is capacity {capacity} + rps {rps} × ({:.3} ms + {:.3} ms) = {:.2}",
                 w * 1e3,
-                sec(a),
-                sec(b),
+                sec(a) * 1e3,
+                sec(b) * 1e3,
                 w * 1e3,
                 sec(resolution_us) * 1e3,
                 capacity + rps * w + slack
@@ -484,7 +485,7 @@ mod tests {
     fn one_key(admits: Vec<Admit>) -> BTreeMap<u64, KeyLog> {
         let mut log = KeyLog::default();
         for a in &admits {
-            log.record_request(a.send_us, 1);
+            log.record_request(a.send_us, a.recv_us, 1);
         }
         log.admits = admits;
         BTreeMap::from([(0, log)])
@@ -594,7 +595,7 @@ mod tests {
         // rps 10, capacity 10, requests over 1 s: ideal is 20.
         let mut log = KeyLog::default();
         for i in 0..=100 {
-            log.record_request(i * 10_000, 1);
+            log.record_request(i * 10_000, i * 10_000 + 200, 1);
         }
         // The full bucket at once, then one token per 100 ms.
         log.admits = (0..10).map(|i| admit(i as f64 * 0.01, 0.2)).collect();
