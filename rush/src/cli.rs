@@ -299,6 +299,8 @@ pub fn plan(cli: &Cli, is_terminal: bool) -> Result<(Plan, Output), String> {
             is_permit_rule = rule == RedisRule::Permit;
             let mut response_timeout = timeout;
             if let Some(block) = block_timeout(&sample) {
+                // A week bounds any sane block; beyond it Instant arithmetic could overflow.
+                let block = block.min(Duration::from_secs(7 * 86400));
                 response_timeout = response_timeout.max(block + Duration::from_secs(1));
             }
             let constant = |i: usize| args.get(i).is_some_and(Template::is_constant);

@@ -266,10 +266,13 @@ async fn worker(
                 match rate {
                     Some(rate) => {
                         let ticket = shared.ticket.fetch_add(1, Ordering::Relaxed);
-                        let due = t0 + Duration::from_secs_f64(ticket as f64 / rate);
-                        if due >= deadline {
+                        let Ok(offset) = Duration::try_from_secs_f64(ticket as f64 / rate) else {
+                            break;
+                        };
+                        if offset >= duration {
                             break;
                         }
+                        let due = t0 + offset;
                         tokio::time::sleep_until(due.into()).await;
                     }
                     None => {

@@ -123,7 +123,7 @@ impl KeyLog {
     /// Records one completed (allowed or throttled) call.
     pub fn record_request(&mut self, send_us: u64, recv_us: u64, tokens: u64) {
         self.requests += 1;
-        self.requested_tokens += tokens;
+        self.requested_tokens = self.requested_tokens.saturating_add(tokens);
         self.first_send_us = Some(self.first_send_us.map_or(send_us, |f| f.min(send_us)));
         self.last_recv_us = self.last_recv_us.max(recv_us);
     }
@@ -194,13 +194,16 @@ pub fn verify(cfg: &VerifyConfig, keys: &BTreeMap<u64, KeyLog>) -> Verification 
         let before = found.len();
         match cfg.limit {
             Limit::Bucket { rps, capacity } => {
-                let admitted: u64 = log.admits.iter().map(|a| a.tokens).sum();
-                v.admitted += admitted;
+                let admitted = log
+                    .admits
+                    .iter()
+                    .fold(0u64, |acc, a| acc.saturating_add(a.tokens));
+                v.admitted = v.admitted.saturating_add(admitted);
                 let span_s = log
                     .first_send_us
                     .map_or(0.0, |f| log.last_recv_us.saturating_sub(f) as f64 / 1e6);
                 let ideal = (capacity + rps * span_s + 1e-9).floor().max(0.0) as u64;
-                v.ideal += ideal.min(log.requested_tokens);
+                v.ideal = v.ideal.saturating_add(ideal.min(log.requested_tokens));
                 let r = check_bucket(rps, capacity, cfg.resolution_us, &log.admits);
                 if let Some(p) = r.peak {
                     v.peak_burst = Some(v.peak_burst.map_or(p, |q: f64| q.max(p)));
@@ -224,12 +227,13 @@ pub fn verify(cfg: &VerifyConfig, keys: &BTreeMap<u64, KeyLog>) -> Verification 
                 valid.sort_unstable();
                 v.admitted += valid.len() as u64;
                 if let (Some(first), Some(last)) = (valid.first(), valid.last()) {
-                    let slots = 1 + ((last - first) as f64 / interval_ms + 1e-9).floor() as u64;
+                    let slots = 1
+                        + (last.saturating_sub(*first) as f64 / interval_ms + 1e-9).floor() as u64;
                     v.ideal += slots.min(log.requests);
                 }
                 let mut worst: Option<(i64, i64)> = None; // (gap, valid_at of the later)
                 for w in valid.windows(2) {
-                    let gap = w[1] - w[0];
+                    let gap = w[1].saturating_sub(w[0]);
                     v.min_gap_ms = Some(v.min_gap_ms.map_or(gap, |m| m.min(gap)));
                     if (gap as f64) < interval_ms && worst.is_none_or(|(g, _)| gap < g) {
                         worst = Some((gap, w[1]));
@@ -242,7 +246,7 @@ pub fn verify(cfg: &VerifyConfig, keys: &BTreeMap<u64, KeyLog>) -> Verification 
                             key,
                             detail: format!(
                                 "two permits {gap} ms apart (valid_at {} and {at}), interval is {interval_ms} ms",
-                                at - gap
+                                at.saturating_sub(gap)
                             ),
                         },
                     ));

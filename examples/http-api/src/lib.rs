@@ -114,7 +114,7 @@ pub async fn app(cfg: Config) -> Result<Router, String> {
 }
 
 fn seconds_up(ms: i64) -> i64 {
-    (ms.max(0) + 999) / 1000
+    ms.max(0).saturating_add(999) / 1000
 }
 
 async fn handle(
@@ -209,5 +209,6 @@ mod tests {
         assert_eq!(super::seconds_up(1000), 1);
         assert_eq!(super::seconds_up(1001), 2);
         assert_eq!(super::seconds_up(-5), 0);
+        assert_eq!(super::seconds_up(i64::MAX), i64::MAX / 1000);
     }
 }

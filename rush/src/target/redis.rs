@@ -101,7 +101,12 @@ impl RedisConnector {
                     .set_response_timeout(Some(t.response_timeout));
                 let fut = c.get_multiplexed_async_connection_with_config(&cfg);
                 // The connection timeout covers TCP; bound the handshake too.
-                match tokio::time::timeout(t.connect_timeout + t.response_timeout, fut).await {
+                match tokio::time::timeout(
+                    t.connect_timeout.saturating_add(t.response_timeout),
+                    fut,
+                )
+                .await
+                {
                     Ok(Ok(conn)) => Ok(Inner::Single(conn)),
                     Ok(Err(e)) => Err(format!("cannot connect to {}: {e}", what())),
                     Err(_) => Err(format!("cannot connect to {}: timed out", what())),
@@ -109,7 +114,7 @@ impl RedisConnector {
             }
             Client::Cluster(c) => {
                 match tokio::time::timeout(
-                    t.connect_timeout + t.response_timeout,
+                    t.connect_timeout.saturating_add(t.response_timeout),
                     c.get_async_connection(),
                 )
                 .await
