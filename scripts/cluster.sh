@@ -8,7 +8,8 @@
 #
 # Environment:
 #   CLUSTER_PORT   first port (default 30001); nodes use CLUSTER_PORT..+5,
-#                  and the cluster bus uses each port + 10000
+#                  and their cluster bus ports are each port + 100 (kept below
+#                  the kernel's ephemeral range, unlike the default + 10000)
 #   REDIS_SERVER   server binary (default redis-server), e.g. a valkey-server
 #                  (see scripts/valkey.sh)
 #   REDIS_CLI      client binary (default redis-cli); redis-cli 7.0 also
@@ -93,6 +94,7 @@ start() {
     "$server" --port "$port" --bind 127.0.0.1 --dir "$root/$port" \
       --daemonize yes --pidfile "$root/$port/node.pid" --logfile "$root/$port/node.log" \
       --cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 2000 \
+      --cluster-port $((port + 100)) \
       --save "" --appendonly no --repl-diskless-sync-delay 0 --enable-debug-command yes \
       --loadmodule "$so"
     addrs+=("127.0.0.1:$port")
