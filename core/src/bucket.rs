@@ -77,6 +77,12 @@ pub fn level_at(state: Option<&Bucket>, now: Micros, quota: &Quota) -> i128 {
     }
 }
 
+/// Until `b` is full again (from `now`, rounded up to whole µs).
+pub fn time_to_full(b: &Bucket, now: Micros, quota: &Quota) -> Micros {
+    let level = level_at(Some(b), now, quota);
+    time_to_accrue(quota.capacity_femto().saturating_sub(level), quota)
+}
+
 /// Microseconds until `deficit` femto-tokens accrue, rounded up.
 fn time_to_accrue(deficit: i128, quota: &Quota) -> Micros {
     if deficit <= 0 {
