@@ -88,6 +88,7 @@ fn init(
             return redis_module::Status::Err;
         }
     }
+    redis::commands::register_docs(raw_ctx);
     let args: Vec<&[u8]> = load_args.iter().map(|a| a.as_slice()).collect();
     if let Err(e) = redis::config::register(raw_ctx, &args) {
         ffi::log(raw_ctx, c"warning", &e);

@@ -11,6 +11,7 @@ pub mod apply;
 pub mod args;
 pub mod blocking;
 pub mod clock;
+pub mod commands;
 pub mod config;
 pub mod datatype;
 pub mod error;
