@@ -12,8 +12,8 @@
 //! REDIS_SERVER=$(scripts/valkey.sh) cargo test --release --test cluster
 //! ```
 //!
-//! Commands from later issues (THROTTLE.SET/GET/RESET/REFUND) are exercised
-//! once the server knows them; see [`samples`].
+//! Every command the module registers must have a routing sample in
+//! [`samples`]; the routing test fails on one that has none.
 
 mod cluster_support;
 
@@ -34,48 +34,53 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 /// put for the test's duration.
 const SLOW: [&str; 3] = ["0.01", "100", "100"];
 
-/// Every module command, as a sample call on a bucket key and a permit key
-/// (in the same slot). Commands that later issues add are included only
-/// when the server has them, with the syntax their issue specifies.
-fn samples(conn: &mut redis::Connection, bucket: &str, permit: &str) -> Vec<(String, redis::Cmd)> {
+/// One sample call of a module command and the keys it declares.
+struct Sample {
+    name: &'static str,
+    cmd: redis::Cmd,
+    keys: Vec<String>,
+}
+
+/// Every module command (but THROTTLE.APPLY, tested apart), as sample calls
+/// on keys that share one slot: a bucket, a second bucket and a permit key.
+fn samples(bucket: &str, day: &str, permit: &str) -> Vec<Sample> {
     let mut out = Vec::new();
-    let mut add = |name: &str, args: &[&str]| {
-        let mut c = redis::cmd(name);
-        c.arg(args);
-        out.push((name.to_ascii_lowercase(), c));
+    let mut add = |name: &'static str, args: &[&str], keys: &[&str]| {
+        let mut cmd = redis::cmd(name);
+        cmd.arg(args);
+        let keys = keys.iter().map(|k| k.to_string()).collect();
+        out.push(Sample { name, cmd, keys });
     };
-    add("THROTTLE", &[bucket, SLOW[0], SLOW[1], SLOW[2]]);
+    let (r, b, w) = (SLOW[0], SLOW[1], SLOW[2]);
+    add("THROTTLE", &[bucket, r, b, w], &[bucket]);
+    add("THROTTLE", &[bucket, r, b, w, "2", "WAIT", "50"], &[bucket]);
+    add("THROTTLE.PEEK", &[bucket, r, b, w], &[bucket]);
+    add("PERMIT", &[permit, "100", "5"], &[permit]);
+    add("PERMIT", &[permit, "100", "5", "BLOCK", "1000"], &[permit]);
     add(
-        "THROTTLE",
-        &[bucket, SLOW[0], SLOW[1], SLOW[2], "2", "WAIT", "50"],
+        "THROTTLE.SET",
+        &[bucket, "RPS", r, "BURST", b, "WINDOW", w],
+        &[bucket],
     );
-    add("THROTTLE.PEEK", &[bucket, SLOW[0], SLOW[1], SLOW[2]]);
-    add("PERMIT", &[permit, "100", "5"]);
-    add("PERMIT", &[permit, "100", "5", "BLOCK", "1000"]);
-    if has_command(conn, "THROTTLE.SET") {
-        add(
-            "THROTTLE.SET",
-            &[bucket, "RPS", "0.01", "BURST", "100", "WINDOW", "100"],
-        );
-    }
-    if has_command(conn, "THROTTLE.GET") {
-        add("THROTTLE.GET", &[bucket]);
-    }
-    if has_command(conn, "THROTTLE.REFUND") {
-        add("THROTTLE.REFUND", &[bucket, "1"]);
-    }
-    if has_command(conn, "THROTTLE.RESET") {
-        add("THROTTLE.RESET", &[bucket]);
-    }
+    add("THROTTLE.GET", &[bucket], &[bucket]);
+    add("THROTTLE.REFUND", &[bucket, "1"], &[bucket]);
+    add("THROTTLE.RESET", &[bucket], &[bucket]);
+    add(
+        "THROTTLE.ALL",
+        &["1", bucket, r, b, w, day, "0.001", "1000", "86400"],
+        &[bucket, day],
+    );
     out
 }
 
-/// The multi-limit command (issue 4) on `keys`, once it exists.
-///
-/// TODO(issue 4): when the command lands, return its invocation here; the
-/// CROSSSLOT / hash-tag test then runs.
-fn multi_limit(_conn: &mut redis::Connection, _keys: &[&str]) -> Option<redis::Cmd> {
-    None
+/// THROTTLE.ALL of one token on `keys`, each a slow 100-token limit.
+fn throttle_all(keys: &[&str]) -> redis::Cmd {
+    let mut cmd = redis::cmd("THROTTLE.ALL");
+    cmd.arg(1);
+    for k in keys {
+        cmd.arg(*k).arg(&SLOW[..]);
+    }
+    cmd
 }
 
 fn module_commands(conn: &mut redis::Connection) -> Vec<String> {
@@ -121,8 +126,13 @@ fn routing_reaches_the_slot_owner_and_others_answer_moved() {
     let mut covered = std::collections::BTreeSet::new();
     for master in cluster.masters() {
         let tag = cluster.tag_on(master, "route");
-        let (bucket, permit) = (format!("{tag}:bucket"), format!("{tag}:permit"));
-        for (name, cmd) in samples(&mut any, &bucket, &permit) {
+        let (bucket, day, permit) = (
+            format!("{tag}:bucket"),
+            format!("{tag}:day"),
+            format!("{tag}:permit"),
+        );
+        for Sample { name, cmd, keys } in samples(&bucket, &day, &permit) {
+            let name = name.to_ascii_lowercase();
             covered.insert(name.clone());
             // Through the cluster client: executed once, on the owner only.
             let before = cluster.command_calls();
@@ -152,7 +162,7 @@ fn routing_reaches_the_slot_owner_and_others_answer_moved() {
                 assert_eq!(slot, key_slot(bucket.as_bytes()), "{name} on {port}");
             }
 
-            // COMMAND GETKEYS finds the key (so Redis routes and checks it).
+            // COMMAND GETKEYS finds the keys (so Redis routes and checks them).
             let mut getkeys = redis::cmd("COMMAND");
             getkeys.arg("GETKEYS");
             for arg in cmd.args_iter() {
@@ -160,9 +170,8 @@ fn routing_reaches_the_slot_owner_and_others_answer_moved() {
                     getkeys.arg(a);
                 }
             }
-            let keys: Vec<String> = getkeys.query(&mut any).expect("COMMAND GETKEYS");
-            let key = if name == "permit" { &permit } else { &bucket };
-            assert_eq!(keys, vec![key.clone()], "COMMAND GETKEYS {name}");
+            let found: Vec<String> = getkeys.query(&mut any).expect("COMMAND GETKEYS");
+            assert_eq!(found, keys, "COMMAND GETKEYS {name}");
         }
     }
 
@@ -191,44 +200,71 @@ fn routing_reaches_the_slot_owner_and_others_answer_moved() {
     assert_eq!(err.code(), Some("MOVED"), "{err}");
     covered.insert("throttle.apply".to_string());
 
-    let unknown: Vec<String> = module_commands(&mut any)
+    // Every command the module registers has a sample above.
+    let uncovered: Vec<String> = module_commands(&mut any)
         .into_iter()
         .filter(|c| !covered.contains(c))
         .collect();
-    if !unknown.is_empty() {
-        eprintln!(
-            "note: module commands without a routing sample in tests/cluster.rs: {unknown:?}"
-        );
-    }
+    assert!(
+        uncovered.is_empty(),
+        "module commands without a routing sample in tests/cluster.rs: {uncovered:?}"
+    );
 }
 
 #[test]
 fn multi_limit_needs_one_slot_and_hash_tags_give_it() {
     let _serial = serial();
     let cluster = Cluster::start();
-    let mut any = node_conn(cluster.ports()[0]);
     let masters = cluster.masters();
     let (a, b) = (
         cluster.tag_on(masters[0], "ml"),
         cluster.tag_on(masters[1], "ml"),
     );
-    let apart = [format!("{a}:sec"), format!("{b}:day")];
-    let apart: Vec<&str> = apart.iter().map(String::as_str).collect();
-    let Some(cross) = multi_limit(&mut any, &apart) else {
-        eprintln!("skipped: the multi-limit command has not landed yet");
-        return;
-    };
-    // Keys in different slots: CROSSSLOT wherever it is sent.
+    let mut client = cluster.client();
+
+    // Keys in different slots: CROSSSLOT, sent directly or through the
+    // cluster client (which routes by the first key), and nothing stored.
+    let (sec, day) = (format!("{a}:sec"), format!("{b}:day"));
+    let cross = throttle_all(&[&sec, &day]);
+    for port in masters.iter().copied() {
+        let err = cross
+            .query::<Value>(&mut node_conn(port))
+            .expect_err("keys in two slots");
+        let code = err.code().unwrap_or("");
+        // The owner of neither key redirects first; an owner of one says CROSSSLOT.
+        assert!(code == "CROSSSLOT" || code == "MOVED", "{port}: {err}");
+        if port == masters[0] {
+            assert_eq!(code, "CROSSSLOT", "{err}");
+        }
+    }
     let err = cross
-        .query::<Value>(&mut node_conn(masters[0]))
-        .expect_err("CROSSSLOT");
+        .query::<Value>(&mut client)
+        .expect_err("CROSSSLOT through the cluster client");
     assert_eq!(err.code(), Some("CROSSSLOT"), "{err}");
-    // A hash tag co-locates them: it runs, through the cluster client too.
-    let together = [format!("{a}:sec"), format!("{a}:day")];
-    let together: Vec<&str> = together.iter().map(String::as_str).collect();
-    let cmd = multi_limit(&mut any, &together).expect("multi-limit command");
-    cmd.query::<Value>(&mut cluster.client())
-        .expect("multi-limit with a hash tag");
+    for (key, port) in [(&sec, masters[0]), (&day, masters[1])] {
+        assert_eq!(dump(port, key), None, "{key} created by a refused call");
+    }
+
+    // A hash tag co-locates them: all or nothing on one node.
+    let (sec, day) = (format!("{a}:sec"), format!("{a}:day"));
+    let together = throttle_all(&[&sec, &day]);
+    let reply: Value = together
+        .query(&mut client)
+        .expect("THROTTLE.ALL with a hash tag");
+    let Value::Array(fields) = reply else {
+        panic!("THROTTLE.ALL reply {reply:?}");
+    };
+    assert_eq!(fields[0], Value::Int(1), "allowed");
+    for key in [&sec, &day] {
+        assert!(dump(masters[0], key).is_some(), "{key} on the tag's owner");
+        let peek: Vec<i64> = redis::cmd("THROTTLE.PEEK")
+            .arg(key)
+            .arg(&SLOW[..])
+            .arg(0)
+            .query(&mut client)
+            .expect("PEEK");
+        assert_eq!(peek[1], 99, "{key}: one token taken");
+    }
 }
 
 #[test]
@@ -236,7 +272,6 @@ fn replicas_with_readonly_answer_peek_like_their_master() {
     let _serial = serial();
     let cluster = Cluster::start();
     let mut client = cluster.client();
-    let has_get = has_command(&mut node_conn(cluster.ports()[0]), "THROTTLE.GET");
     for master in cluster.masters() {
         let replica = cluster.replica_of(master);
         let tag = cluster.tag_on(master, "ro");
@@ -340,26 +375,51 @@ fn replicas_with_readonly_answer_peek_like_their_master() {
         );
         assert_eq!(routed[..3], from_master[..3]);
 
-        if has_get {
-            // THROTTLE.GET reads time-dependent fields; equal within a few tries.
-            let mut same = false;
-            for _ in 0..5 {
-                let m: Value = redis::cmd("THROTTLE.GET")
-                    .arg(&bucket)
-                    .query(&mut node_conn(master))
-                    .expect("THROTTLE.GET");
-                let r: Value = redis::cmd("THROTTLE.GET")
-                    .arg(&bucket)
-                    .query(&mut on_replica)
-                    .expect("THROTTLE.GET on replica");
-                if m == r {
-                    same = true;
-                    break;
+        // THROTTLE.GET (on a knob-carrying key): the same fields, with
+        // the time-dependent ones within 100 ms.
+        let _: () = redis::cmd("THROTTLE.SET")
+            .arg(&bucket)
+            .arg(&["RPS", "0.02", "BURST", "100", "WINDOW", "100"])
+            .query(&mut client)
+            .expect("THROTTLE.SET");
+        let _: i64 = client
+            .route_command(redis::cmd("WAIT").arg(1).arg(1000), route_to(&tag, false))
+            .and_then(|v| Ok(redis::from_redis_value(v)?))
+            .expect("WAIT");
+        let from_master = get_fields(&mut node_conn(master), &bucket);
+        let from_replica = get_fields(&mut on_replica, &bucket);
+        assert_eq!(
+            from_master.keys().collect::<Vec<_>>(),
+            from_replica.keys().collect::<Vec<_>>()
+        );
+        assert_eq!(from_replica["source"], Value::BulkString(b"knobs".to_vec()));
+        for (field, m) in &from_master {
+            let r = &from_replica[field];
+            match (field.as_str(), m, r) {
+                ("reset_after_ms" | "knobs_ttl_ms", Value::Int(m), Value::Int(r)) => {
+                    assert!((m - r).abs() <= 100, "THROTTLE.GET {field}: {m} vs {r}")
                 }
+                _ => assert_eq!(m, r, "THROTTLE.GET {field}"),
             }
-            assert!(same, "THROTTLE.GET differs between master and replica");
         }
     }
+}
+
+/// THROTTLE.GET as field → value (RESP2 flat pairs).
+fn get_fields(
+    conn: &mut redis::Connection,
+    key: &str,
+) -> std::collections::BTreeMap<String, Value> {
+    let flat: Vec<Value> = redis::cmd("THROTTLE.GET")
+        .arg(key)
+        .query(conn)
+        .expect("THROTTLE.GET");
+    flat.chunks(2)
+        .map(|kv| match &kv[0] {
+            Value::BulkString(k) => (String::from_utf8_lossy(k).into_owned(), kv[1].clone()),
+            other => panic!("THROTTLE.GET field name {other:?}"),
+        })
+        .collect()
 }
 
 /// Moves `slot` from `source` to `target` the way redis-cli's reshard does,
@@ -414,11 +474,7 @@ fn migrate_slot(cluster: &Cluster, slot: u16, source: u16, target: u16) -> usize
 }
 
 /// Static keys whose state a test compares before and after.
-fn make_static_keys(
-    client: &mut redis::cluster::ClusterConnection,
-    any: &mut redis::Connection,
-    tag: &str,
-) -> Vec<String> {
+fn make_static_keys(client: &mut redis::cluster::ClusterConnection, tag: &str) -> Vec<String> {
     let mut keys = Vec::new();
     for i in 0..8 {
         let k = format!("{tag}:bucket{i}");
@@ -442,7 +498,8 @@ fn make_static_keys(
         }
         keys.push(k);
     }
-    if has_command(any, "THROTTLE.SET") {
+    // A knob-carrying key: settings stored with the bucket.
+    {
         let k = format!("{tag}:knobs");
         let _: Value = redis::cmd("THROTTLE.SET")
             .arg(&k)
@@ -501,10 +558,13 @@ fn assert_same_state(port: u16, before: &[Snapshot], expiry_slack_ms: i64) -> i6
     worst
 }
 
+/// Workers calling THROTTLE on two accounting buckets each, THROTTLE.ALL
+/// on the pair, and PERMIT on a paced key, all in `tag`'s slot.
 fn accounting_workers(tag: &str, n: usize, with_wait: bool) -> Vec<WorkerKeys> {
     (0..n)
         .map(|w| WorkerKeys {
-            buckets: vec![format!("{tag}:acct{w}")],
+            buckets: vec![format!("{tag}:acct{w}a"), format!("{tag}:acct{w}b")],
+            all_pair: true,
             permits: vec![format!("{tag}:paced{w}")],
             wait_on: with_wait.then(|| tag.to_string()),
         })
@@ -521,6 +581,7 @@ fn spread_worker(cluster: &Cluster, except: &[u16]) -> WorkerKeys {
         .collect();
     WorkerKeys {
         buckets,
+        all_pair: false,
         permits: Vec::new(),
         wait_on: None,
     }
@@ -531,12 +592,11 @@ fn resharding_moves_state_and_ttls_while_clients_keep_calling() {
     let _serial = serial();
     let cluster = Cluster::start();
     let mut client = cluster.client();
-    let mut any = node_conn(cluster.ports()[0]);
     let masters = cluster.masters();
     let (source, target) = (masters[0], masters[1]);
     let tag = cluster.tag_on(source, "mig");
     let slot = key_slot(tag.as_bytes());
-    let statics = make_static_keys(&mut client, &mut any, &tag);
+    let statics = make_static_keys(&mut client, &tag);
     let before = snapshot(source, &statics);
 
     let mut workers = accounting_workers(&tag, 2, false);
@@ -616,11 +676,10 @@ fn planned_failover_loses_nothing() {
     let _serial = serial();
     let cluster = Cluster::start();
     let mut client = cluster.client();
-    let mut any = node_conn(cluster.ports()[0]);
     let master = cluster.masters()[0];
     let replica = cluster.replica_of(master);
     let tag = cluster.tag_on(master, "pf");
-    let statics = make_static_keys(&mut client, &mut any, &tag);
+    let statics = make_static_keys(&mut client, &tag);
     let before = snapshot(master, &statics);
 
     let mut workers = accounting_workers(&tag, 2, false);
@@ -672,13 +731,12 @@ fn killed_master_fails_over_without_losing_acknowledged_state() {
     let _serial = serial();
     let mut cluster = Cluster::start();
     let mut client = cluster.client();
-    let mut any = node_conn(cluster.ports()[0]);
     let master = cluster.masters()[0];
     let replica = cluster.replica_of(master);
     let tag = cluster.tag_on(master, "kill");
 
     // Acknowledged state: partially used buckets and reserved permits.
-    let statics = make_static_keys(&mut client, &mut any, &tag);
+    let statics = make_static_keys(&mut client, &tag);
     let acked: i64 = client
         .route_command(redis::cmd("WAIT").arg(1).arg(1000), route_to(&tag, false))
         .and_then(|v| Ok(redis::from_redis_value(v)?))

@@ -646,20 +646,6 @@ pub fn route_to(key: &str, replica: bool) -> RoutingInfo {
     )))
 }
 
-/// True when the server knows `name` (module commands that later issues add
-/// are tested only once they exist).
-pub fn has_command(conn: &mut redis::Connection, name: &str) -> bool {
-    let v: Value = redis::cmd("COMMAND")
-        .arg("INFO")
-        .arg(name)
-        .query(conn)
-        .expect("COMMAND INFO");
-    match v {
-        Value::Array(items) => items.first().is_some_and(|i| *i != Value::Nil),
-        _ => false,
-    }
-}
-
 /// A connection that may read on a replica (READONLY; no effect on masters).
 pub fn read_conn(port: u16) -> redis::Connection {
     let mut c = node_conn(port);
@@ -734,8 +720,8 @@ impl LoadReport {
     }
 }
 
-/// Cluster-aware clients calling THROTTLE (on accounting keys) and PERMIT
-/// in a loop until stopped; each worker owns its keys, so per-key counts
+/// Cluster-aware clients calling THROTTLE and THROTTLE.ALL (on accounting
+/// keys) and PERMIT in a loop until stopped; each worker owns its keys, so per-key counts
 /// are exact. With `wait_tag`, a worker sends `WAIT 1 200` to the master of
 /// that tag's slot every few calls and counts what it confirms.
 pub struct Load {
@@ -745,6 +731,8 @@ pub struct Load {
 
 pub struct WorkerKeys {
     pub buckets: Vec<String>,
+    /// Also call THROTTLE.ALL on the first two buckets (same slot).
+    pub all_pair: bool,
     pub permits: Vec<String>,
     /// Send WAIT to the master of this key's slot (all `buckets` must
     /// share its slot for the count to mean anything).
@@ -820,6 +808,33 @@ fn run_worker(
                         *unacked.entry(k.clone()).or_default() += 1;
                     }
                 }
+                Err(e) => {
+                    note(&mut report, &e);
+                    failed = true;
+                }
+            }
+        }
+        if keys.all_pair && keys.buckets.len() >= 2 {
+            let pair = &keys.buckets[..2];
+            let r: redis::RedisResult<Value> = redis::cmd("THROTTLE.ALL")
+                .arg(1)
+                .arg(&pair[0])
+                .arg(&BIG_BUCKET[..])
+                .arg(&pair[1])
+                .arg(&BIG_BUCKET[..])
+                .query(c);
+            report.calls += 1;
+            match r {
+                Ok(Value::Array(reply)) => {
+                    last_ok = Instant::now();
+                    if reply.first() == Some(&Value::Int(1)) {
+                        for k in pair {
+                            report.tallies.entry(k.clone()).or_default().allowed += 1;
+                            *unacked.entry(k.clone()).or_default() += 1;
+                        }
+                    }
+                }
+                Ok(other) => panic!("THROTTLE.ALL replied {other:?}"),
                 Err(e) => {
                     note(&mut report, &e);
                     failed = true;
