@@ -65,6 +65,60 @@ const COMMANDS: &[(&CStr, Handler, &CStr, c_int, c_int, c_int)] = &[
     (c"THROTTLE.ALL", cmd_all, c"write deny-oom fast", 2, -1, 4),
 ];
 
+/// The module's ACL category: `ACL SETUSER app +@throttle` grants every
+/// command of the module.
+const ACL_CATEGORY: &CStr = c"throttle";
+
+/// Where the server supports module ACL categories (Redis 7.2+, Valkey),
+/// adds the `throttle` category and puts every command in it, with the
+/// standard categories its flags imply (`write`/`read`, `fast`). Redis 7.0
+/// lacks the API (the function pointers are `None`): there module commands
+/// belong to no category and are granted by name. Never fails the load.
+fn register_acl_category(ctx: Ctx) {
+    let (Some(add), Some(get), Some(set)) = (unsafe {
+        (
+            raw::RedisModule_AddACLCategory,
+            raw::RedisModule_GetCommand,
+            raw::RedisModule_SetCommandACLCategories,
+        )
+    }) else {
+        ffi::log(
+            ctx,
+            c"notice",
+            "this server has no module ACL categories (Redis < 7.2): grant the commands by name",
+        );
+        return;
+    };
+    if unsafe { add(ctx, ACL_CATEGORY.as_ptr()) } != raw::REDISMODULE_OK as c_int {
+        ffi::log(ctx, c"warning", "could not add the ACL category 'throttle'");
+        return;
+    }
+    for (name, _, flags, ..) in COMMANDS {
+        let flags = flags.to_string_lossy();
+        let has = |f: &str| flags.split(' ').any(|w| w == f);
+        let mut categories = vec![ACL_CATEGORY.to_string_lossy().into_owned()];
+        if has("write") {
+            categories.push("write".into());
+        }
+        if has("readonly") {
+            categories.push("read".into());
+        }
+        categories.push(if has("fast") { "fast" } else { "slow" }.into());
+        let Ok(categories) = std::ffi::CString::new(categories.join(" ")) else {
+            continue;
+        };
+        let cmd = unsafe { get(ctx, name.as_ptr()) };
+        if cmd.is_null() || unsafe { set(cmd, categories.as_ptr()) } != raw::REDISMODULE_OK as c_int
+        {
+            ffi::log(
+                ctx,
+                c"warning",
+                &format!("could not set ACL categories of {name:?}"),
+            );
+        }
+    }
+}
+
 fn init(
     ctx: &redis_module::Context,
     load_args: &[redis_module::RedisString],
@@ -98,6 +152,7 @@ fn init(
         }
     }
     redis::commands::register_docs(raw_ctx);
+    register_acl_category(raw_ctx);
     let args: Vec<&[u8]> = load_args.iter().map(|a| a.as_slice()).collect();
     if let Err(e) = redis::config::register(raw_ctx, &args) {
         ffi::log(raw_ctx, c"warning", &e);
