@@ -424,7 +424,14 @@ fn get_fields(
 
 /// Moves `slot` from `source` to `target` the way redis-cli's reshard does,
 /// a few keys at a time with pauses, so clients see a half-moved slot.
-fn migrate_slot(cluster: &Cluster, slot: u16, source: u16, target: u16) -> usize {
+/// `first` moves alone, then `half_moved` runs.
+fn migrate_slot(
+    cluster: &Cluster,
+    slot: u16,
+    (source, target): (u16, u16),
+    first: &[&str],
+    half_moved: impl FnOnce(),
+) -> usize {
     let (source_id, target_id) = (cluster.node_id(source), cluster.node_id(target));
     let mut s = node_conn(source);
     let mut t = node_conn(target);
@@ -439,7 +446,22 @@ fn migrate_slot(cluster: &Cluster, slot: u16, source: u16, target: u16) -> usize
     };
     setslot(&mut t, "IMPORTING", &source_id);
     setslot(&mut s, "MIGRATING", &target_id);
-    let mut moved = 0;
+    let migrate = |s: &mut redis::Connection, keys: &[Vec<u8>]| {
+        let _: Value = redis::cmd("MIGRATE")
+            .arg("127.0.0.1")
+            .arg(target)
+            .arg("")
+            .arg(0)
+            .arg(5000)
+            .arg("KEYS")
+            .arg(keys)
+            .query(s)
+            .expect("MIGRATE");
+    };
+    let first: Vec<Vec<u8>> = first.iter().map(|k| k.as_bytes().to_vec()).collect();
+    migrate(&mut s, &first);
+    let mut moved = first.len();
+    half_moved();
     for _batch in 0..500 {
         let keys: Vec<Vec<u8>> = redis::cmd("CLUSTER")
             .arg("GETKEYSINSLOT")
@@ -450,16 +472,7 @@ fn migrate_slot(cluster: &Cluster, slot: u16, source: u16, target: u16) -> usize
         if keys.is_empty() {
             break;
         }
-        let _: Value = redis::cmd("MIGRATE")
-            .arg("127.0.0.1")
-            .arg(target)
-            .arg("")
-            .arg(0)
-            .arg(5000)
-            .arg("KEYS")
-            .arg(&keys)
-            .query(&mut s)
-            .expect("MIGRATE");
+        migrate(&mut s, &keys);
         moved += keys.len();
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -612,7 +625,15 @@ fn resharding_moves_state_and_ttls_while_clients_keep_calling() {
     };
     let redirects_before = rejected();
     let started = Instant::now();
-    let moved = migrate_slot(&cluster, slot, source, target);
+    let (moved_key, staying_key) = (format!("{tag}:bucket0"), format!("{tag}:bucket1"));
+    let moved = migrate_slot(&cluster, slot, (source, target), &[&moved_key], || {
+        // THROTTLE.ALL over a half-moved pair: TRYAGAIN (clients retry),
+        // and nothing consumed (the state comparison below checks that).
+        let err = throttle_all(&[&moved_key, &staying_key])
+            .query::<Value>(&mut node_conn(source))
+            .expect_err("keys split by the move");
+        assert_eq!(err.code(), Some("TRYAGAIN"), "{err}");
+    });
     let took = started.elapsed();
     std::thread::sleep(Duration::from_millis(300));
     let report = load.stop();
