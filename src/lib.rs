@@ -51,6 +51,15 @@ fn init(
 ) -> redis_module::Status {
     let raw_ctx: Ctx = ctx.ctx;
     guard::install_panic_hook();
+    // Without this, a short read or a wrong opcode while loading one of our
+    // values (RESTORE of a crafted payload) makes Redis panic; with it the
+    // load call fails and `rdb_load` refuses the value.
+    unsafe {
+        ffi::api!(RedisModule_SetModuleOptions)(
+            raw_ctx,
+            raw::REDISMODULE_OPTIONS_HANDLE_IO_ERRORS as c_int,
+        )
+    };
     for (name, handler, flags, first, last, step) in COMMANDS {
         let rc = unsafe {
             ffi::api!(RedisModule_CreateCommand)(

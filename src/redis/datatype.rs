@@ -133,6 +133,10 @@ fn load_bytes(rdb: *mut raw::RedisModuleIO) -> Option<Vec<u8>> {
     if p.is_null() {
         return None;
     }
+    if unsafe { api!(RedisModule_IsIOError)(rdb) } != 0 {
+        unsafe { api!(RedisModule_Free)(p.cast()) };
+        return None;
+    }
     let bytes = unsafe { std::slice::from_raw_parts(p.cast::<u8>(), len) }.to_vec();
     unsafe { api!(RedisModule_Free)(p.cast()) };
     Some(bytes)
