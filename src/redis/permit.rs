@@ -67,6 +67,9 @@ fn parse(args: &Args) -> Result<Call> {
     })
 }
 
+// The value lives in Redis's keyspace, not in the handle; each command
+// holds one handle per key, so there is never a second borrow.
+#[allow(clippy::mut_from_ref)]
 fn load(key: &Key) -> Result<Option<&mut PermitState>> {
     match key.holds::<PermitState>(permit_type()) {
         Holds::Nothing => Ok(None),

@@ -53,6 +53,9 @@ fn parse(args: &Args, name: &'static str, allow_wait: bool) -> Result<Call> {
 }
 
 /// The limiter stored at an open key, or WRONGTYPE.
+// The value lives in Redis's keyspace, not in the handle; each command
+// holds one handle per key, so there is never a second borrow.
+#[allow(clippy::mut_from_ref)]
 pub fn load(key: &Key) -> Result<Option<&mut Limiter>> {
     match key.holds::<Limiter>(bucket_type()) {
         Holds::Nothing => Ok(None),
