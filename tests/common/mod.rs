@@ -215,14 +215,22 @@ impl Pair {
         pair
     }
 
-    /// Waits until the replica acknowledged everything the master wrote.
+    /// Waits until the replica has applied everything the master has
+    /// propagated so far (its offset reaches the master's).
+    ///
+    /// Not `WAIT` from a new connection: WAIT waits for the calling
+    /// client's own last write, and a fresh client has none, so it returns
+    /// at once.
     pub fn sync(&self) {
-        let n: i64 = redis::cmd("WAIT")
-            .arg(1)
-            .arg(10_000)
-            .query(&mut self.master.conn())
-            .expect("WAIT");
-        assert_eq!(n, 1, "the replica did not acknowledge within 10 s");
+        let mut m = self.master.conn();
+        let mut r = self.replica.conn();
+        let offset = |c: &mut Connection, field: &str| -> i64 {
+            info(c, "replication")[field].parse().expect("offset")
+        };
+        let target = offset(&mut m, "master_repl_offset");
+        wait_for(Duration::from_secs(10), "the replica to catch up", || {
+            (offset(&mut r, "slave_repl_offset") >= target).then_some(())
+        });
     }
 
     /// Both servers alive and panic-free.
