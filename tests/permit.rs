@@ -27,14 +27,16 @@ fn wait_blocked(con: &mut Connection, base: u64, n: u64) {
     });
 }
 
-/// Sends a blocking PERMIT from its own connection on a thread; the
-/// thread returns the reply (or the error) and the wall-clock ms at which
-/// it arrived.
+/// What a PERMIT sent from a thread got: the reply (or error), the
+/// wall-clock ms at which it arrived, and how long it took.
+type Released = (redis::RedisResult<Option<Vec<i64>>>, i64, Duration);
+
+/// Sends a blocking PERMIT from its own connection on a thread.
 fn spawn_permit(
     s: &Server,
     key: &'static str,
     args: Vec<&'static str>,
-) -> thread::JoinHandle<(redis::RedisResult<Option<Vec<i64>>>, i64, Duration)> {
+) -> thread::JoinHandle<Released> {
     let mut c = conn_with_timeout(s, 10);
     thread::spawn(move || {
         let t = Instant::now();
