@@ -137,10 +137,20 @@ fn a_slow_replica_ends_byte_identical() {
         assert_eq!(digest_value(&mut m, k), digest_value(&mut r, k));
     }
     assert_eq!(digest(&mut m), digest(&mut r));
-    // Reads on the replica answer as the master does.
+    // Reads on the replica answer as the master does (the two reads are
+    // a moment apart: the times may differ by a few ms).
     for args in [["0.01", "1", "500"], ["0.001", "3", "1000"]] {
         for k in ["b3", "drained"] {
-            assert_eq!(peek(&mut m, k, &args), peek(&mut r, k, &args), "{k}");
+            let (a, b) = (peek(&mut m, k, &args), peek(&mut r, k, &args));
+            assert_eq!(
+                [a[0], a[1], a[4]],
+                [b[0], b[1], b[4]],
+                "{k}: {a:?} vs {b:?}"
+            );
+            assert!(
+                (a[2] - b[2]).abs() <= 50 && (a[3] - b[3]).abs() <= 50,
+                "{k}: {a:?} vs {b:?}"
+            );
         }
     }
     pair.assert_healthy();
