@@ -775,6 +775,8 @@ fn copy_duplicates_value_and_expiry() {
     throttle(&mut c, "dst", &["0.01", "1", "1000", "7"]);
     assert_eq!(tokens_left(&mut c, "src", &["0.01", "1", "1000"]), 7);
     assert_eq!(tokens_left(&mut c, "dst", &["0.01", "1", "1000"]), 0);
+    // The digest follows the value (so replica comparisons mean something).
+    assert_ne!(digest_value(&mut c, "dst"), digest_value(&mut c, "src"));
     // No REPLACE: the destination stays; with REPLACE it is overwritten.
     let n: i64 = redis::cmd("COPY")
         .arg("src")
@@ -1068,5 +1070,53 @@ fn no_input_crashes_the_server() {
         }
     }
     assert!(n > 500);
+    assert_healthy(&mut s);
+}
+
+/// Commands that move keys without the module's callbacks (RENAME, MOVE,
+/// SWAPDB) keep the value and its expiry; MEMORY USAGE measures it;
+/// FLUSHALL frees every value (INFO's key counts drop to zero).
+#[test]
+fn rename_move_swapdb_and_memory_usage() {
+    let mut s = Server::start();
+    let mut c = s.conn();
+    throttle(&mut c, "a", &["0.01", "1", "1000", "4"]);
+    permit(&mut c, "p", &["100000", "3"]);
+    let d = dump(&mut c, "a");
+    let at = pexpiretime(&mut c, "a");
+    let _: () = redis::cmd("RENAME")
+        .arg("a")
+        .arg("b")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(
+        (dump(&mut c, "b"), pexpiretime(&mut c, "b")),
+        (d.clone(), at)
+    );
+    let moved: i64 = redis::cmd("MOVE").arg("b").arg(1).query(&mut c).unwrap();
+    assert_eq!(moved, 1);
+    let _: () = redis::cmd("SWAPDB").arg(0).arg(1).query(&mut c).unwrap();
+    assert_eq!((dump(&mut c, "b"), pexpiretime(&mut c, "b")), (d, at));
+    assert_eq!(tokens_left(&mut c, "b", &["0.01", "1", "1000"]), 6);
+    let _: () = redis::cmd("SELECT").arg(1).query(&mut c).unwrap();
+    assert_eq!(key_type(&mut c, "p"), "rl-permit");
+    let bytes: i64 = redis::cmd("MEMORY")
+        .arg("USAGE")
+        .arg("p")
+        .query(&mut c)
+        .unwrap();
+    assert!(bytes > 0);
+    let _: () = redis::cmd("SELECT").arg(0).query(&mut c).unwrap();
+    let bytes: i64 = redis::cmd("MEMORY")
+        .arg("USAGE")
+        .arg("b")
+        .query(&mut c)
+        .unwrap();
+    assert!(bytes > 0);
+    assert_eq!(throttle_stat(&mut c, "bucket_keys"), 1);
+    assert_eq!(throttle_stat(&mut c, "permit_keys"), 1);
+    let _: () = redis::cmd("FLUSHALL").query(&mut c).unwrap();
+    assert_eq!(throttle_stat(&mut c, "bucket_keys"), 0);
+    assert_eq!(throttle_stat(&mut c, "permit_keys"), 0);
     assert_healthy(&mut s);
 }
