@@ -15,7 +15,7 @@ use super::args;
 use super::blocking::{self, Pending};
 use super::clock;
 use super::config;
-use super::datatype::{APPLY_COMMAND, permit_type, set_permit};
+use super::datatype::{APPLY_COMMAND, create, permit_type};
 use super::error::{Error, Result};
 use super::ffi::{self, Args, Ctx, Holds, Key};
 use super::stats::STATS;
@@ -102,7 +102,7 @@ pub fn permit(ctx: Ctx, args: Args) -> Result<()> {
     };
     match state {
         Some(s) => *s = next,
-        None => set_permit(&key, next),
+        None => create(&key, next),
     }
     let at_ms = permit::expires_at(&next, call.rule.interval).as_millis_ceil_i64();
     key.set_expire_at_ms(at_ms);

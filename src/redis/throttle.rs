@@ -14,7 +14,7 @@ use throttle_core::limiter::{self, Limiter, Outcome};
 use super::args;
 use super::blocking::{self, Pending};
 use super::clock;
-use super::datatype::{APPLY_COMMAND, bucket_type, encode_limiter, set_bucket};
+use super::datatype::{APPLY_COMMAND, Stored, bucket_type, create};
 use super::error::{Error, Result};
 use super::ffi::{self, Args, Ctx, Holds, Key};
 use super::stats::STATS;
@@ -76,10 +76,10 @@ pub fn store(
     expires_at: Micros,
     event: &std::ffi::CStr,
 ) {
-    let (buf, len) = encode_limiter(&next);
+    let (buf, len) = next.encode();
     match slot {
         Some(v) => *v = next,
-        None => set_bucket(key, next),
+        None => create(key, next),
     }
     let at_ms = expires_at.as_millis_ceil_i64();
     key.set_expire_at_ms(at_ms);
