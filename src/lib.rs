@@ -46,23 +46,27 @@ type Handler = unsafe extern "C" fn(
 ) -> c_int;
 
 /// The command table: name, handler, flags, first/last/step key positions.
+///
+/// Names are registered in lower case, as Redis registers its own commands:
+/// lookups ignore case, and Redis's own errors (wrong arity) quote the name
+/// as registered: `ERR wrong number of arguments for 'throttle' command`.
 const COMMANDS: &[(&CStr, Handler, &CStr, c_int, c_int, c_int)] = &[
-    (c"THROTTLE", cmd_throttle, c"write deny-oom fast", 1, 1, 1),
-    (c"THROTTLE.PEEK", cmd_peek, c"readonly fast", 1, 1, 1),
-    (c"PERMIT", cmd_permit, c"write deny-oom fast", 1, 1, 1),
-    (c"THROTTLE.APPLY", cmd_apply, c"write deny-oom", 1, 1, 1),
-    (c"THROTTLE.SET", cmd_set, c"write deny-oom fast", 1, 1, 1),
-    (c"THROTTLE.GET", cmd_get, c"readonly fast", 1, 1, 1),
-    (c"THROTTLE.RESET", cmd_reset, c"write fast", 1, 1, 1),
+    (c"throttle", cmd_throttle, c"write deny-oom fast", 1, 1, 1),
+    (c"throttle.peek", cmd_peek, c"readonly fast", 1, 1, 1),
+    (c"permit", cmd_permit, c"write deny-oom fast", 1, 1, 1),
+    (c"throttle.apply", cmd_apply, c"write deny-oom", 1, 1, 1),
+    (c"throttle.set", cmd_set, c"write deny-oom fast", 1, 1, 1),
+    (c"throttle.get", cmd_get, c"readonly fast", 1, 1, 1),
+    (c"throttle.reset", cmd_reset, c"write fast", 1, 1, 1),
     (
-        c"THROTTLE.REFUND",
+        c"throttle.refund",
         cmd_refund,
         c"write deny-oom fast",
         1,
         1,
         1,
     ),
-    (c"THROTTLE.ALL", cmd_all, c"write deny-oom fast", 2, -1, 4),
+    (c"throttle.all", cmd_all, c"write deny-oom fast", 2, -1, 4),
 ];
 
 /// The module's ACL category: `ACL SETUSER app +@throttle` grants every
