@@ -291,7 +291,9 @@ fn aof_round_trip(preamble: &str, rewrite: bool) {
     }
     if rewrite && preamble == "yes" {
         assert!(
-            base.iter().any(|b| b.starts_with(b"REDIS")),
+            // The RDB magic: "REDIS00nn" (Redis), "VALKEY0nn" (Valkey 9+).
+            base.iter()
+                .any(|b| b.starts_with(b"REDIS") || b.starts_with(b"VALKEY")),
             "no RDB preamble"
         );
     }
