@@ -4,6 +4,7 @@
 #
 #   scripts/cluster.sh start     # build the module, start 6 nodes, create the cluster
 #   scripts/cluster.sh status    # one line per node, then CLUSTER INFO's state
+#                                # (exit status 0 only when all 6 nodes run)
 #   scripts/cluster.sh stop      # stop every node by its pid file
 #
 # Environment:
