@@ -16,3 +16,6 @@ cargo clippy --release --workspace --all-targets -- -D warnings
 
 echo "== tests"
 cargo test --release --workspace
+
+echo "== README examples (Python)"
+bash scripts/examples.sh

@@ -4,6 +4,9 @@
 //! table, configs and INFO. The arithmetic lives in the pure
 //! `throttle-core` crate; the Redis glue in [`redis`].
 
+// Unit tests build without the module entry (and its Redis allocator).
+#![cfg_attr(test, allow(dead_code))]
+
 use std::ffi::{CStr, c_int};
 
 use redis_module::raw;
@@ -11,7 +14,7 @@ use redis_module::raw;
 pub mod redis;
 
 use redis::ffi::{self, Args, Ctx};
-use redis::{apply, guard, permit, throttle};
+use redis::{all, apply, guard, knobs, permit, throttle};
 
 /// Declares an `extern "C"` command handler wrapped in the panic guard.
 macro_rules! handler {
@@ -30,6 +33,11 @@ handler!(cmd_throttle, "THROTTLE", throttle::throttle);
 handler!(cmd_peek, "THROTTLE.PEEK", throttle::peek);
 handler!(cmd_permit, "PERMIT", permit::permit);
 handler!(cmd_apply, "THROTTLE.APPLY", apply::apply);
+handler!(cmd_set, "THROTTLE.SET", knobs::set);
+handler!(cmd_get, "THROTTLE.GET", knobs::get);
+handler!(cmd_reset, "THROTTLE.RESET", knobs::reset);
+handler!(cmd_refund, "THROTTLE.REFUND", knobs::refund);
+handler!(cmd_all, "THROTTLE.ALL", all::all);
 
 type Handler = unsafe extern "C" fn(
     *mut raw::RedisModuleCtx,
@@ -43,6 +51,18 @@ const COMMANDS: &[(&CStr, Handler, &CStr, c_int, c_int, c_int)] = &[
     (c"THROTTLE.PEEK", cmd_peek, c"readonly fast", 1, 1, 1),
     (c"PERMIT", cmd_permit, c"write deny-oom fast", 1, 1, 1),
     (c"THROTTLE.APPLY", cmd_apply, c"write deny-oom", 1, 1, 1),
+    (c"THROTTLE.SET", cmd_set, c"write deny-oom fast", 1, 1, 1),
+    (c"THROTTLE.GET", cmd_get, c"readonly fast", 1, 1, 1),
+    (c"THROTTLE.RESET", cmd_reset, c"write fast", 1, 1, 1),
+    (
+        c"THROTTLE.REFUND",
+        cmd_refund,
+        c"write deny-oom fast",
+        1,
+        1,
+        1,
+    ),
+    (c"THROTTLE.ALL", cmd_all, c"write deny-oom fast", 2, -1, 4),
 ];
 
 fn init(
@@ -51,6 +71,15 @@ fn init(
 ) -> redis_module::Status {
     let raw_ctx: Ctx = ctx.ctx;
     guard::install_panic_hook();
+    // Without this, a short read or a wrong opcode while loading one of our
+    // values (RESTORE of a crafted payload) makes Redis panic; with it the
+    // load call fails and `rdb_load` refuses the value.
+    unsafe {
+        ffi::api!(RedisModule_SetModuleOptions)(
+            raw_ctx,
+            raw::REDISMODULE_OPTIONS_HANDLE_IO_ERRORS as c_int,
+        )
+    };
     for (name, handler, flags, first, last, step) in COMMANDS {
         let rc = unsafe {
             ffi::api!(RedisModule_CreateCommand)(
@@ -68,6 +97,7 @@ fn init(
             return redis_module::Status::Err;
         }
     }
+    redis::commands::register_docs(raw_ctx);
     let args: Vec<&[u8]> = load_args.iter().map(|a| a.as_slice()).collect();
     if let Err(e) = redis::config::register(raw_ctx, &args) {
         ffi::log(raw_ctx, c"warning", &e);

@@ -28,7 +28,11 @@ pub const FEMTO: i128 = 1_000_000_000_000_000;
 pub const LEVEL_BOUND: i128 = FEMTO * FEMTO * 1_000_000;
 
 /// A bucket's state: `level` femto-tokens at instant `updated_at`.
+///
+/// Packed to 8-byte alignment: an `i128` would otherwise align the whole
+/// stored value to 16 bytes and cost 16 bytes per key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C, packed(8))]
 pub struct Bucket {
     pub level: i128,
     pub updated_at: Micros,
@@ -75,6 +79,12 @@ pub fn level_at(state: Option<&Bucket>, now: Micros, quota: &Quota) -> i128 {
         // accrued < room ≤ 2·LEVEL_BOUND: fits in i128.
         level.saturating_add(i128::try_from(accrued).unwrap_or(i128::MAX))
     }
+}
+
+/// Until `b` is full again (from `now`, rounded up to whole µs).
+pub fn time_to_full(b: &Bucket, now: Micros, quota: &Quota) -> Micros {
+    let level = level_at(Some(b), now, quota);
+    time_to_accrue(quota.capacity_femto().saturating_sub(level), quota)
 }
 
 /// Microseconds until `deficit` femto-tokens accrue, rounded up.
@@ -180,6 +190,13 @@ mod tests {
             *state = Some(n);
         }
         d
+    }
+
+    #[test]
+    fn stored_values_stay_small() {
+        assert_eq!(std::mem::size_of::<Bucket>(), 24);
+        assert_eq!(std::mem::align_of::<Bucket>(), 8);
+        assert!(std::mem::size_of::<crate::limiter::Limiter>() <= 64);
     }
 
     #[test]
@@ -296,9 +313,9 @@ mod tests {
         let mut s = None;
         run(&mut s, 0, &q, 3);
         let r = refund(s.as_ref(), Micros(0), &q, 2);
-        assert_eq!(r.level, 4 * FEMTO);
+        assert_eq!({ r.level }, 4 * FEMTO);
         let r = refund(Some(&r), Micros(0), &q, 100);
-        assert_eq!(r.level, 5 * FEMTO);
+        assert_eq!({ r.level }, 5 * FEMTO);
     }
 
     #[test]

@@ -46,10 +46,11 @@ struct Writer<'a> {
 
 impl Writer<'_> {
     fn put(&mut self, bytes: &[u8]) {
-        if let Some(dst) = self.buf.get_mut(self.at..self.at + bytes.len()) {
+        let end = self.at.saturating_add(bytes.len());
+        if let Some(dst) = self.buf.get_mut(self.at..end) {
             dst.copy_from_slice(bytes);
         }
-        self.at += bytes.len();
+        self.at = end;
     }
     fn params(&mut self, p: &Params) {
         let (kind, rps) = match p.rate {

@@ -43,14 +43,9 @@ pub fn parse(text: &[u8], scale: u32) -> Result<Fixed, DecimalError> {
         Some(_) => (false, text),
         None => return Err(DecimalError::Invalid),
     };
-    let (mantissa_text, exp_text) = match rest.iter().position(|&c| c == b'e' || c == b'E') {
-        Some(i) => (&rest[..i], Some(&rest[i + 1..])),
-        None => (rest, None),
-    };
-    let (int_digits, frac_digits) = match mantissa_text.iter().position(|&c| c == b'.') {
-        Some(i) => (&mantissa_text[..i], &mantissa_text[i + 1..]),
-        None => (mantissa_text, &mantissa_text[..0]),
-    };
+    let (mantissa_text, exp_text) = split_once(rest, |c| c == b'e' || c == b'E');
+    let (int_digits, frac_digits) = split_once(mantissa_text, |c| c == b'.');
+    let frac_digits = frac_digits.unwrap_or_default();
     if int_digits.is_empty() && frac_digits.is_empty() {
         return Err(DecimalError::Invalid);
     }
@@ -62,17 +57,19 @@ pub fn parse(text: &[u8], scale: u32) -> Result<Fixed, DecimalError> {
         Some(e) => parse_exponent(e)?,
     };
     // Trailing zeros of the fraction do not change the value.
-    let frac_len = frac_digits
-        .iter()
-        .rposition(|&c| c != b'0')
-        .map_or(0, |p| p + 1);
-    let frac_digits = &frac_digits[..frac_len];
+    let frac_digits = match frac_digits.iter().rposition(|&c| c != b'0') {
+        Some(last) => frac_digits
+            .split_at_checked(last.saturating_add(1))
+            .map_or(frac_digits, |(k, _)| k),
+        None => &[],
+    };
+    let frac_len = frac_digits.len();
 
     let mut mantissa: u128 = 0;
     for &d in int_digits.iter().chain(frac_digits) {
         mantissa = mantissa
             .checked_mul(10)
-            .and_then(|m| m.checked_add(u128::from(d - b'0')))
+            .and_then(|m| m.checked_add(u128::from(d.saturating_sub(b'0'))))
             .ok_or(DecimalError::OutOfRange)?;
     }
     if mantissa == 0 {
@@ -91,12 +88,25 @@ pub fn parse(text: &[u8], scale: u32) -> Result<Fixed, DecimalError> {
     } else {
         let s = u32::try_from(shift.unsigned_abs()).map_err(|_| DecimalError::TooPrecise)?;
         let divisor = pow10(s).ok_or(DecimalError::TooPrecise)?;
-        if mantissa % divisor != 0 {
+        if mantissa.checked_rem(divisor) != Some(0) {
             return Err(DecimalError::TooPrecise);
         }
-        mantissa / divisor
+        mantissa
+            .checked_div(divisor)
+            .ok_or(DecimalError::TooPrecise)?
     };
     Ok(Fixed { negative, units })
+}
+
+/// Splits at the first byte matching `sep`, dropping it.
+fn split_once(text: &[u8], sep: impl Fn(u8) -> bool) -> (&[u8], Option<&[u8]>) {
+    match text.iter().position(|&c| sep(c)) {
+        Some(i) => match text.split_at_checked(i) {
+            Some((head, tail)) => (head, tail.get(1..)),
+            None => (text, None),
+        },
+        None => (text, None),
+    }
 }
 
 fn parse_exponent(text: &[u8]) -> Result<i64, DecimalError> {
@@ -116,15 +126,46 @@ fn parse_exponent(text: &[u8]) -> Result<i64, DecimalError> {
             DecimalError::OutOfRange
         });
     }
-    let magnitude = digits
-        .iter()
-        .fold(0i64, |acc, &d| acc * 10 + i64::from(d - b'0'));
-    Ok(if negative { -magnitude } else { magnitude })
+    // At most MAX_EXPONENT_DIGITS significant digits: cannot overflow.
+    let magnitude = digits.iter().fold(0i64, |acc, &d| {
+        acc.saturating_mul(10)
+            .saturating_add(i64::from(d.saturating_sub(b'0')))
+    });
+    Ok(if negative {
+        magnitude.saturating_neg()
+    } else {
+        magnitude
+    })
+}
+
+/// Formats `units × 10^-scale` as the shortest exact decimal ("5", "0.0001").
+pub fn format(negative: bool, units: u128, scale: u32) -> String {
+    let divisor = pow10(scale).unwrap_or(1);
+    let (int, frac) = (
+        units.checked_div(divisor).unwrap_or(units),
+        units.checked_rem(divisor).unwrap_or(0),
+    );
+    let sign = if negative && units != 0 { "-" } else { "" };
+    if frac == 0 {
+        return format!("{sign}{int}");
+    }
+    let width = usize::try_from(scale).unwrap_or(0);
+    let digits = format!("{frac:0width$}");
+    format!("{sign}{int}.{}", digits.trim_end_matches('0'))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn formats_exactly() {
+        assert_eq!(format(false, 5_000_000_000, 9), "5");
+        assert_eq!(format(false, 100_000, 9), "0.0001");
+        assert_eq!(format(true, 1_000_000_000, 9), "-1");
+        assert_eq!(format(false, 2_500_000_000, 9), "2.5");
+        assert_eq!(format(false, 250, 3), "0.25");
+    }
 
     fn units(s: &str, scale: u32) -> Result<(bool, u128), DecimalError> {
         parse(s.as_bytes(), scale).map(|f| (f.negative, f.units))

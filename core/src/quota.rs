@@ -59,15 +59,6 @@ impl Rate {
             },
         }
     }
-
-    /// The rate as the signed nano value it was parsed from (0, -1e9, or n).
-    pub fn as_signed_nano(self) -> i128 {
-        match self {
-            Rate::DenyAll => 0,
-            Rate::AllowAll => -i128::from(NANO),
-            Rate::PerSecond(n) => i128::from(n),
-        }
-    }
 }
 
 /// Validated limit parameters: a rate (or switch), burst and window.
@@ -135,14 +126,21 @@ fn capacity(rps_nano: u64, burst_nano: u64, window_ns: u64) -> Result<u64, Quota
     const E18: u128 = E9 * E9;
     const E27: u128 = E18 * E9;
     // rps × burst fits: both are at most ~1.8e19.
-    let x = u128::from(rps_nano) * u128::from(burst_nano);
-    let (q, m) = (x / E18, x % E18);
-    let w = u128::from(window_ns);
-    // x·w = q·w·10^18 + m·w, so x·w / 10^27 = q·w / 10^9 + m·w / 10^27.
-    let a = q.checked_mul(w).ok_or(QuotaError::Capacity)?;
-    let low = (a % E9) * E18 + m * w; // < 10^27 + 10^36: fits
-    let floor = a / E9 + low / E27;
-    let ceil = if low % E27 == 0 { floor } else { floor + 1 };
+    // None of these can fail within the parameter ranges; checked anyway.
+    let ceil = (|| {
+        let x = u128::from(rps_nano).checked_mul(u128::from(burst_nano))?;
+        let (q, m) = (x.checked_div(E18)?, x.checked_rem(E18)?);
+        let w = u128::from(window_ns);
+        // x·w = q·w·10^18 + m·w, so x·w / 10^27 = q·w / 10^9 + m·w / 10^27.
+        let a = q.checked_mul(w)?;
+        let low = a
+            .checked_rem(E9)?
+            .checked_mul(E18)?
+            .checked_add(m.checked_mul(w)?)?;
+        let floor = a.checked_div(E9)?.checked_add(low.checked_div(E27)?)?;
+        floor.checked_add(u128::from(low.checked_rem(E27)? != 0))
+    })()
+    .ok_or(QuotaError::Capacity)?;
     match u64::try_from(ceil.max(1)) {
         Ok(c) if c <= MAX_CAPACITY => Ok(c),
         _ => Err(QuotaError::Capacity),

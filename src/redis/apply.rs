@@ -11,21 +11,20 @@
 //! It is an ordinary command: an operator may use it to restore state, and
 //! the payload is validated as strictly as an RDB load.
 
-use throttle_core::codec::{self, CodecError};
+use throttle_core::codec::CodecError;
 
-use super::datatype::{bucket_type, permit_type, set_bucket, set_permit};
+use super::datatype::{Stored, create};
 use super::error::{Error, Result};
 use super::ffi::{self, Args, Ctx, Holds, Key};
 use throttle_core::limiter::Limiter;
 use throttle_core::permit::PermitState;
 
-fn replace<T>(
-    key: &Key,
-    ty: *mut redis_module::raw::RedisModuleType,
-    value: T,
-    create: fn(&Key, T),
-) -> Result<()> {
-    match key.holds::<T>(ty) {
+fn decode<T: Stored>(payload: &[u8]) -> Result<T> {
+    T::decode(payload).map_err(|why| Error::Payload { what: T::NAME, why })
+}
+
+fn replace<T: Stored>(key: &Key, value: T) -> Result<()> {
+    match key.holds::<T>(T::ty()) {
         Holds::Ours(p) => unsafe { *p.as_ptr() = value },
         Holds::Nothing => create(key, value),
         Holds::Other => return Err(Error::WrongType),
@@ -47,20 +46,8 @@ pub fn apply(ctx: Ctx, args: Args) -> Result<()> {
     )?;
     let key = Key::open(ctx, args.raw(1), true);
     match payload.get(1) {
-        Some(b'L') => {
-            let v = codec::decode_limiter(payload).map_err(|why| Error::Payload {
-                what: "rl-bucket",
-                why,
-            })?;
-            replace::<Limiter>(&key, bucket_type(), v, set_bucket)?;
-        }
-        Some(b'P') => {
-            let v = codec::decode_permit(payload).map_err(|why| Error::Payload {
-                what: "rl-permit",
-                why,
-            })?;
-            replace::<PermitState>(&key, permit_type(), v, set_permit)?;
-        }
+        Some(b'L') => replace(&key, decode::<Limiter>(payload)?)?,
+        Some(b'P') => replace(&key, decode::<PermitState>(payload)?)?,
         _ => {
             return Err(Error::Payload {
                 what: "state",

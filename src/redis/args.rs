@@ -6,8 +6,7 @@
 
 use throttle_core::Micros;
 use throttle_core::decimal::{self, DecimalError, Fixed};
-use throttle_core::limiter::Params;
-use throttle_core::quota::{Limit, NANO, QuotaError, Rate};
+use throttle_core::quota::{Limit, QuotaError, Rate};
 
 use super::error::{Error, Result};
 
@@ -129,11 +128,6 @@ pub fn limit(rps: &[u8], burst: &[u8], window: &[u8]) -> Result<Limit> {
     Limit::new(rate, burst, window).map_err(quota_error)
 }
 
-/// Validated parameters (for knobs, which may be given one at a time).
-pub fn params_of(limit: &Limit) -> Params {
-    limit.params()
-}
-
 /// `interval_ms`: > 0, in whole microseconds (at most 3 decimals).
 pub fn interval_ms(bytes: &[u8]) -> Result<Micros> {
     let f = decimal(bytes, "interval_ms", 3)?;
@@ -156,9 +150,6 @@ pub fn interval_ms(bytes: &[u8]) -> Result<Micros> {
 pub fn is_option(arg: &[u8], name: &str) -> bool {
     arg.eq_ignore_ascii_case(name.as_bytes())
 }
-
-/// Billionths per unit, for callers that convert back.
-pub const UNIT_NANO: u64 = NANO;
 
 #[cfg(test)]
 mod tests {

@@ -19,6 +19,7 @@ use throttle_core::codec::{self, MAX_LIMITER_LEN};
 use throttle_core::limiter::{Knobs, Limiter};
 use throttle_core::permit::PermitState;
 
+use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
 
 use super::ffi::{Key, api};
@@ -29,30 +30,75 @@ use super::stats::KEYS;
 /// only one written so far; the codec carries its own version byte too.
 pub const ENCODING_VERSION: i32 = 1;
 
-const fn methods(
-    rdb_load: raw::RedisModuleTypeLoadFunc,
-    rdb_save: raw::RedisModuleTypeSaveFunc,
-    aof_rewrite: raw::RedisModuleTypeRewriteFunc,
-    mem_usage: raw::RedisModuleTypeMemUsageFunc,
-    digest: raw::RedisModuleTypeDigestFunc,
-    free: raw::RedisModuleTypeFreeFunc,
-    copy: raw::RedisModuleTypeCopyFunc,
-) -> raw::RedisModuleTypeMethods {
+/// A value stored under one of our types: how it is encoded, decoded,
+/// named, measured and counted.
+pub trait Stored: Clone + Sized {
+    const NAME: &'static str;
+    fn encode(&self) -> ([u8; MAX_LIMITER_LEN], usize);
+    fn decode(bytes: &[u8]) -> Result<Self, codec::CodecError>;
+    fn heap_size(&self) -> usize {
+        size_of::<Self>()
+    }
+    fn count() -> &'static AtomicU64;
+    fn ty() -> *mut raw::RedisModuleType;
+}
+
+impl Stored for Limiter {
+    const NAME: &'static str = "rl-bucket";
+    fn encode(&self) -> ([u8; MAX_LIMITER_LEN], usize) {
+        let mut buf = [0u8; MAX_LIMITER_LEN];
+        let n = codec::encode_limiter(self, &mut buf);
+        (buf, n)
+    }
+    fn decode(bytes: &[u8]) -> Result<Self, codec::CodecError> {
+        codec::decode_limiter(bytes)
+    }
+    fn heap_size(&self) -> usize {
+        size_of::<Self>() + self.knobs.as_ref().map_or(0, |_| size_of::<Knobs>())
+    }
+    fn count() -> &'static AtomicU64 {
+        &KEYS.buckets
+    }
+    fn ty() -> *mut raw::RedisModuleType {
+        bucket_type()
+    }
+}
+
+impl Stored for PermitState {
+    const NAME: &'static str = "rl-permit";
+    fn encode(&self) -> ([u8; MAX_LIMITER_LEN], usize) {
+        let mut buf = [0u8; MAX_LIMITER_LEN];
+        let bytes = codec::encode_permit(self);
+        buf[..bytes.len()].copy_from_slice(&bytes);
+        (buf, bytes.len())
+    }
+    fn decode(bytes: &[u8]) -> Result<Self, codec::CodecError> {
+        codec::decode_permit(bytes)
+    }
+    fn count() -> &'static AtomicU64 {
+        &KEYS.permits
+    }
+    fn ty() -> *mut raw::RedisModuleType {
+        permit_type()
+    }
+}
+
+const fn methods<T: Stored>() -> raw::RedisModuleTypeMethods {
     raw::RedisModuleTypeMethods {
         // Version 4 is what Redis 7.0 knows; newer servers accept it too.
         version: 4,
-        rdb_load,
-        rdb_save,
-        aof_rewrite,
-        mem_usage,
-        digest,
-        free,
+        rdb_load: Some(rdb_load::<T>),
+        rdb_save: Some(rdb_save::<T>),
+        aof_rewrite: Some(aof_rewrite::<T>),
+        mem_usage: Some(mem_usage::<T>),
+        digest: Some(digest::<T>),
+        free: Some(free::<T>),
         aux_load: None,
         aux_save: None,
         aux_save_triggers: 0,
         free_effort: None,
         unlink: None,
-        copy,
+        copy: Some(copy::<T>),
         defrag: None,
         mem_usage2: None,
         free_effort2: None,
@@ -62,33 +108,10 @@ const fn methods(
     }
 }
 
-pub static BUCKET_TYPE: RedisType = RedisType::new(
-    "rl-bucket",
-    ENCODING_VERSION,
-    methods(
-        Some(bucket_rdb_load),
-        Some(bucket_rdb_save),
-        Some(bucket_aof_rewrite),
-        Some(bucket_mem_usage),
-        Some(bucket_digest),
-        Some(bucket_free),
-        Some(bucket_copy),
-    ),
-);
-
-pub static PERMIT_TYPE: RedisType = RedisType::new(
-    "rl-permit",
-    ENCODING_VERSION,
-    methods(
-        Some(permit_rdb_load),
-        Some(permit_rdb_save),
-        Some(permit_aof_rewrite),
-        Some(permit_mem_usage),
-        Some(permit_digest),
-        Some(permit_free),
-        Some(permit_copy),
-    ),
-);
+pub static BUCKET_TYPE: RedisType =
+    RedisType::new("rl-bucket", ENCODING_VERSION, methods::<Limiter>());
+pub static PERMIT_TYPE: RedisType =
+    RedisType::new("rl-permit", ENCODING_VERSION, methods::<PermitState>());
 
 /// The registered type pointers (valid after load).
 pub fn bucket_type() -> *mut raw::RedisModuleType {
@@ -98,27 +121,15 @@ pub fn permit_type() -> *mut raw::RedisModuleType {
     *PERMIT_TYPE.raw_type.borrow()
 }
 
-/// Stores a new limiter at an empty key (counted in INFO).
-pub fn set_bucket(key: &Key, v: Limiter) {
-    if key.set_value(bucket_type(), Box::new(v)) {
-        KEYS.buckets.fetch_add(1, Relaxed);
+/// Stores a new value at an empty key (counted in INFO).
+pub fn create<T: Stored>(key: &Key, v: T) {
+    if key.set_value(T::ty(), Box::new(v)) {
+        T::count().fetch_add(1, Relaxed);
     }
 }
 
-/// Stores a new permit state at an empty key (counted in INFO).
-pub fn set_permit(key: &Key, v: PermitState) {
-    if key.set_value(permit_type(), Box::new(v)) {
-        KEYS.permits.fetch_add(1, Relaxed);
-    }
-}
-
-fn new_bucket(v: Limiter) -> *mut c_void {
-    KEYS.buckets.fetch_add(1, Relaxed);
-    Box::into_raw(Box::new(v)).cast()
-}
-
-fn new_permit(v: PermitState) -> *mut c_void {
-    KEYS.permits.fetch_add(1, Relaxed);
+fn new_raw<T: Stored>(v: T) -> *mut c_void {
+    T::count().fetch_add(1, Relaxed);
     Box::into_raw(Box::new(v)).cast()
 }
 
@@ -131,6 +142,10 @@ fn load_bytes(rdb: *mut raw::RedisModuleIO) -> Option<Vec<u8>> {
     let mut len = 0usize;
     let p = unsafe { api!(RedisModule_LoadStringBuffer)(rdb, &mut len) };
     if p.is_null() {
+        return None;
+    }
+    if unsafe { api!(RedisModule_IsIOError)(rdb) } != 0 {
+        unsafe { api!(RedisModule_Free)(p.cast()) };
         return None;
     }
     let bytes = unsafe { std::slice::from_raw_parts(p.cast::<u8>(), len) }.to_vec();
@@ -168,160 +183,80 @@ fn log_io_error(rdb: *mut raw::RedisModuleIO, what: &str) {
     super::ffi::log(ctx, c"warning", &format!("refusing to load {what}"));
 }
 
-/// Encodes a limiter into a stack buffer.
-pub fn encode_limiter(v: &Limiter) -> ([u8; MAX_LIMITER_LEN], usize) {
-    let mut buf = [0u8; MAX_LIMITER_LEN];
-    let n = codec::encode_limiter(v, &mut buf);
-    (buf, n)
-}
+// ---- callbacks, one set per type ----------------------------------------------
 
-// ---- rl-bucket ---------------------------------------------------------------
-
-unsafe extern "C" fn bucket_rdb_load(rdb: *mut raw::RedisModuleIO, encver: c_int) -> *mut c_void {
+unsafe extern "C" fn rdb_load<T: Stored>(
+    rdb: *mut raw::RedisModuleIO,
+    encver: c_int,
+) -> *mut c_void {
     guard::or(std::ptr::null_mut(), || {
         if encver != ENCODING_VERSION {
-            log_io_error(rdb, &format!("rl-bucket encoding version {encver}"));
+            log_io_error(rdb, &format!("{} encoding version {encver}", T::NAME));
             return std::ptr::null_mut();
         }
         let Some(bytes) = load_bytes(rdb) else {
             return std::ptr::null_mut();
         };
-        match codec::decode_limiter(&bytes) {
-            Ok(v) => new_bucket(v),
+        match T::decode(&bytes) {
+            Ok(v) => new_raw(v),
             Err(e) => {
-                log_io_error(rdb, &format!("a corrupt rl-bucket value ({e:?})"));
+                log_io_error(rdb, &format!("a corrupt {} value ({e:?})", T::NAME));
                 std::ptr::null_mut()
             }
         }
     })
 }
 
-unsafe extern "C" fn bucket_rdb_save(rdb: *mut raw::RedisModuleIO, value: *mut c_void) {
+unsafe extern "C" fn rdb_save<T: Stored>(rdb: *mut raw::RedisModuleIO, value: *mut c_void) {
     guard::or((), || {
-        if let Some(v) = unsafe { value.cast::<Limiter>().as_ref() } {
-            let (buf, n) = encode_limiter(v);
+        if let Some(v) = unsafe { value.cast::<T>().as_ref() } {
+            let (buf, n) = v.encode();
             save_bytes(rdb, &buf[..n]);
         }
     })
 }
 
-unsafe extern "C" fn bucket_aof_rewrite(
+unsafe extern "C" fn aof_rewrite<T: Stored>(
     aof: *mut raw::RedisModuleIO,
     key: *mut raw::RedisModuleString,
     value: *mut c_void,
 ) {
     guard::or((), || {
-        if let Some(v) = unsafe { value.cast::<Limiter>().as_ref() } {
-            let (buf, n) = encode_limiter(v);
+        if let Some(v) = unsafe { value.cast::<T>().as_ref() } {
+            let (buf, n) = v.encode();
             emit_apply(aof, key, &buf[..n]);
         }
     })
 }
 
-unsafe extern "C" fn bucket_mem_usage(value: *const c_void) -> usize {
-    let knobs = unsafe { value.cast::<Limiter>().as_ref() }
-        .and_then(|v| v.knobs.as_ref())
-        .map_or(0, |_| size_of::<Knobs>());
-    size_of::<Limiter>() + knobs
+unsafe extern "C" fn mem_usage<T: Stored>(value: *const c_void) -> usize {
+    unsafe { value.cast::<T>().as_ref() }.map_or(0, T::heap_size)
 }
 
-unsafe extern "C" fn bucket_digest(md: *mut raw::RedisModuleDigest, value: *mut c_void) {
+unsafe extern "C" fn digest<T: Stored>(md: *mut raw::RedisModuleDigest, value: *mut c_void) {
     guard::or((), || {
-        if let Some(v) = unsafe { value.cast::<Limiter>().as_ref() } {
-            let (buf, n) = encode_limiter(v);
+        if let Some(v) = unsafe { value.cast::<T>().as_ref() } {
+            let (buf, n) = v.encode();
             digest_bytes(md, &buf[..n]);
         }
     })
 }
 
-unsafe extern "C" fn bucket_free(value: *mut c_void) {
+unsafe extern "C" fn free<T: Stored>(value: *mut c_void) {
     if !value.is_null() {
-        KEYS.buckets.fetch_sub(1, Relaxed);
-        drop(unsafe { Box::from_raw(value.cast::<Limiter>()) });
+        T::count().fetch_sub(1, Relaxed);
+        drop(unsafe { Box::from_raw(value.cast::<T>()) });
     }
 }
 
-unsafe extern "C" fn bucket_copy(
+unsafe extern "C" fn copy<T: Stored>(
     _from: *mut raw::RedisModuleString,
     _to: *mut raw::RedisModuleString,
     value: *const c_void,
 ) -> *mut c_void {
     guard::or(std::ptr::null_mut(), || {
-        match unsafe { value.cast::<Limiter>().as_ref() } {
-            Some(v) => new_bucket(v.clone()),
-            None => std::ptr::null_mut(),
-        }
-    })
-}
-
-// ---- rl-permit ---------------------------------------------------------------
-
-unsafe extern "C" fn permit_rdb_load(rdb: *mut raw::RedisModuleIO, encver: c_int) -> *mut c_void {
-    guard::or(std::ptr::null_mut(), || {
-        if encver != ENCODING_VERSION {
-            log_io_error(rdb, &format!("rl-permit encoding version {encver}"));
-            return std::ptr::null_mut();
-        }
-        let Some(bytes) = load_bytes(rdb) else {
-            return std::ptr::null_mut();
-        };
-        match codec::decode_permit(&bytes) {
-            Ok(v) => new_permit(v),
-            Err(e) => {
-                log_io_error(rdb, &format!("a corrupt rl-permit value ({e:?})"));
-                std::ptr::null_mut()
-            }
-        }
-    })
-}
-
-unsafe extern "C" fn permit_rdb_save(rdb: *mut raw::RedisModuleIO, value: *mut c_void) {
-    guard::or((), || {
-        if let Some(v) = unsafe { value.cast::<PermitState>().as_ref() } {
-            save_bytes(rdb, &codec::encode_permit(v));
-        }
-    })
-}
-
-unsafe extern "C" fn permit_aof_rewrite(
-    aof: *mut raw::RedisModuleIO,
-    key: *mut raw::RedisModuleString,
-    value: *mut c_void,
-) {
-    guard::or((), || {
-        if let Some(v) = unsafe { value.cast::<PermitState>().as_ref() } {
-            emit_apply(aof, key, &codec::encode_permit(v));
-        }
-    })
-}
-
-unsafe extern "C" fn permit_mem_usage(_value: *const c_void) -> usize {
-    size_of::<PermitState>()
-}
-
-unsafe extern "C" fn permit_digest(md: *mut raw::RedisModuleDigest, value: *mut c_void) {
-    guard::or((), || {
-        if let Some(v) = unsafe { value.cast::<PermitState>().as_ref() } {
-            digest_bytes(md, &codec::encode_permit(v));
-        }
-    })
-}
-
-unsafe extern "C" fn permit_free(value: *mut c_void) {
-    if !value.is_null() {
-        KEYS.permits.fetch_sub(1, Relaxed);
-        drop(unsafe { Box::from_raw(value.cast::<PermitState>()) });
-    }
-}
-
-unsafe extern "C" fn permit_copy(
-    _from: *mut raw::RedisModuleString,
-    _to: *mut raw::RedisModuleString,
-    value: *const c_void,
-) -> *mut c_void {
-    guard::or(std::ptr::null_mut(), || {
-        match unsafe { value.cast::<PermitState>().as_ref() } {
-            Some(v) => new_permit(*v),
+        match unsafe { value.cast::<T>().as_ref() } {
+            Some(v) => new_raw(v.clone()),
             None => std::ptr::null_mut(),
         }
     })

@@ -55,6 +55,10 @@ impl Args {
         self.argc
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.argc == 0
+    }
+
     /// The raw string at `i` (caller checks `i < len`).
     pub fn raw(&self, i: usize) -> *mut raw::RedisModuleString {
         assert!(i < self.argc);

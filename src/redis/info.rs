@@ -12,6 +12,8 @@ fn field(ctx: *mut raw::RedisModuleInfoCtx, name: &std::ffi::CStr, v: u64) {
     unsafe { api!(RedisModule_InfoAddFieldULongLong)(ctx, name.as_ptr(), v) };
 }
 
+/// # Safety
+/// Called by Redis with a valid info context.
 pub unsafe extern "C" fn info(
     ctx: *mut raw::RedisModuleInfoCtx,
     _for_crash_report: std::ffi::c_int,

@@ -15,7 +15,7 @@ use super::args;
 use super::blocking::{self, Pending};
 use super::clock;
 use super::config;
-use super::datatype::{APPLY_COMMAND, permit_type, set_permit};
+use super::datatype::{APPLY_COMMAND, create, permit_type};
 use super::error::{Error, Result};
 use super::ffi::{self, Args, Ctx, Holds, Key};
 use super::stats::STATS;
@@ -67,6 +67,9 @@ fn parse(args: &Args) -> Result<Call> {
     })
 }
 
+// The value lives in Redis's keyspace, not in the handle; each command
+// holds one handle per key, so there is never a second borrow.
+#[allow(clippy::mut_from_ref)]
 fn load(key: &Key) -> Result<Option<&mut PermitState>> {
     match key.holds::<PermitState>(permit_type()) {
         Holds::Nothing => Ok(None),
@@ -99,7 +102,7 @@ pub fn permit(ctx: Ctx, args: Args) -> Result<()> {
     };
     match state {
         Some(s) => *s = next,
-        None => set_permit(&key, next),
+        None => create(&key, next),
     }
     let at_ms = permit::expires_at(&next, call.rule.interval).as_millis_ceil_i64();
     key.set_expire_at_ms(at_ms);

@@ -14,7 +14,7 @@ use throttle_core::limiter::{self, Limiter, Outcome};
 use super::args;
 use super::blocking::{self, Pending};
 use super::clock;
-use super::datatype::{APPLY_COMMAND, bucket_type, encode_limiter, set_bucket};
+use super::datatype::{APPLY_COMMAND, Stored, bucket_type, create};
 use super::error::{Error, Result};
 use super::ffi::{self, Args, Ctx, Holds, Key};
 use super::stats::STATS;
@@ -53,6 +53,9 @@ fn parse(args: &Args, name: &'static str, allow_wait: bool) -> Result<Call> {
 }
 
 /// The limiter stored at an open key, or WRONGTYPE.
+// The value lives in Redis's keyspace, not in the handle; each command
+// holds one handle per key, so there is never a second borrow.
+#[allow(clippy::mut_from_ref)]
 pub fn load(key: &Key) -> Result<Option<&mut Limiter>> {
     match key.holds::<Limiter>(bucket_type()) {
         Holds::Nothing => Ok(None),
@@ -73,10 +76,10 @@ pub fn store(
     expires_at: Micros,
     event: &std::ffi::CStr,
 ) {
-    let (buf, len) = encode_limiter(&next);
+    let (buf, len) = next.encode();
     match slot {
         Some(v) => *v = next,
-        None => set_bucket(key, next),
+        None => create(key, next),
     }
     let at_ms = expires_at.as_millis_ceil_i64();
     key.set_expire_at_ms(at_ms);
