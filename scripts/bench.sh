@@ -15,8 +15,8 @@
 # medians over rounds, because the machine may be busy with other work.
 #
 # Environment (defaults in brackets; QUICK=1 lowers the starred ones):
-#   ROUNDS [3*]  REQUESTS [1000000*] requests per run at pipeline > 1
-#   REQUESTS_P1 [REQUESTS/5]  LUA_SHARE [4] the Lua runs do REQUESTS/LUA_SHARE
+#   ROUNDS [3*]  REQUESTS [500000*] requests per run at pipeline > 1
+#   REQUESTS_P1 [REQUESTS/10]  LUA_SHARE [4] the Lua runs do REQUESTS/LUA_SHARE
 #   CLIENTS [50]  KEYSPACE [100000] (-r of redis-benchmark)  PIPELINES ["1 16"]
 #   MEMKEYS [1000000*] keys per kind for bytes/key
 #   BLOCKERS [1000] clients held by PERMIT BLOCK  BLOCK_INTERVAL_MS [2]
@@ -33,11 +33,11 @@ ROOT=$PWD
 if [ "${QUICK:-0}" = 1 ]; then
   def_rounds=1 def_requests=200000 def_memkeys=200000
 else
-  def_rounds=3 def_requests=1000000 def_memkeys=1000000
+  def_rounds=3 def_requests=500000 def_memkeys=1000000
 fi
 ROUNDS=${ROUNDS:-$def_rounds}
 REQUESTS=${REQUESTS:-$def_requests}
-REQUESTS_P1=${REQUESTS_P1:-$((REQUESTS / 5))}
+REQUESTS_P1=${REQUESTS_P1:-$((REQUESTS / 10))}
 LUA_SHARE=${LUA_SHARE:-4}
 CLIENTS=${CLIENTS:-50}
 KEYSPACE=${KEYSPACE:-100000}
@@ -115,7 +115,7 @@ start_server() {
     --protected-mode yes --logfile "$tmp/server.log" --loadmodule "$MODULE")
   [ -n "$COMPARE_SO" ] && args+=(--loadmodule "$COMPARE_SO")
   for attempt in 1 2 3 4 5; do
-    PORT=$((20000 + (RANDOM * 7 + attempt) % 40000))
+    PORT=$((20000 + (RANDOM * 7 + attempt) % 12000))
     port_is_free "$PORT" || continue
     "${server_pin[@]}" redis-server --port "$PORT" "${args[@]}" &
     server_pid=$!
@@ -143,18 +143,20 @@ LUA_SHA=$(cli SCRIPT LOAD "$(cat scripts/bench/token_bucket.lua)")
 
 # ---- the workloads ---------------------------------------------------------------
 # Random keys: parameters that allow every call and keep each key alive for
-# the whole run (one token per 100 s, capacity 1,000,000), so every call
-# reads and updates a live key, as INCR does. Hot key: a realistic mix
+# the whole run, so every call reads and updates a live key, as INCR does:
+# THROTTLE refills one token per 100 s into a capacity of 1,000,000; PERMIT
+# reserves slots one minute apart with room for 1,000,000 waiting (every
+# call is granted, as a reservation). Hot key: a realistic mix
 # (100,000 tokens/s, capacity 10,000; PERMIT: one slot per 10 µs, at most
 # 100 waiting): once the burst is spent, calls beyond 100,000/s are denied
 # and write nothing.
-names=(INCR LUA THROTTLE PEEK PERMIT)
+names=(INCR THROTTLE PEEK PERMIT LUA)
 declare -A rand_cmd=(
   [INCR]="INCR bi:__rand_int__"
   [LUA]="EVALSHA $LUA_SHA 1 bl:__rand_int__ 0.01 1000 100000 1"
   [THROTTLE]="THROTTLE bt:__rand_int__ 0.01 1000 100000 1"
   [PEEK]="THROTTLE.PEEK bt:__rand_int__ 0.01 1000 100000 1"
-  [PERMIT]="PERMIT bp:__rand_int__ 1000 1000000"
+  [PERMIT]="PERMIT bp:__rand_int__ 60000 1000000"
 )
 declare -A hot_cmd=(
   [INCR]="INCR bi:hot"
@@ -208,45 +210,61 @@ counters() {
 RESULTS=$tmp/results.tsv
 : >"$RESULTS"
 
-# run ROUND PIPELINE KEYS NAME: one redis-benchmark run, one line in RESULTS.
-run() {
-  local round=$1 pl=$2 keys=$3 name=$4 n cmd words out line a0 t0 a1 t1 mix
-  if [ "$keys" = random ]; then cmd=${rand_cmd[$name]}; else cmd=${hot_cmd[$name]}; fi
+# bench_once PIPELINE REQUESTS CMD: one redis-benchmark run; sets LINE to its
+# CSV result: "test","rps","avg","min","p50","p95","p99","max".
+bench_once() {
+  local pl=$1 n=$2 cmd=$3 words out
   read -r -a words <<<"$cmd"
-  if [ "$pl" -gt 1 ]; then n=$REQUESTS; else n=$REQUESTS_P1; fi
-  case $name in LUA) n=$((n / LUA_SHARE)) ;; CMP) n=$((n / 2)) ;; esac
-  # PEEK reads the keys THROTTLE just wrote; everything else starts empty.
-  [ "$name" = PEEK ] || cli FLUSHALL >/dev/null
-  read -r a0 t0 < <(counters "$name")
   out=$("${client_pin[@]}" redis-benchmark -h 127.0.0.1 -p "$PORT" -c "$CLIENTS" -n "$n" \
     -P "$pl" -r "$KEYSPACE" --csv "${words[@]}" 2>&1) || true
-  line=$(printf '%s\n' "$out" | grep '^"' | grep -v '^"test"' | tail -1)
-  if [ -z "$line" ] || printf '%s\n' "$out" | grep -q -i 'error'; then
+  LINE=$(printf '%s\n' "$out" | grep '^"' | grep -v '^"test"' | tail -1)
+  if [ -z "$LINE" ] || printf '%s\n' "$out" | grep -q -i 'error'; then
     printf '%s\n' "$out" | tail -3 >&2
     die "redis-benchmark failed on: $cmd"
   fi
+}
+
+# run ROUND PIPELINE KEYS NAME BASE: one timed run, one line in RESULTS:
+#   round pipeline keys name ops/s p50_ms p99_ms allowed% incr_ops/s
+# BASE is the INCR run just before it (empty for INCR itself); sets RPS.
+run() {
+  local round=$1 pl=$2 keys=$3 name=$4 base=$5 n cmd a0 t0 a1 t1 mix
+  if [ "$keys" = random ]; then cmd=${rand_cmd[$name]}; else cmd=${hot_cmd[$name]}; fi
+  if [ "$pl" -gt 1 ]; then n=$REQUESTS; else n=$REQUESTS_P1; fi
+  case $name in LUA) n=$((n / LUA_SHARE)) ;; CMP) n=$((n / 2)) ;; esac
+  read -r a0 t0 < <(counters "$name")
+  bench_once "$pl" "$n" "$cmd"
   read -r a1 t1 < <(counters "$name")
   if [ "$t1" -gt "$t0" ]; then
     mix=$(awk -v a=$((a1 - a0)) -v t=$((t1 - t0)) 'BEGIN { printf "%.0f", 100 * a / t }')
   else
     mix=-
   fi
-  # CSV: "test","rps","avg","min","p50","p95","p99","max" (count from the end:
-  # a custom command line may contain anything).
-  printf '%s\n' "$line" | awk -F'"' -v r="$round" -v p="$pl" -v k="$keys" -v n="$name" -v m="$mix" \
-    '{ printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r, p, k, n, $(NF-13), $(NF-7), $(NF-3), m }' \
+  # Count CSV fields from the end: a custom command line may contain anything.
+  RPS=$(printf '%s' "$LINE" | awk -F'"' '{ print $(NF-13) }')
+  printf '%s\n' "$LINE" | awk -F'"' -v r="$round" -v p="$pl" -v k="$keys" -v n="$name" \
+    -v m="$mix" -v b="${base:-$RPS}" \
+    '{ printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r, p, k, n, $(NF-13), $(NF-7), $(NF-3), m, b }' \
     >>"$RESULTS"
-  log "round $round  P$pl  $keys  $(label "$name"): $(printf '%s' "$line" | awk -F'"' '{ print $(NF-13) }') ops/s${mix:+ (allowed $mix%)}"
+  log "round $round  P$pl  $keys  $(label "$name"): $RPS ops/s$([ -z "$base" ] || awk -v a="$RPS" -v b="$base" 'BEGIN { printf " = %.2f x INCR", a / b }')$([ "$mix" = - ] || echo ", allowed $mix%")"
 }
 
 load_start=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo "?")
 t_start=$(date +%s)
+# Each group (pipeline × keys) starts from an empty server and a warmed-up
+# INCR keyspace; then every command runs right after an INCR run, and its
+# ratio is to that INCR: the two are measured seconds apart, so a change in
+# the machine's load shifts both. PEEK follows THROTTLE and reads its keys.
 if has_part throughput; then
   for round in $(seq 1 "$ROUNDS"); do
     for pl in $PIPELINES; do
       for keys in random hot; do
+        cli FLUSHALL >/dev/null
+        bench_once 16 $((KEYSPACE * 3)) "${rand_cmd[INCR]}"
         for name in "${names[@]}"; do
-          run "$round" "$pl" "$keys" "$name"
+          [ "$name" = INCR ] && continue
+          run "$round" "$pl" "$keys" INCR ""
+          run "$round" "$pl" "$keys" "$name" "$RPS"
         done
       done
     done
@@ -259,16 +277,24 @@ fi
 resp_gen() {
   awk -v n="$1" -v tpl="$2" 'BEGIN {
     nc = split(tpl, cmds, ";")
-    for (c = 1; c <= nc; c++) { nw[c] = split(cmds[c], w, " "); for (j = 1; j <= nw[c]; j++) word[c, j] = w[j] }
+    for (c = 1; c <= nc; c++) {
+      nw[c] = split(cmds[c], w, " ")
+      for (j = 1; j <= nw[c]; j++) {
+        p = index(w[j], "__i__")
+        has[c, j] = p > 0
+        pre[c, j] = p ? substr(w[j], 1, p - 1) : w[j]
+        suf[c, j] = p ? substr(w[j], p + 5) : ""
+      }
+    }
     for (i = 0; i < n; i++) {
       k = sprintf("%012d", i)
       for (c = 1; c <= nc; c++) {
-        printf "*%d\r\n", nw[c]
+        out = "*" nw[c] "\r\n"
         for (j = 1; j <= nw[c]; j++) {
-          a = word[c, j]
-          if (index(a, "__i__")) sub(/__i__/, k, a)
-          printf "$%d\r\n%s\r\n", length(a), a
+          a = has[c, j] ? pre[c, j] k suf[c, j] : pre[c, j]
+          out = out "$" length(a) "\r\n" a "\r\n"
         }
+        printf "%s", out
       }
     }
   }'
@@ -331,7 +357,7 @@ report() {
   echo "- $ROUNDS round(s); per run: -c $CLIENTS, -n $REQUESTS at pipeline > 1 and $REQUESTS_P1 at pipeline 1 (Lua 1/$LUA_SHARE of that), -r $KEYSPACE; took ${t_total}s"
   echo
   if has_part throughput; then
-    echo "### Throughput (medians over rounds; × INCR = median of each round's ratio to INCR in the same group)"
+    echo "### Throughput (medians over rounds; × INCR = median ratio to the INCR run just before each run)"
     echo
     echo "| keys | pipeline | command | ops/s | × INCR | ratio range | p50 ms | p99 ms | allowed |"
     echo "|---|---:|---|---:|---:|---:|---:|---:|---:|"
@@ -347,10 +373,8 @@ report() {
       function label(n) { return n == "LUA" ? "Lua EVALSHA" : n == "PEEK" ? "THROTTLE.PEEK" : n == "CMP" ? cmpname : n }
       { key = $2 SUBSEP $3 SUBSEP $4; rps[key] = rps[key] " " $5; p50[key] = p50[key] " " $6; p99[key] = p99[key] " " $7
         if ($8 != "-") mix[key] = mix[key] " " $8
-        val[$1, $2, $3, $4] = $5 }
+        if ($9 > 0) ratio[key] = ratio[key] " " sprintf("%.3f", $5 / $9) }
       END {
-        for (k in val) { split(k, f, SUBSEP); base = val[f[1], f[2], f[3], "INCR"]
-          if (base > 0) { key = f[2] SUBSEP f[3] SUBSEP f[4]; ratio[key] = ratio[key] " " sprintf("%.3f", val[k] / base) } }
         nn = split(names, nm, " "); np = split(pls, pl, " ")
         for (ki = 1; ki <= 2; ki++) { keys = ki == 1 ? "random" : "hot"
           for (pi = 1; pi <= np; pi++) for (ni = 1; ni <= nn; ni++) {
@@ -393,9 +417,8 @@ report() {
 }
 ratio_of() { # PIPELINE KEYS NAME → median ratio
   awk -F'\t' -v p="$1" -v k="$2" -v n="$3" '
-    $2 == p && $3 == k && $4 == "INCR" { base[$1] = $5 }
-    $2 == p && $3 == k && $4 == n { v[$1] = $5 }
-    END { c = 0; for (r in v) if (base[r] > 0) a[++c] = v[r] / base[r]
+    $2 == p && $3 == k && $4 == n && $9 > 0 { a[++c] = $5 / $9 }
+    END {
       for (i = 2; i <= c; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
       if (c) printf "%.2f", (c % 2) ? a[(c + 1) / 2] : (a[c / 2] + a[c / 2 + 1]) / 2 }' "$RESULTS"
 }
