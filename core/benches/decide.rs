@@ -98,7 +98,15 @@ fn buckets(c: &mut Criterion) {
         capacity: 100_000,
     };
     g.bench_function("hot 100000/s, allowed", |b| {
-        b.iter(|| bucket::decide(Some(black_box(&half)), black_box(NOW), &hot, 1, Micros::ZERO))
+        b.iter(|| {
+            bucket::decide(
+                Some(black_box(&half)),
+                black_box(NOW),
+                &hot,
+                1,
+                Micros::ZERO,
+            )
+        })
     });
     g.finish();
 }

@@ -146,7 +146,8 @@ fn peak_blocked(ctl: &mut TcpStream) -> u64 {
                     .lines()
                     .find_map(|l| {
                         let (k, v) = l.split_once(':')?;
-                        k.ends_with("blocked_clients").then(|| v.trim().parse().ok())?
+                        k.ends_with("blocked_clients")
+                            .then(|| v.trim().parse().ok())?
                     })
                     .unwrap_or(0);
             }
@@ -178,20 +179,15 @@ fn main() -> ExitCode {
         match connect() {
             Ok(s) => socks.push(s),
             Err(e) => {
-                eprintln!("blockwait: connection {i} to {addr} failed: {e} (ulimit -n? maxclients?)");
+                eprintln!(
+                    "blockwait: connection {i} to {addr} failed: {e} (ulimit -n? maxclients?)"
+                );
                 return ExitCode::from(2);
             }
         }
     }
     let max_waiting = o.clients.to_string();
-    let cmd = resp(&[
-        "PERMIT",
-        &o.key,
-        &o.interval_ms,
-        &max_waiting,
-        "BLOCK",
-        "0",
-    ]);
+    let cmd = resp(&["PERMIT", &o.key, &o.interval_ms, &max_waiting, "BLOCK", "0"]);
     let t_send = Instant::now();
     for (i, s) in socks.iter_mut().enumerate() {
         if let Err(e) = s.write_all(&cmd) {
@@ -208,8 +204,8 @@ fn main() -> ExitCode {
     }
 
     let interval_f: f64 = o.interval_ms.parse().unwrap_or(1.0);
-    let deadline = Instant::now()
-        + Duration::from_secs_f64(o.clients as f64 * interval_f / 1e3 + 30.0);
+    let deadline =
+        Instant::now() + Duration::from_secs_f64(o.clients as f64 * interval_f / 1e3 + 30.0);
     let mut bufs: Vec<Vec<u8>> = vec![Vec::new(); o.clients];
     // Per client (send order): arrival µs and the reply.
     let mut done: Vec<Option<(i64, Reply)>> = (0..o.clients).map(|_| None).collect();
