@@ -37,20 +37,32 @@ pub fn integer(
         arg,
         kind: "integer",
     };
-    let s = std::str::from_utf8(bytes).map_err(|_| Error::NotANumber {
-        arg,
-        kind: "integer",
-    })?;
-    // Redis's string2ll: optional '-', digits, no '+', no leading zeros.
-    let digits = s.strip_prefix('-').unwrap_or(s);
-    if digits.is_empty()
-        || !digits.bytes().all(|b| b.is_ascii_digit())
-        || (digits.len() > 1 && digits.starts_with('0'))
-        || s == "-0"
+    // Redis's string2ll: optional '-', digits, no '+', no leading zeros,
+    // no "-0". Read byte by byte (this runs on every call's `tokens` or
+    // `max_waiting`): a value that does not fit is out of range, but only
+    // once the whole text is known to be an integer.
+    let (negative, digits) = match bytes.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, bytes),
+    };
+    if digits.is_empty() || (digits.len() > 1 && digits[0] == b'0') || (negative && digits == b"0")
     {
         return Err(not_int);
     }
-    let v: i64 = s.parse().map_err(|_| Error::OutOfRange { arg, range })?;
+    let mut magnitude: Option<u64> = Some(0);
+    for &b in digits {
+        if !b.is_ascii_digit() {
+            return Err(not_int);
+        }
+        magnitude = magnitude
+            .and_then(|m| m.checked_mul(10))
+            .and_then(|m| m.checked_add(u64::from(b - b'0')));
+    }
+    let v = magnitude
+        .map(i128::from)
+        .map(|m| if negative { -m } else { m })
+        .and_then(|m| i64::try_from(m).ok())
+        .ok_or(Error::OutOfRange { arg, range })?;
     if v < min || v > max {
         return Err(Error::OutOfRange { arg, range });
     }
@@ -275,6 +287,79 @@ mod tests {
             count(b"99999999999999999999", "tokens"),
             Err(Error::OutOfRange { .. })
         ));
+    }
+
+    /// The parser before it read bytes directly: `str::parse` after the
+    /// same syntax checks.
+    fn integer_by_str(bytes: &[u8]) -> std::result::Result<i64, &'static str> {
+        let s = std::str::from_utf8(bytes).map_err(|_| "nan")?;
+        let digits = s.strip_prefix('-').unwrap_or(s);
+        if digits.is_empty()
+            || !digits.bytes().all(|b| b.is_ascii_digit())
+            || (digits.len() > 1 && digits.starts_with('0'))
+            || s == "-0"
+        {
+            return Err("nan");
+        }
+        s.parse().map_err(|_| "range")
+    }
+
+    #[test]
+    fn integers_match_the_str_parser() {
+        let mut cases: Vec<Vec<u8>> = [
+            "0",
+            "1",
+            "-1",
+            "9",
+            "10",
+            "42",
+            "-42",
+            "007",
+            "-0",
+            "-00",
+            "00",
+            "-",
+            "",
+            "+1",
+            "1-",
+            "--1",
+            "1.0",
+            "1e3",
+            " 1",
+            "1 ",
+            "0x1f",
+            "\u{0}",
+            "9223372036854775807",
+            "9223372036854775808",
+            "-9223372036854775808",
+            "-9223372036854775809",
+            "18446744073709551615",
+            "18446744073709551616",
+            "99999999999999999999",
+            "99999999999999999999x",
+            "-99999999999999999999",
+            "١",
+            "1\u{0}",
+        ]
+        .iter()
+        .map(|s| s.as_bytes().to_vec())
+        .collect();
+        cases.push(vec![0xff, b'1']);
+        cases.push(vec![b'1', 0xc3]);
+        for c in &cases {
+            let new = integer(c, "n", i64::MIN, i64::MAX, "any");
+            match (integer_by_str(c), new) {
+                (Ok(a), Ok(b)) => assert_eq!(a, b, "{c:?}"),
+                (Err("nan"), Err(Error::NotANumber { .. })) => {}
+                (Err("range"), Err(Error::OutOfRange { .. })) => {}
+                (old, new) => panic!("{c:?}: {old:?} vs {new:?}"),
+            }
+        }
+        assert!(matches!(
+            integer(b"5", "n", 6, 9, "6..9"),
+            Err(Error::OutOfRange { .. })
+        ));
+        assert_eq!(integer(b"-5", "n", -5, 9, "-5..9").unwrap(), -5);
     }
 
     #[test]
