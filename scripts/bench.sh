@@ -28,6 +28,7 @@
 #   [COMPARE_CMD], COMPARE_NAME [first word of COMPARE_CMD]
 #   SERVER_CPU [0] CLIENT_CPU [1] (pinning needs taskset and >= 2 cores)
 #   NICE [unset] e.g. -5: run server and clients at that priority (root)
+#   REPORT_FROM [unset] a saved .runs.tsv: print its throughput report, run nothing
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -55,6 +56,7 @@ COMPARE_CMD=${COMPARE_CMD:-}
 COMPARE_HOT_CMD=${COMPARE_HOT_CMD:-${COMPARE_CMD//__rand_int__/hot}}
 COMPARE_MEM_CMD=${COMPARE_MEM_CMD:-$COMPARE_CMD}
 COMPARE_NAME=${COMPARE_NAME:-${COMPARE_CMD%% *}}
+REPORT_FROM=${REPORT_FROM:-}
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 
@@ -65,7 +67,12 @@ has_part() { case " $PARTS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 for tool in redis-server redis-cli redis-benchmark awk; do
   command -v "$tool" >/dev/null 2>&1 || need_deps=1
 done
-if [ -z "$MODULE" ] || [ "${need_deps:-0}" = 1 ]; then
+if [ -n "$REPORT_FROM" ]; then
+  [ -f "$REPORT_FROM" ] || die "no such file: $REPORT_FROM"
+  PARTS=throughput
+  ROUNDS=$(cut -f1 "$REPORT_FROM" | sort -n | tail -1)
+  MODULE=-
+elif [ -z "$MODULE" ] || [ "${need_deps:-0}" = 1 ]; then
   # shellcheck source=scripts/deps.sh
   source scripts/deps.sh
 fi
@@ -81,7 +88,7 @@ if [ -z "$MODULE" ]; then
 elif has_part blocking && [ ! -x "$ROOT/target/release/blockwait" ]; then
   cargo build --release -p bench-tools >&2
 fi
-[ -f "$MODULE" ] || die "module not found: $MODULE"
+[ -f "$MODULE" ] || [ -n "$REPORT_FROM" ] || die "module not found: $MODULE"
 BLOCKWAIT=$ROOT/target/release/blockwait
 
 # ---- pinning -----------------------------------------------------------------
@@ -145,10 +152,15 @@ start_server() {
 cli() { redis-cli -p "$PORT" "$@"; }
 info_field() { cli INFO "$1" | tr -d '\r' | awk -F: -v k="$2" '$1 == k { print $2 }'; }
 
-start_server
-log "redis-server pid $server_pid on 127.0.0.1:$PORT; $pinning"
-LUA_SHA=$(cli SCRIPT LOAD "$(cat scripts/bench/token_bucket.lua)")
-[ ${#LUA_SHA} = 40 ] || die "SCRIPT LOAD failed: $LUA_SHA"
+if [ -z "$REPORT_FROM" ]; then
+  start_server
+  log "redis-server pid $server_pid on 127.0.0.1:$PORT; $pinning"
+  LUA_SHA=$(cli SCRIPT LOAD "$(cat scripts/bench/token_bucket.lua)")
+  [ ${#LUA_SHA} = 40 ] || die "SCRIPT LOAD failed: $LUA_SHA"
+else
+  # What SCRIPT LOAD answers: the SHA1 of the script's text.
+  LUA_SHA=$(printf '%s' "$(cat scripts/bench/token_bucket.lua)" | sha1sum | cut -c1-40)
+fi
 
 # ---- the workloads ---------------------------------------------------------------
 # Random keys: parameters that allow every call and keep each key alive for
@@ -197,11 +209,13 @@ check_cmd() {
     ERR* | WRONGTYPE* | NOSCRIPT* | *"Could not connect"*) die "'$1' fails: $out" ;;
   esac
 }
-for n in "${names[@]}"; do
-  check_cmd "${rand_cmd[$n]}"
-  check_cmd "${hot_cmd[$n]}"
-done
-cli FLUSHALL >/dev/null
+if [ -z "$REPORT_FROM" ]; then
+  for n in "${names[@]}"; do
+    check_cmd "${rand_cmd[$n]}"
+    check_cmd "${hot_cmd[$n]}"
+  done
+  cli FLUSHALL >/dev/null
+fi
 
 # Calls allowed (THROTTLE) or granted (PERMIT), from INFO throttle.
 counters() {
@@ -217,7 +231,7 @@ counters() {
 }
 
 RESULTS=$tmp/results.tsv
-: >"$RESULTS"
+if [ -n "$REPORT_FROM" ]; then cp "$REPORT_FROM" "$RESULTS"; else : >"$RESULTS"; fi
 
 # bench_once PIPELINE REQUESTS CMD: one redis-benchmark run; sets LINE to its
 # CSV result: "test","rps","avg","min","p50","p95","p99","max".
@@ -264,7 +278,7 @@ t_start=$(date +%s)
 # INCR keyspace; then every command runs right after an INCR run, and its
 # ratio is to that INCR: the two are measured seconds apart, so a change in
 # the machine's load shifts both. PEEK follows THROTTLE and reads its keys.
-if has_part throughput; then
+if has_part throughput && [ -z "$REPORT_FROM" ]; then
   for round in $(seq 1 "$ROUNDS"); do
     for pl in $PIPELINES; do
       for keys in random hot; do
@@ -360,6 +374,9 @@ report() {
   git diff --quiet HEAD 2>/dev/null || commit="$commit (with uncommitted changes)"
   echo "## redis-throttle benchmark"
   echo
+  if [ -n "$REPORT_FROM" ]; then
+    echo "- rendered from the saved runs in $REPORT_FROM (date, commit and load below are of the rendering)"
+  fi
   echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'); module commit $commit"
   echo "- machine: $ncpu CPU(s), $cpu; load average $load_start at start, $load_end at end"
   echo "- redis-server $server_ver, redis-benchmark $(redis-benchmark --version | awk '{ print $2 }'); pinning: $pinning"
@@ -397,7 +414,7 @@ report() {
             m = (key in mix) ? sprintf("%.0f%%", med(mix[key])) : "n/a"
             best = hi(rps[pl[pi] SUBSEP keys SUBSEP "INCR"])
             printf "| %s | %s | %s | %.0f | %.2f | %.2f–%.2f | %.2f | %.3f | %.3f | %s |\n", keys, pl[pi], label(nm[ni]),
-              med(rps[key]), med(ratio[key]), lo(ratio[key]), hi(ratio[key]), best > 0 ? hi(rps[key]) / best : 0,
+              med(rps[key]), med(ratio[key]), lo(ratio[key]), hi(ratio[key]), (best > 0 ? hi(rps[key]) / best : 0),
               med(p50[key]), med(p99[key]), m } } }
     ' "$RESULTS"
     echo
@@ -472,7 +489,7 @@ target_lines() {
 
 if [ -n "$OUT" ]; then
   # The raw runs too, for a second look: round pipeline keys name ops/s p50 p99 allowed% incr_ops/s
-  cp "$RESULTS" "${OUT%.md}.runs.tsv"
+  [ -n "$REPORT_FROM" ] || cp "$RESULTS" "${OUT%.md}.runs.tsv"
   report | tee "$OUT"
 else
   report
