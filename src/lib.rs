@@ -46,24 +46,82 @@ type Handler = unsafe extern "C" fn(
 ) -> c_int;
 
 /// The command table: name, handler, flags, first/last/step key positions.
+///
+/// Names are registered in lower case, as Redis registers its own commands:
+/// lookups ignore case, and Redis's own errors (wrong arity) quote the name
+/// as registered: `ERR wrong number of arguments for 'throttle' command`.
 const COMMANDS: &[(&CStr, Handler, &CStr, c_int, c_int, c_int)] = &[
-    (c"THROTTLE", cmd_throttle, c"write deny-oom fast", 1, 1, 1),
-    (c"THROTTLE.PEEK", cmd_peek, c"readonly fast", 1, 1, 1),
-    (c"PERMIT", cmd_permit, c"write deny-oom fast", 1, 1, 1),
-    (c"THROTTLE.APPLY", cmd_apply, c"write deny-oom", 1, 1, 1),
-    (c"THROTTLE.SET", cmd_set, c"write deny-oom fast", 1, 1, 1),
-    (c"THROTTLE.GET", cmd_get, c"readonly fast", 1, 1, 1),
-    (c"THROTTLE.RESET", cmd_reset, c"write fast", 1, 1, 1),
+    (c"throttle", cmd_throttle, c"write deny-oom fast", 1, 1, 1),
+    (c"throttle.peek", cmd_peek, c"readonly fast", 1, 1, 1),
+    (c"permit", cmd_permit, c"write deny-oom fast", 1, 1, 1),
+    (c"throttle.apply", cmd_apply, c"write deny-oom", 1, 1, 1),
+    (c"throttle.set", cmd_set, c"write deny-oom fast", 1, 1, 1),
+    (c"throttle.get", cmd_get, c"readonly fast", 1, 1, 1),
+    (c"throttle.reset", cmd_reset, c"write fast", 1, 1, 1),
     (
-        c"THROTTLE.REFUND",
+        c"throttle.refund",
         cmd_refund,
         c"write deny-oom fast",
         1,
         1,
         1,
     ),
-    (c"THROTTLE.ALL", cmd_all, c"write deny-oom fast", 2, -1, 4),
+    (c"throttle.all", cmd_all, c"write deny-oom fast", 2, -1, 4),
 ];
+
+/// The module's ACL category: `ACL SETUSER app +@throttle` grants every
+/// command of the module.
+const ACL_CATEGORY: &CStr = c"throttle";
+
+/// Where the server supports module ACL categories (Redis 7.2+, Valkey),
+/// adds the `throttle` category and puts every command in it, with the
+/// standard categories its flags imply (`write`/`read`, `fast`). Redis 7.0
+/// lacks the API (the function pointers are `None`): there module commands
+/// belong to no category and are granted by name. Never fails the load.
+fn register_acl_category(ctx: Ctx) {
+    let (Some(add), Some(get), Some(set)) = (unsafe {
+        (
+            raw::RedisModule_AddACLCategory,
+            raw::RedisModule_GetCommand,
+            raw::RedisModule_SetCommandACLCategories,
+        )
+    }) else {
+        ffi::log(
+            ctx,
+            c"notice",
+            "this server has no module ACL categories (Redis < 7.2): grant the commands by name",
+        );
+        return;
+    };
+    if unsafe { add(ctx, ACL_CATEGORY.as_ptr()) } != raw::REDISMODULE_OK as c_int {
+        ffi::log(ctx, c"warning", "could not add the ACL category 'throttle'");
+        return;
+    }
+    for (name, _, flags, ..) in COMMANDS {
+        let flags = flags.to_string_lossy();
+        let has = |f: &str| flags.split(' ').any(|w| w == f);
+        let mut categories = vec![ACL_CATEGORY.to_string_lossy().into_owned()];
+        if has("write") {
+            categories.push("write".into());
+        }
+        if has("readonly") {
+            categories.push("read".into());
+        }
+        categories.push(if has("fast") { "fast" } else { "slow" }.into());
+        let Ok(categories) = std::ffi::CString::new(categories.join(" ")) else {
+            continue;
+        };
+        let cmd = unsafe { get(ctx, name.as_ptr()) };
+        if cmd.is_null() || unsafe { set(cmd, categories.as_ptr()) } != raw::REDISMODULE_OK as c_int
+        {
+            ffi::log(
+                ctx,
+                c"warning",
+                &format!("could not set ACL categories of {name:?}"),
+            );
+        }
+    }
+}
 
 fn init(
     ctx: &redis_module::Context,
@@ -98,6 +156,7 @@ fn init(
         }
     }
     redis::commands::register_docs(raw_ctx);
+    register_acl_category(raw_ctx);
     let args: Vec<&[u8]> = load_args.iter().map(|a| a.as_slice()).collect();
     if let Err(e) = redis::config::register(raw_ctx, &args) {
         ffi::log(raw_ctx, c"warning", &e);

@@ -131,10 +131,12 @@ impl<'a> Reader<'a> {
     fn params(&mut self) -> Result<Params, CodecError> {
         let kind = self.u8()?;
         let rps = self.u64()?;
-        let rate = match kind {
-            0 => Rate::DenyAll,
-            1 => Rate::AllowAll,
-            2 => Rate::PerSecond(rps),
+        let rate = match (kind, rps) {
+            (0, 0) => Rate::DenyAll,
+            (1, 0) => Rate::AllowAll,
+            // The switches carry no rate: anything else there is damage.
+            (0 | 1, _) => return Err(CodecError::BadField("rps of a switch")),
+            (2, _) => Rate::PerSecond(rps),
             _ => return Err(CodecError::BadField("rate kind")),
         };
         let p = Params {
@@ -238,6 +240,26 @@ mod tests {
         };
         assert_eq!(decode_permit(&encode_permit(&p)), Ok(p));
         assert_eq!(encoded(&sample(true)).len(), MAX_LIMITER_LEN);
+    }
+
+    #[test]
+    fn a_switch_with_a_rate_is_refused() {
+        // Found by the codec property test: a damaged rps field under a
+        // deny/allow switch used to be ignored, so a corrupt value loaded.
+        let mut v = sample(false);
+        v.params.rate = Rate::DenyAll;
+        let mut bytes = encoded(&v);
+        assert_eq!(decode_limiter(&bytes), Ok(v.clone()));
+        bytes[27] = 1;
+        assert_eq!(
+            decode_limiter(&bytes),
+            Err(CodecError::BadField("rps of a switch"))
+        );
+        bytes[26] = 1;
+        assert_eq!(
+            decode_limiter(&bytes),
+            Err(CodecError::BadField("rps of a switch"))
+        );
     }
 
     #[test]

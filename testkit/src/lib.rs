@@ -32,7 +32,38 @@ pub fn module_path() -> PathBuf {
         "module not built at {} (run `cargo build --release` or set THROTTLE_MODULE)",
         so.display()
     );
+    // `cargo test --test X` does not rebuild a cdylib: refuse to test a
+    // module older than its sources rather than test stale code.
+    let built = std::fs::metadata(&so).and_then(|m| m.modified()).ok();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    if let (Some(built), Some(newest)) = (
+        built,
+        newest_source(&[root.join("src"), root.join("core/src")]),
+    ) {
+        assert!(
+            newest <= built,
+            "{} is older than the module's sources: run `cargo build --release -p redis-throttle` (scripts/test.sh does)",
+            so.display()
+        );
+    }
     so
+}
+
+fn newest_source(dirs: &[PathBuf]) -> Option<std::time::SystemTime> {
+    let mut newest = None;
+    let mut stack: Vec<PathBuf> = dirs.to_vec();
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                let t = e.metadata().and_then(|m| m.modified()).ok();
+                newest = newest.max(t);
+            }
+        }
+    }
+    newest
 }
 
 /// The server binary: `REDIS_SERVER` or `redis-server` from PATH.

@@ -1,0 +1,1122 @@
+//! THROTTLE and THROTTLE.PEEK against a real redis-server with the module.
+//!
+//! Time-dependent assertions use small rates and check bounds with slack;
+//! values that do not depend on timing (capacity, first replies, allowed
+//! counts) are checked exactly.
+
+mod common;
+
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// The bucket of the issue's example: 5 rps × burst 2 × 8 s = 80 tokens.
+const EXAMPLE: [&str; 3] = ["5", "2", "8"];
+/// Also 80 tokens, refilling so slowly (0.01 per second) that a busy
+/// machine's delays cannot change a whole-token count mid-test.
+const SLOW80: [&str; 3] = ["0.01", "1", "8000"];
+
+#[test]
+fn first_call_matches_the_issue_example() {
+    let mut s = Server::start();
+    let mut c = s.conn();
+    assert_eq!(throttle(&mut c, "user:1", &EXAMPLE), [1, 79, 0, 200, 80]);
+    assert_eq!(key_type(&mut c, "user:1"), "rl-bucket");
+    // The expiry is the "full again" instant rounded up to whole ms, so
+    // PTTL (from the server's ms clock) may read one more than reset_after.
+    let ttl = pttl(&mut c, "user:1");
+    assert!((150..=201).contains(&ttl), "PTTL {ttl}");
+    // A RESP3 client sees the same five integers.
+    let mut c3 = s.conn_resp3();
+    assert_eq!(throttle(&mut c3, "user:2", &EXAMPLE), [1, 79, 0, 200, 80]);
+    assert_healthy(&mut s);
+}
+
+#[test]
+fn capacity_is_ceil_of_rps_times_burst_times_window() {
+    let mut s = Server::start();
+    let mut c = s.conn();
+    for (args, limit) in [
+        (["5", "2", "8"], 80),
+        (["1.5", "1", "3"], 5),     // 4.5 → 5
+        (["10", "0.3", "1"], 3),    // exactly 3, no float error
+        (["0.0001", "1", "1"], 1),  // at least one token
+        (["0.1", "0.1", "0.1"], 1), // 0.001 → 1
+        (["1e9", "2", "8"], 16_000_000_000),
+        (["1e10", "1e5", "1"], 1_000_000_000_000_000),
+        (["3", "1", "1"], 3),
+        (["2.5E-3", "4e2", "1e1"], 10),
+    ] {
+        let key = format!("cap:{args:?}");
+        let r = throttle(&mut c, &key, &args);
+        assert_eq!(r[..3], [1, limit - 1, 0], "{args:?} → {r:?}");
+        assert_eq!(r[4], limit, "{args:?} → {r:?}");
+        assert_eq!(peek(&mut c, &key, &args)[4], limit);
+    }
+    assert_healthy(&mut s);
+}
+
+#[test]
+fn reset_after_is_rounded_up() {
+    let mut s = Server::start();
+    let mut c = s.conn();
+    // One token at 3 rps takes 333.33… ms: reported as 334.
+    assert_eq!(throttle(&mut c, "k", &["3", "1", "1"]), [1, 2, 0, 334, 3]);
+    // 0.0001 rps: one token takes 10 000 s.
+    assert_eq!(
+        throttle(&mut c, "slow", &["0.0001", "1", "1"]),
+        [1, 0, 0, 10_000_000, 1]
+    );
+    let ttl = pttl(&mut c, "slow");
+    assert!((9_999_000..=10_000_001).contains(&ttl), "PTTL {ttl}");
+    assert_healthy(&mut s);
+}
+
+#[test]
+fn every_reply_field_over_time() {
+    let mut s = Server::start();
+    let mut c = s.conn();
+    let args = ["2", "1", "2"]; // 2 rps, limit 4, one token per 500 ms
+    assert_eq!(throttle(&mut c, "k", &args), [1, 3, 0, 500, 4]);
+    let r = throttle(&mut c, "k", &["2", "1", "2", "3"]);
+    assert_eq!(r[..3], [1, 0, 0]);
+    assert!((1800..=2000).contains(&r[3]), "reset_after {r:?}");
+    assert_eq!(r[4], 4);
+
+    // Empty: denied, retry_after ≤ one token's time, nothing consumed.
+    let denied = throttle(&mut c, "k", &args);
+    assert_eq!([denied[0], denied[1], denied[4]], [0, 0, 4], "{denied:?}");
+    assert!((300..=500).contains(&denied[2]), "retry_after {denied:?}");
+    assert!((1600..=2000).contains(&denied[3]), "reset_after {denied:?}");
+    // A bigger cost waits longer: two tokens need one more token time.
+    let two = peek(&mut c, "k", &["2", "1", "2", "2"]);
+    assert!(
+        (two[2] - denied[2] - 500).abs() <= 100,
+        "{two:?} vs {denied:?}"
+    );
+    // A cost above the limit can never succeed.
+    assert_eq!(peek(&mut c, "k", &["2", "1", "2", "5"])[2], -1);
+
+    // Waiting exactly retry_after is never too early.
+    thread::sleep(Duration::from_millis(u64::try_from(denied[2]).unwrap()));
+    let ok = throttle(&mut c, "k", &args);
+    assert_eq!(ok[..3], [1, 0, 0], "{ok:?}");
+    assert!((1400..=2000).contains(&ok[3]), "reset_after {ok:?}");
+
+    // Time passes: reset_after shrinks, the level grows, PTTL follows
+    // (cost 0 peeks show the level itself).
+    let zero = ["2", "1", "2", "0"];
+    let before = peek(&mut c, "k", &zero);
+    thread::sleep(Duration::from_millis(600));
+    let after = peek(&mut c, "k", &zero);
+    assert_eq!(before[1], 0, "{before:?}");
+    assert!((1..=2).contains(&after[1]), "{before:?} → {after:?}");
+    let shrink = before[3] - after[3];
+    assert!((599..=1500).contains(&shrink), "{before:?} → {after:?}");
+    let ttl = pttl(&mut c, "k");
+    assert!(
+        (after[3] - 50..=after[3] + 1).contains(&ttl),
+        "PTTL {ttl} vs {after:?}"
+    );
+    assert_healthy(&mut s);
+}
+
+#[test]
+fn pttl_follows_reset_after() {
+    let mut s = Server::start();
+    let mut c = s.conn();
+    let r = throttle(&mut c, "k", &["5", "2", "8", "5"]);
+    assert_eq!(r, [1, 75, 0, 1000, 80]);
+    let ttl = pttl(&mut c, "k");
+    assert!((950..=1001).contains(&ttl), "PTTL {ttl}");
+    let at = pexpiretime(&mut c, "k");
+    let now = server_time_ms(&mut c);
+    assert!((now + 900..=now + 1001).contains(&at), "{at} vs {now}");
+    // Each allowed call moves the expiry to the new "full again" moment.
+    let r = throttle(&mut c, "k", &["5", "2", "8", "10"]);
+    let ttl = pttl(&mut c, "k");
+    assert!((r[3] - 50..=r[3] + 1).contains(&ttl), "PTTL {ttl} vs {r:?}");
+    assert_healthy(&mut s);
+}
+
+#[test]
+fn a_bucket_that_is_full_again_expires() {
+    let mut s = Server::start();
+    let mut c = s.conn();
+    assert_eq!(
+        throttle(&mut c, "k", &["100", "1", "1"]),
+        [1, 99, 0, 10, 100]
+    );
+    wait_for(Duration::from_secs(2), "the key to expire", || {
+        (!exists(&mut c, "k")).then_some(())
+    });
+    // Absence is a full bucket.
+    assert_eq!(
+        throttle(&mut c, "k", &["100", "1", "1"]),
+        [1, 99, 0, 10, 100]
+    );
+    assert_healthy(&mut s);
+}
+
+#[test]
+fn denied_call_changes_nothing() {
+    let mut s = Server::start();
+    let mut c = s.conn();
+    let args = ["0.01", "1", "100"]; // limit 1
+    assert_eq!(throttle(&mut c, "k", &args)[0], 1);
+    let d0 = dump(&mut c, "k");
+    let t0 = pexpiretime(&mut c, "k");
+    let changes0: i64 = info(&mut c, "persistence")["rdb_changes_since_last_save"]
+        .parse()
+        .unwrap();
+    for _ in 0..5 {
+        let r = throttle(&mut c, "k", &args);
+        assert_eq!(r[0], 0, "{r:?}");
+        thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(dump(&mut c, "k"), d0);
+    assert_eq!(pexpiretime(&mut c, "k"), t0);
+    let changes1: i64 = info(&mut c, "persistence")["rdb_changes_since_last_save"]
+        .parse()
+        .unwrap();
+    assert_eq!(changes1, changes0, "a denied call marked the dataset dirty");
+    // An allowed call does count as a change (RDB save points see it).
+    throttle(&mut c, "other", &args);
+    let changes2: i64 = info(&mut c, "persistence")["rdb_changes_since_last_save"]
+        .parse()
+        .unwrap();
+    assert!(changes2 > changes1);
+    assert_healthy(&mut s);
+}
+
+#[test]
+fn cost_zero_is_allowed_and_writes_nothing() {
+    let mut s = Server::start();
+    let mut c = s.conn();
+    assert_eq!(
+        throttle(&mut c, "fresh", &["5", "2", "8", "0"]),
+        [1, 80, 0, 0, 80]
+    );
+    assert!(!exists(&mut c, "fresh"));
+    // On an empty bucket a zero cost is still allowed, and nothing moves.
+    throttle(&mut c, "k", &["0.01", "1", "100"]);
+    let d0 = dump(&mut c, "k");
+    let t0 = pexpiretime(&mut c, "k");
+    thread::sleep(Duration::from_millis(5));
+    let r = throttle(&mut c, "k", &["0.01", "1", "100", "0"]);
+    assert_eq!(r[..3], [1, 0, 0], "{r:?}");
+    assert_eq!(dump(&mut c, "k"), d0);
+    assert_eq!(pexpiretime(&mut c, "k"), t0);
+    assert_healthy(&mut s);
+}
+
+#[test]
+fn cost_above_the_limit_is_never_allowed() {
+    let mut s = Server::start();
+    let mut c = s.conn();
+    assert_eq!(
+        throttle(&mut c, "k", &["5", "2", "8", "81"]),
+        [0, 80, -1, 0, 80]
+    );
+    assert!(!exists(&mut c, "k"));
+    assert_eq!(
+        throttle(&mut c, "k", &["5", "2", "8", "80"]),
+        [1, 0, 0, 16000, 80]
+    );
+    let r = throttle(&mut c, "k", &["5", "2", "8", "81"]);
+    assert_eq!([r[0], r[2], r[4]], [0, -1, 80], "{r:?}");
+    assert_healthy(&mut s);
+}
+
+#[test]
+fn rps_zero_denies_and_minus_one_allows_storing_nothing() {
+    let mut s = Server::start();
+    let mut c = s.conn();
+    assert_eq!(throttle(&mut c, "k", &["0", "2", "8"]), [0, 0, 8000, 0, 0]);
+    assert_eq!(
+        throttle(&mut c, "k", &["0", "1", "0.25"]),
+        [0, 0, 250, 0, 0]
+    );
+    assert_eq!(throttle(&mut c, "k", &["-1", "2", "8"]), [1, -1, 0, 0, -1]);
+    assert_eq!(
+        throttle(&mut c, "k", &["-1", "2", "8", "1000"]),
+        [1, -1, 0, 0, -1]
+    );
+    assert_eq!(peek(&mut c, "k", &["0", "2", "8"]), [0, 0, 8000, 0, 0]);
+    assert_eq!(peek(&mut c, "k", &["-1", "2", "8"]), [1, -1, 0, 0, -1]);
+    assert!(!exists(&mut c, "k"));
+    // And on an existing bucket they leave it exactly as it was.
+    throttle(&mut c, "held", &["0.01", "1", "100"]);
+    let d0 = dump(&mut c, "held");
+    let t0 = pexpiretime(&mut c, "held");
+    thread::sleep(Duration::from_millis(5));
+    assert_eq!(throttle(&mut c, "held", &["0", "2", "8"])[0], 0);
+    assert_eq!(throttle(&mut c, "held", &["-1", "2", "8"])[0], 1);
+    assert_eq!(dump(&mut c, "held"), d0);
+    assert_eq!(pexpiretime(&mut c, "held"), t0);
+    assert_healthy(&mut s);
+}
+
+#[test]
+fn peek_never_writes() {
+    let mut s = Server::start();
+    let mut c = s.conn();
+    assert_eq!(peek(&mut c, "k", &EXAMPLE), [1, 79, 0, 200, 80]);
+    assert!(!exists(&mut c, "k"));
+    throttle(&mut c, "k", &["0.01", "1", "8000", "10"]);
+    let d0 = dump(&mut c, "k");
+    let t0 = pexpiretime(&mut c, "k");
+    for _ in 0..3 {
+        let r = peek(&mut c, "k", &SLOW80);
+        assert_eq!([r[0], r[1], r[4]], [1, 69, 80], "{r:?}");
+        thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(dump(&mut c, "k"), d0);
+    assert_eq!(pexpiretime(&mut c, "k"), t0);
+    // PEEK runs where writes may not: a read-only script.
+    let r: Vec<i64> = redis::cmd("EVAL_RO")
+        .arg("return redis.call('THROTTLE.PEEK', KEYS[1], '5', '2', '8')")
+        .arg(1)
+        .arg("k")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!([r[0], r[4]], [1, 80]);
+    let e = expect_err(
+        &mut c,
+        redis::cmd("EVAL_RO")
+            .arg("return redis.call('THROTTLE', KEYS[1], '5', '2', '8')")
+            .arg(1)
+            .arg("k"),
+    );
+    assert!(e.contains("Write commands are not allowed"), "{e}");
+    assert_eq!(dump(&mut c, "k"), d0);
+    assert_healthy(&mut s);
+}
+
+/// Bad arguments after the key, and the start of the error they must give.
+fn bad_throttle_inputs() -> Vec<(Vec<&'static str>, &'static str)> {
+    let mut cases: Vec<(Vec<&str>, &str)> = Vec::new();
+    const NOT_NUMBERS: [&str; 22] = [
+        "abc", "nan", "NaN", "-nan", "inf", "-inf", "+inf", "Infinity", "", " 1", "1 ", "0x10",
+        "0X1A", "1.5x", "1e", "1e+", "1,5", "--1", "1.2.3", "e5", ".", "１",
+    ];
+    for bad in NOT_NUMBERS {
+        cases.push((vec![bad, "2", "8"], "ERR rps is not a valid decimal number"));
+        cases.push((
+            vec!["5", bad, "8"],
+            "ERR burst is not a valid decimal number",
+        ));
+        cases.push((
+            vec!["5", "2", bad],
+            "ERR window is not a valid decimal number",
+        ));
+    }
+    for (bad, why) in [
+        ("-2", "ERR rps must be > 0"),
+        ("-0.5", "ERR rps must be > 0"),
+        ("-1.5", "ERR rps must be > 0"),
+        ("1e11", "ERR rps must be > 0"),
+        ("10000000001", "ERR rps must be > 0"),
+        ("1e400", "ERR rps must be"),
+        (
+            "99999999999999999999999999999999999999999",
+            "ERR rps must be",
+        ),
+        ("0.0000000001", "ERR rps has too many decimal places"),
+        ("1e-10", "ERR rps has too many decimal places"),
+    ] {
+        cases.push((vec![bad, "2", "8"], why));
+    }
+    for (bad, why) in [
+        ("0", "ERR burst must be > 0 and <= 1e9"),
+        ("-0", "ERR burst must be > 0 and <= 1e9"),
+        ("-1", "ERR burst must be > 0 and <= 1e9"),
+        ("1e10", "ERR burst must be > 0 and <= 1e9"),
+        ("1.000000001e9", "ERR burst must be > 0 and <= 1e9"),
+        ("0.0000000001", "ERR burst has too many decimal places"),
+    ] {
+        cases.push((vec!["5", bad, "8"], why));
+    }
+    for (bad, why) in [
+        ("0", "ERR window must be > 0"),
+        ("-8", "ERR window must be > 0"),
+        ("1e10", "ERR window must be > 0"),
+        ("0.0000000001", "ERR window has too many decimal places"),
+    ] {
+        cases.push((vec!["5", "2", bad], why));
+    }
+    for (bad, why) in [
+        ("-1", "ERR tokens must be"),
+        ("99999999999999999999", "ERR tokens must be"),
+        ("1.5", "ERR tokens is not a valid integer"),
+        ("1.0", "ERR tokens is not a valid integer"),
+        ("abc", "ERR tokens is not a valid integer"),
+        ("", "ERR tokens is not a valid integer"),
+        ("0x1", "ERR tokens is not a valid integer"),
+        ("+1", "ERR tokens is not a valid integer"),
+        ("01", "ERR tokens is not a valid integer"),
+        ("1e3", "ERR tokens is not a valid integer"),
+        (" 1", "ERR tokens is not a valid integer"),
+        ("1 ", "ERR tokens is not a valid integer"),
+        ("-0", "ERR tokens is not a valid integer"),
+        ("nan", "ERR tokens is not a valid integer"),
+        ("FOO", "ERR tokens is not a valid integer"),
+    ] {
+        cases.push((vec!["5", "2", "8", bad], why));
+    }
+    for (rest, why) in [
+        (vec!["1", "WAIT"], "ERR syntax error"),
+        (vec!["WAIT"], "ERR syntax error"),
+        (
+            vec!["1", "WAIT", "abc"],
+            "ERR timeout_ms is not a valid integer",
+        ),
+        (
+            vec!["1", "WAIT", ""],
+            "ERR timeout_ms is not a valid integer",
+        ),
+        (
+            vec!["1", "WAIT", "1.5"],
+            "ERR timeout_ms is not a valid integer",
+        ),
+        (vec!["1", "WAIT", "-1"], "ERR timeout_ms must be"),
+        (
+            vec!["1", "WAIT", "99999999999999"],
+            "ERR timeout_ms must be",
+        ),
+        (vec!["WAIT", "nan"], "ERR timeout_ms is not a valid integer"),
+        (vec!["1", "WAIT", "10", "WAIT", "10"], "ERR syntax error"),
+        (vec!["1", "WAIT", "10", "1"], "ERR syntax error"),
+        (vec!["1", "FOO"], "ERR syntax error"),
+        (vec!["1", "FOO", "1"], "ERR syntax error"),
+        (vec!["1", "2"], "ERR syntax error"),
+        (vec!["1", "BLOCK", "10"], "ERR syntax error"),
+    ] {
+        let mut args = vec!["5", "2", "8"];
+        args.extend(rest);
+        cases.push((args, why));
+    }
+    cases.push((
+        vec!["1e10", "1e9", "1e9"],
+        "ERR rps*burst*window is too large",
+    ));
+    cases.push((
+        vec!["1e10", "1e6", "1"],
+        "ERR rps*burst*window is too large",
+    ));
+    for short in [vec![], vec!["5"], vec!["5", "2"]] {
+        cases.push((
+            short,
+            "ERR wrong number of arguments for 'throttle' command",
+        ));
+    }
+    cases
+}
+
+/// Every bad input: an ERR naming the argument, no key created, and an
+/// existing key's value and expiry untouched.
+#[test]
+fn bad_input_is_refused_and_changes_nothing() {
+    let mut s = Server::start();
+    let mut c = s.conn();
+    throttle(&mut c, "held", &["0.01", "1", "100"]);
+    let d0 = dump(&mut c, "held").unwrap();
+    let t0 = pexpiretime(&mut c, "held");
+    for (args, want) in bad_throttle_inputs() {
+        for key in ["fresh", "held"] {
+            let e = expect_err(&mut c, redis::cmd("THROTTLE").arg(key).arg(&args));
+            assert!(
+                e.starts_with(want),
+                "THROTTLE {key} {args:?}: got {e:?}, want {want:?}"
+            );
+        }
+        assert!(!exists(&mut c, "fresh"), "{args:?} created a key");
+        assert_eq!(
+            dump(&mut c, "held").as_ref(),
+            Some(&d0),
+            "{args:?} changed the key"
+        );
+        assert_eq!(
+            pexpiretime(&mut c, "held"),
+            t0,
+            "{args:?} changed the expiry"
+        );
+    }
+    let e = expect_err(&mut c, &redis::cmd("THROTTLE"));
+    assert_eq!(e, "ERR wrong number of arguments for 'throttle' command");
+    assert_healthy(&mut s);
+}
+
+#[test]
+fn peek_refuses_the_same_bad_input() {
+    let mut s = Server::start();
+    let mut c = s.conn();
+    for (args, want) in bad_throttle_inputs() {
+        let e = expect_err(&mut c, redis::cmd("THROTTLE.PEEK").arg("k").arg(&args));
+        let want = want.replace("'throttle'", "'throttle.peek'");
+        // PEEK has no WAIT option: every WAIT form is a syntax error there.
+        if args.contains(&"WAIT") && !want.contains("tokens") {
+            assert_eq!(e, "ERR syntax error", "PEEK {args:?}");
+        } else {
+            assert!(
+                e.starts_with(&want),
+                "PEEK {args:?}: got {e:?}, want {want:?}"
+            );
+        }
+    }
+    let e = expect_err(
+        &mut c,
+        redis::cmd("THROTTLE.PEEK")
+            .arg("k")
+            .arg(&["5", "2", "8", "1", "WAIT", "10"]),
+    );
+    assert_eq!(e, "ERR syntax error");
+    assert!(!exists(&mut c, "k"));
+    assert_healthy(&mut s);
+}
+
+#[test]
+fn extreme_but_valid_parameters_work() {
+    let mut s = Server::start();
+    let mut c = s.conn();
+    let big = "1000000000000000"; // the largest capacity, 1e15 tokens
+    let r = throttle(&mut c, "max", &["1e10", "1e5", "1", big]);
+    assert_eq!(r[..3], [1, 0, 0]);
+    assert_eq!(r[4], 1_000_000_000_000_000);
+    // Refilling 1e15 tokens at 1e10 per second takes 1e5 s.
+    let r = throttle(&mut c, "max", &["1e10", "1e5", "1", big]);
+    assert_eq!(r[0], 0);
+    assert!((99_990_000..=100_000_000).contains(&r[2]), "{r:?}");
+    assert_eq!(r[2], r[3], "{r:?}");
+    // The smallest rate with the longest window and the largest burst.
+    let r = throttle(&mut c, "tiny", &["0.000000001", "1e9", "1e9"]);
+    assert_eq!(r[4], 1_000_000_000);
+    let r = throttle(&mut c, "tiny", &["0.000000001", "1", "1", "1"]);
+    assert_eq!(r[4], 1);
+    let r = throttle(&mut c, "slowest", &["0.000000001", "1", "1"]);
+    assert_eq!(r, [1, 0, 0, 1_000_000_000_000, 1]);
+    let r = throttle(&mut c, "slowest", &["0.000000001", "1", "1"]);
+    assert_eq!(r, [0, 0, 1_000_000_000_000, 1_000_000_000_000, 1]);
+    let r = throttle(
+        &mut c,
+        "slowest",
+        &["0.000000001", "1", "1", "1", "WAIT", "31622400000"],
+    );
+    assert_eq!(r[0], 0, "{r:?}");
+    let r = throttle(&mut c, "k", &["5", "2", "8", "9223372036854775807"]);
+    assert_eq!(r, [0, 80, -1, 0, 80]);
+    assert_healthy(&mut s);
+}
+
+#[test]
+fn wrongtype_leaves_other_keys_alone() {
+    let mut s = Server::start();
+    let mut c = s.conn();
+    let _: () = redis::cmd("SET")
+        .arg("str")
+        .arg("v")
+        .arg("EX")
+        .arg(100)
+        .query(&mut c)
+        .unwrap();
+    let _: () = redis::cmd("HSET")
+        .arg("hash")
+        .arg("f")
+        .arg("v")
+        .query(&mut c)
+        .unwrap();
+    let _: () = redis::cmd("RPUSH")
+        .arg("list")
+        .arg("a")
+        .query(&mut c)
+        .unwrap();
+    for key in ["str", "hash", "list"] {
+        let before = dump(&mut c, key);
+        let ttl_before = pexpiretime(&mut c, key);
+        for args in [
+            vec!["5", "2", "8"],
+            vec!["0", "2", "8"],
+            vec!["-1", "2", "8"],
+            vec!["5", "2", "8", "0"],
+        ] {
+            let e = expect_err(&mut c, redis::cmd("THROTTLE").arg(key).arg(&args));
+            assert_eq!(
+                e,
+                "WRONGTYPE Operation against a key holding the wrong kind of value"
+            );
+            let e = expect_err(&mut c, redis::cmd("THROTTLE.PEEK").arg(key).arg(&args));
+            assert!(e.starts_with("WRONGTYPE"), "{e}");
+        }
+        assert_eq!(dump(&mut c, key), before, "{key} changed");
+        assert_eq!(pexpiretime(&mut c, key), ttl_before);
+    }
+    let v: String = redis::cmd("GET").arg("str").query(&mut c).unwrap();
+    assert_eq!(v, "v");
+    assert_healthy(&mut s);
+}
+
+#[test]
+fn keys_are_binary_safe() {
+    let mut s = Server::start();
+    let mut c = s.conn();
+    let keys: [&[u8]; 5] = [b"a", b"a\0b", b"a\0c", b"\xff\xfe\x00\x80", b""];
+    for (i, key) in keys.iter().enumerate() {
+        let cost = (i + 1).to_string();
+        let r = throttle(&mut c, *key, &["0.01", "1", "8000", &cost]);
+        assert_eq!(r[1], 80 - i64::try_from(i).unwrap() - 1, "{key:?}");
+    }
+    for (i, key) in keys.iter().enumerate() {
+        assert_eq!(key_type(&mut c, *key), "rl-bucket");
+        let left = tokens_left(&mut c, *key, &SLOW80);
+        assert_eq!(
+            left,
+            80 - i64::try_from(i).unwrap() - 1,
+            "{key:?} kept its own bucket"
+        );
+    }
+    let n: i64 = redis::cmd("DBSIZE").query(&mut c).unwrap();
+    assert_eq!(n, 5);
+    // DUMP/RESTORE with a binary key name.
+    let d = dump(&mut c, keys[3]).unwrap();
+    let _: () = redis::cmd("RESTORE")
+        .arg(b"\x00copy\xff")
+        .arg(0)
+        .arg(&d)
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(dump(&mut c, b"\x00copy\xff"), Some(d));
+    assert_healthy(&mut s);
+}
+
+#[test]
+fn debug_reload_keeps_state_and_expiry() {
+    let mut s = Server::start();
+    let mut c = s.conn();
+    throttle(&mut c, "a", &["5", "2", "8", "17"]);
+    throttle(&mut c, "b", &["0.001", "1", "3000", "2"]);
+    throttle(&mut c, b"bin\0key", &["1", "1", "1"]);
+    let keys: [&[u8]; 3] = [b"a", b"b", b"bin\0key"];
+    let before: Vec<_> = keys
+        .iter()
+        .map(|k| (dump(&mut c, *k), pexpiretime(&mut c, *k)))
+        .collect();
+    let digest0 = digest(&mut c);
+    let _: () = redis::cmd("DEBUG").arg("RELOAD").query(&mut c).unwrap();
+    let after: Vec<_> = keys
+        .iter()
+        .map(|k| (dump(&mut c, *k), pexpiretime(&mut c, *k)))
+        .collect();
+    assert_eq!(before, after);
+    assert_eq!(digest(&mut c), digest0);
+    // And the reloaded bucket keeps counting from where it was.
+    assert_eq!(tokens_left(&mut c, "b", &["0.001", "1", "3000"]), 1);
+    assert_eq!(throttle_stat(&mut c, "bucket_keys"), 3);
+    assert_healthy(&mut s);
+}
+
+#[test]
+fn dump_restore_round_trips() {
+    let mut s = Server::start();
+    let mut c = s.conn();
+    throttle(&mut c, "src", &["0.01", "1", "1000", "4"]);
+    let payload = dump(&mut c, "src").unwrap();
+    let at = pexpiretime(&mut c, "src");
+    let _: () = redis::cmd("RESTORE")
+        .arg("dst")
+        .arg(at)
+        .arg(&payload)
+        .arg("ABSTTL")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(dump(&mut c, "dst").as_ref(), Some(&payload));
+    assert_eq!(pexpiretime(&mut c, "dst"), at);
+    assert_eq!(key_type(&mut c, "dst"), "rl-bucket");
+    assert_eq!(digest_value(&mut c, "dst"), digest_value(&mut c, "src"));
+    // Both now behave the same, and independently.
+    let args = ["0.01", "1", "1000"];
+    assert_eq!(tokens_left(&mut c, "dst", &args), 6);
+    throttle(&mut c, "dst", &["0.01", "1", "1000", "6"]);
+    assert_eq!(throttle(&mut c, "dst", &args)[0], 0);
+    assert_eq!(tokens_left(&mut c, "src", &args), 6);
+    // RESTORE onto an existing key needs REPLACE, as for any type.
+    let e = expect_err(
+        &mut c,
+        redis::cmd("RESTORE").arg("src").arg(0).arg(&payload),
+    );
+    assert!(e.starts_with("BUSYKEY"), "{e}");
+    assert_healthy(&mut s);
+}
+
+/// Where the encoded value starts inside an uncompressed DUMP payload of a
+/// bucket: the module saves it as one string, `[0x05 opcode][len 52][0x01 'L' …]`.
+fn value_at(payload: &[u8]) -> usize {
+    payload
+        .windows(4)
+        .position(|w| w == [0x05, 52, 0x01, b'L'])
+        .expect("the encoded value in the DUMP payload")
+        + 2
+}
+
+/// Edits the module value inside a DUMP payload and re-seals its checksum,
+/// so the module's own loader sees the damage.
+fn corrupt(payload: &[u8], edit: impl FnOnce(&mut Vec<u8>, usize)) -> Vec<u8> {
+    let mut p = payload.to_vec();
+    edit(&mut p, value_at(payload));
+    reseal_dump(&mut p);
+    p
+}
+
+#[test]
+fn corrupt_dump_payloads_are_refused_without_a_crash() {
+    // Uncompressed, so the value's bytes can be found and edited.
+    let mut s = Server::builder().args(["--rdbcompression", "no"]).start();
+    let mut c = s.conn();
+    throttle(&mut c, "src", &["5", "2", "8"]);
+    let good = dump(&mut c, "src").unwrap();
+    // Our checksum is Redis's: re-sealing an untouched payload changes nothing.
+    assert_eq!(corrupt(&good, |_, _| {}), good);
+
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("unknown version", corrupt(&good, |p, at| p[at] = 9)),
+        ("wrong kind", corrupt(&good, |p, at| p[at + 1] = b'P')),
+        (
+            "level out of range",
+            corrupt(&good, |p, at| p[at + 17] = 0x7f),
+        ),
+        ("bad rate kind", corrupt(&good, |p, at| p[at + 26] = 7)),
+        (
+            "zero burst",
+            corrupt(&good, |p, at| p[at + 35..at + 43].fill(0)),
+        ),
+        (
+            "zero window",
+            corrupt(&good, |p, at| p[at + 43..at + 51].fill(0)),
+        ),
+        ("bad knobs flag", corrupt(&good, |p, at| p[at + 51] = 2)),
+        // One byte shorter: the value ends early, the EOF marker follows.
+        (
+            "truncated value",
+            corrupt(&good, |p, at| {
+                p[at - 1] -= 1;
+                p.remove(at + 51);
+            }),
+        ),
+        // One byte longer: the EOF marker is read as part of the value.
+        ("trailing byte", corrupt(&good, |p, at| p[at - 1] += 1)),
+        // The string claims more bytes than the whole payload holds (a
+        // 14-bit length of 200): the read itself fails.
+        (
+            "short read",
+            corrupt(&good, |p, at| {
+                p[at - 1] = 200;
+                p.insert(at - 1, 0x40);
+            }),
+        ),
+        // Not a string where the module expects one.
+        ("wrong opcode", corrupt(&good, |p, at| p[at - 2] = 2)),
+        // No value at all: the module's read meets the EOF marker.
+        (
+            "no value",
+            corrupt(&good, |p, at| {
+                p.drain(at - 2..at + 52);
+            }),
+        ),
+    ];
+    for (what, payload) in cases {
+        let r = redis::cmd("RESTORE")
+            .arg("dst")
+            .arg(0)
+            .arg(&payload)
+            .query::<redis::Value>(&mut c);
+        assert!(s.is_alive(), "{what}: the server died; log:\n{}", s.log());
+        assert!(
+            r.is_err(),
+            "{what}: RESTORE accepted a corrupt payload: {r:?}"
+        );
+        c = s.conn();
+        assert!(!exists(&mut c, "dst"), "{what}: created a key");
+    }
+    // Flipped bytes without a new checksum are refused by Redis itself.
+    let mut flipped = good.clone();
+    flipped[good.len() / 2] ^= 0xff;
+    let e = expect_err(
+        &mut c,
+        redis::cmd("RESTORE").arg("dst").arg(0).arg(&flipped),
+    );
+    assert!(e.contains("checksum"), "{e}");
+    // The good payload still restores.
+    let _: () = redis::cmd("RESTORE")
+        .arg("dst")
+        .arg(0)
+        .arg(&good)
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(dump(&mut c, "dst"), Some(good));
+    assert_healthy(&mut s);
+}
+
+#[test]
+fn copy_duplicates_value_and_expiry() {
+    let mut s = Server::start();
+    let mut c = s.conn();
+    throttle(&mut c, "src", &["0.01", "1", "1000", "3"]);
+    let n: i64 = redis::cmd("COPY")
+        .arg("src")
+        .arg("dst")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(n, 1);
+    assert_eq!(dump(&mut c, "dst"), dump(&mut c, "src"));
+    assert_eq!(pexpiretime(&mut c, "dst"), pexpiretime(&mut c, "src"));
+    assert_eq!(digest_value(&mut c, "dst"), digest_value(&mut c, "src"));
+    // Independent values: draining the copy leaves the source alone.
+    throttle(&mut c, "dst", &["0.01", "1", "1000", "7"]);
+    assert_eq!(tokens_left(&mut c, "src", &["0.01", "1", "1000"]), 7);
+    assert_eq!(tokens_left(&mut c, "dst", &["0.01", "1", "1000"]), 0);
+    // The digest follows the value (so replica comparisons mean something).
+    assert_ne!(digest_value(&mut c, "dst"), digest_value(&mut c, "src"));
+    // No REPLACE: the destination stays; with REPLACE it is overwritten.
+    let n: i64 = redis::cmd("COPY")
+        .arg("src")
+        .arg("dst")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(n, 0);
+    let n: i64 = redis::cmd("COPY")
+        .arg("src")
+        .arg("dst")
+        .arg("REPLACE")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(n, 1);
+    assert_eq!(dump(&mut c, "dst"), dump(&mut c, "src"));
+    // Into another database.
+    let n: i64 = redis::cmd("COPY")
+        .arg("src")
+        .arg("src")
+        .arg("DB")
+        .arg(1)
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(n, 1);
+    let _: () = redis::cmd("SELECT").arg(1).query(&mut c).unwrap();
+    assert_eq!(tokens_left(&mut c, "src", &["0.01", "1", "1000"]), 7);
+    assert_healthy(&mut s);
+}
+
+#[test]
+fn multi_exec_runs_calls_in_order() {
+    let mut s = Server::start();
+    let mut c = s.conn();
+    let args = ["0.01", "2", "100"]; // limit 2
+    let replies: Vec<Vec<i64>> = redis::pipe()
+        .atomic()
+        .cmd("THROTTLE")
+        .arg("k")
+        .arg(&args)
+        .cmd("THROTTLE")
+        .arg("k")
+        .arg(&args)
+        .cmd("THROTTLE")
+        .arg("k")
+        .arg(&args)
+        .cmd("THROTTLE.PEEK")
+        .arg("k")
+        .arg(&args)
+        .query(&mut c)
+        .unwrap();
+    let allowed: Vec<i64> = replies.iter().map(|r| r[0]).collect();
+    assert_eq!(allowed, [1, 1, 0, 0]);
+    assert_eq!(replies[1][1], 0);
+    // WAIT cannot block inside MULTI: it answers at once as the plain form.
+    let t = Instant::now();
+    let replies: Vec<Vec<i64>> = redis::pipe()
+        .atomic()
+        .cmd("THROTTLE")
+        .arg("w")
+        .arg(&["10", "1", "0.1"])
+        .cmd("THROTTLE")
+        .arg("w")
+        .arg(&["10", "1", "0.1", "1", "WAIT", "5000"])
+        .query(&mut c)
+        .unwrap();
+    assert!(t.elapsed() < Duration::from_millis(80), "{:?}", t.elapsed());
+    assert_eq!(replies[0][0], 1);
+    assert_eq!(replies[1][0], 0, "{replies:?}");
+    assert!((1..=100).contains(&replies[1][2]), "{replies:?}");
+    // An error inside the transaction does not abort the others.
+    // (redis-rs reports the failed command; what matters is the state.)
+    let _ = redis::pipe()
+        .atomic()
+        .cmd("THROTTLE")
+        .arg("e")
+        .arg(&SLOW80)
+        .cmd("THROTTLE")
+        .arg("e")
+        .arg(&["x", "1", "8000"])
+        .cmd("THROTTLE")
+        .arg("e")
+        .arg(&SLOW80)
+        .query::<redis::Value>(&mut c);
+    assert_eq!(tokens_left(&mut c, "e", &SLOW80), 78);
+    assert_healthy(&mut s);
+}
+
+#[test]
+fn eval_scripts_call_throttle() {
+    let mut s = Server::start();
+    let mut c = s.conn();
+    let script = "local out = {}
+        for i = 1, tonumber(ARGV[1]) do
+            out[i] = redis.call('THROTTLE', KEYS[1], '0.01', '3', '100')[1]
+        end
+        return out";
+    let allowed: Vec<i64> = redis::cmd("EVAL")
+        .arg(script)
+        .arg(1)
+        .arg("k")
+        .arg(5)
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(allowed, [1, 1, 1, 0, 0]);
+    assert_eq!(tokens_left(&mut c, "k", &["0.01", "3", "100"]), 0);
+    // The whole reply passes through.
+    let r: Vec<i64> = redis::cmd("EVAL")
+        .arg("return redis.call('THROTTLE', KEYS[1], '5', '2', '8')")
+        .arg(1)
+        .arg("u")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(r, [1, 79, 0, 200, 80]);
+    // Errors reach the script (pcall) and the caller.
+    let e = expect_err(
+        &mut c,
+        redis::cmd("EVAL")
+            .arg("return redis.pcall('THROTTLE', KEYS[1], 'abc', '2', '8')")
+            .arg(1)
+            .arg("u"),
+    );
+    assert!(
+        e.starts_with("ERR rps is not a valid decimal number"),
+        "{e}"
+    );
+    let msg: String = redis::cmd("EVAL")
+        .arg("local r = redis.pcall('THROTTLE', KEYS[1], '5', '2', '8', '1', 'WAIT'); return r.err")
+        .arg(1)
+        .arg("u")
+        .query(&mut c)
+        .unwrap();
+    assert!(msg.contains("syntax error"), "{msg}");
+    // WAIT inside a script answers at once.
+    let t = Instant::now();
+    let r: Vec<i64> = redis::cmd("EVAL")
+        .arg(
+            "redis.call('THROTTLE', KEYS[1], '10', '1', '0.1')
+              return redis.call('THROTTLE', KEYS[1], '10', '1', '0.1', '1', 'WAIT', '5000')",
+        )
+        .arg(1)
+        .arg("w")
+        .query(&mut c)
+        .unwrap();
+    assert!(t.elapsed() < Duration::from_millis(80), "{:?}", t.elapsed());
+    assert_eq!(r[0], 0, "{r:?}");
+    assert_healthy(&mut s);
+}
+
+#[test]
+fn twenty_concurrent_clients_admit_exactly_the_limit() {
+    let mut s = Server::start();
+    let clients = 20;
+    let calls_each = 5;
+    // 0.001 rps × burst 1 × 10 000 s = 10 tokens; nothing accrues meanwhile.
+    let args = ["0.001", "1", "10000"];
+    let barrier = Arc::new(Barrier::new(clients));
+    let handles: Vec<_> = (0..clients)
+        .map(|_| {
+            let mut c = s.conn();
+            let barrier = Arc::clone(&barrier);
+            thread::spawn(move || {
+                barrier.wait();
+                (0..calls_each)
+                    .map(|_| throttle(&mut c, "hot", &args)[0])
+                    .sum::<i64>()
+            })
+        })
+        .collect();
+    let allowed: i64 = handles.into_iter().map(|h| h.join().unwrap()).sum();
+    assert_eq!(allowed, 10);
+    let mut c = s.conn();
+    assert_eq!(tokens_left(&mut c, "hot", &args), 0);
+    // The same with costs: 7 clients asking 3 tokens each from 10 → 3 win.
+    let barrier = Arc::new(Barrier::new(7));
+    let handles: Vec<_> = (0..7)
+        .map(|_| {
+            let mut c = s.conn();
+            let barrier = Arc::clone(&barrier);
+            thread::spawn(move || {
+                barrier.wait();
+                throttle(&mut c, "costly", &["0.001", "1", "10000", "3"])[0]
+            })
+        })
+        .collect();
+    let allowed: i64 = handles.into_iter().map(|h| h.join().unwrap()).sum();
+    assert_eq!(allowed, 3);
+    assert_healthy(&mut s);
+}
+
+#[test]
+fn info_counters_move() {
+    let mut s = Server::start();
+    let mut c = s.conn();
+    let calls0 = throttle_stat(&mut c, "throttle_calls");
+    let allowed0 = throttle_stat(&mut c, "throttle_allowed");
+    let denied0 = throttle_stat(&mut c, "throttle_denied");
+    let tokens0 = throttle_stat(&mut c, "tokens_consumed");
+    let keys0 = throttle_stat(&mut c, "bucket_keys");
+    throttle(&mut c, "a", &["0.01", "1", "300", "2"]); // limit 3
+    throttle(&mut c, "a", &["0.01", "1", "300"]);
+    throttle(&mut c, "a", &["0.01", "1", "300"]);
+    throttle(&mut c, "b", &["5", "2", "8", "4"]);
+    assert_eq!(throttle_stat(&mut c, "throttle_calls") - calls0, 4);
+    assert_eq!(throttle_stat(&mut c, "throttle_allowed") - allowed0, 3);
+    assert_eq!(throttle_stat(&mut c, "throttle_denied") - denied0, 1);
+    assert_eq!(throttle_stat(&mut c, "tokens_consumed") - tokens0, 7);
+    assert_eq!(throttle_stat(&mut c, "bucket_keys") - keys0, 2);
+    let _: () = redis::cmd("DEL").arg("a").query(&mut c).unwrap();
+    assert_eq!(throttle_stat(&mut c, "bucket_keys") - keys0, 1);
+    // Bad input is not a call.
+    let _ = expect_err(
+        &mut c,
+        redis::cmd("THROTTLE").arg("a").arg(&["x", "1", "1"]),
+    );
+    assert_eq!(throttle_stat(&mut c, "throttle_calls") - calls0, 4);
+    assert_healthy(&mut s);
+}
+
+/// A throttle.apply payload is validated as strictly as an RDB load.
+#[test]
+fn apply_refuses_garbage() {
+    let mut s = Server::start();
+    let mut c = s.conn();
+    for (payload, at) in [
+        (&b""[..], "0"),
+        (b"garbage", "0"),
+        (b"\x01L", "0"),
+        (b"\x09L0123456789", "0"),
+        (b"\x01P\x00", "0"),
+        (b"\x01P\x00\x00\x00\x00\x00\x00\x00\x00", "-1"),
+        (b"\x01P\x00\x00\x00\x00\x00\x00\x00\x00", "x"),
+    ] {
+        let e = expect_err(
+            &mut c,
+            redis::cmd("THROTTLE.APPLY").arg("k").arg(payload).arg(at),
+        );
+        assert!(e.starts_with("ERR"), "{payload:?}: {e}");
+        assert!(!exists(&mut c, "k"));
+    }
+    let _: () = redis::cmd("SET").arg("str").arg("v").query(&mut c).unwrap();
+    let e = expect_err(
+        &mut c,
+        redis::cmd("THROTTLE.APPLY")
+            .arg("str")
+            .arg(b"\x01P\x00\x00\x00\x00\x00\x00\x00\x00")
+            .arg(0),
+    );
+    assert!(e.starts_with("WRONGTYPE"), "{e}");
+    assert_healthy(&mut s);
+}
+
+/// Throws a mix of odd calls at one server; none may take it down.
+#[test]
+fn no_input_crashes_the_server() {
+    let mut s = Server::start();
+    let mut c = s.conn();
+    let odd = [
+        "0",
+        "-1",
+        "-0",
+        "1",
+        "0.000000001",
+        "1e10",
+        "1e9",
+        "1e-9",
+        "999999999999",
+        "1e15",
+        "9223372036854775807",
+        "18446744073709551616",
+        "-9223372036854775808",
+        "x",
+        "",
+    ];
+    let mut n = 0u64;
+    for rps in odd {
+        for burst in ["1", "1e9", "0.000000001", "x"] {
+            for window in ["1", "1e9", "0.000000001"] {
+                for tokens in ["0", "1", "9223372036854775807"] {
+                    let args = [rps, burst, window, tokens, "WAIT", "1"];
+                    let _ = redis::cmd("THROTTLE")
+                        .arg("k")
+                        .arg(&args)
+                        .query::<redis::Value>(&mut c);
+                    let _ = redis::cmd("THROTTLE.PEEK")
+                        .arg("k")
+                        .arg(&args[..4])
+                        .query::<redis::Value>(&mut c);
+                    n += 1;
+                }
+            }
+        }
+    }
+    assert!(n > 500);
+    assert_healthy(&mut s);
+}
+
+/// Commands that move keys without the module's callbacks (RENAME, MOVE,
+/// SWAPDB) keep the value and its expiry; MEMORY USAGE measures it;
+/// FLUSHALL frees every value (INFO's key counts drop to zero).
+#[test]
+fn rename_move_swapdb_and_memory_usage() {
+    let mut s = Server::start();
+    let mut c = s.conn();
+    throttle(&mut c, "a", &["0.01", "1", "1000", "4"]);
+    permit(&mut c, "p", &["100000", "3"]);
+    let d = dump(&mut c, "a");
+    let at = pexpiretime(&mut c, "a");
+    let _: () = redis::cmd("RENAME")
+        .arg("a")
+        .arg("b")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(
+        (dump(&mut c, "b"), pexpiretime(&mut c, "b")),
+        (d.clone(), at)
+    );
+    let moved: i64 = redis::cmd("MOVE").arg("b").arg(1).query(&mut c).unwrap();
+    assert_eq!(moved, 1);
+    let _: () = redis::cmd("SWAPDB").arg(0).arg(1).query(&mut c).unwrap();
+    assert_eq!((dump(&mut c, "b"), pexpiretime(&mut c, "b")), (d, at));
+    assert_eq!(tokens_left(&mut c, "b", &["0.01", "1", "1000"]), 6);
+    let _: () = redis::cmd("SELECT").arg(1).query(&mut c).unwrap();
+    assert_eq!(key_type(&mut c, "p"), "rl-permit");
+    let bytes: i64 = redis::cmd("MEMORY")
+        .arg("USAGE")
+        .arg("p")
+        .query(&mut c)
+        .unwrap();
+    assert!(bytes > 0);
+    let _: () = redis::cmd("SELECT").arg(0).query(&mut c).unwrap();
+    let bytes: i64 = redis::cmd("MEMORY")
+        .arg("USAGE")
+        .arg("b")
+        .query(&mut c)
+        .unwrap();
+    assert!(bytes > 0);
+    assert_eq!(throttle_stat(&mut c, "bucket_keys"), 1);
+    assert_eq!(throttle_stat(&mut c, "permit_keys"), 1);
+    let _: () = redis::cmd("FLUSHALL").query(&mut c).unwrap();
+    assert_eq!(throttle_stat(&mut c, "bucket_keys"), 0);
+    assert_eq!(throttle_stat(&mut c, "permit_keys"), 0);
+    assert_healthy(&mut s);
+}
