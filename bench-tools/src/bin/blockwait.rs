@@ -19,9 +19,11 @@
 //! reply before the deadline (clients × interval + 30 s), an error, or a
 //! nil; 2 on bad usage or connection failure.
 //!
+//! `--dump FILE` writes one line per client (slot, arrival, lateness).
+//!
 //! Standard library plus `libc::poll`; RESP written and read by hand.
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::fd::AsRawFd;
 use std::process::ExitCode;
@@ -33,11 +35,12 @@ struct Opts {
     clients: usize,
     interval_ms: String,
     key: String,
+    dump: Option<String>,
 }
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: blockwait --port P [--host 127.0.0.1] [--clients 1000] [--interval-ms 2] [--key K]"
+        "usage: blockwait --port P [--host 127.0.0.1] [--clients 1000] [--interval-ms 2] [--key K] [--dump FILE]"
     );
     ExitCode::from(2)
 }
@@ -49,6 +52,7 @@ fn parse_opts() -> Option<Opts> {
         clients: 1000,
         interval_ms: "2".into(),
         key: format!("blockwait:{}", std::process::id()),
+        dump: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -59,6 +63,7 @@ fn parse_opts() -> Option<Opts> {
             "--clients" => o.clients = v.parse().ok()?,
             "--interval-ms" => o.interval_ms = v,
             "--key" => o.key = v,
+            "--dump" => o.dump = Some(v),
             _ => return None,
         }
     }
@@ -156,6 +161,52 @@ fn peak_blocked(ctl: &mut TcpStream) -> u64 {
     0
 }
 
+/// Per client (send order): the arrival time (µs) and the reply, or `None`
+/// if none came before `deadline`.
+fn read_replies(mut socks: Vec<TcpStream>, deadline: Instant) -> Vec<Option<(i64, Reply)>> {
+    let n = socks.len();
+    let mut bufs: Vec<Vec<u8>> = vec![Vec::new(); n];
+    let mut done: Vec<Option<(i64, Reply)>> = (0..n).map(|_| None).collect();
+    let mut pending = n;
+    let mut fds: Vec<libc::pollfd> = socks
+        .iter()
+        .map(|s| libc::pollfd {
+            fd: s.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    let mut chunk = [0u8; 512];
+    while pending > 0 && Instant::now() < deadline {
+        let rc = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 100) };
+        if rc <= 0 {
+            continue;
+        }
+        let stamp = now_us();
+        for (i, pfd) in fds.iter_mut().enumerate() {
+            if pfd.revents == 0 {
+                continue;
+            }
+            pfd.revents = 0;
+            // One read per readiness: poll reports the socket again if
+            // more is waiting, and a single read never blocks here.
+            match socks[i].read(&mut chunk) {
+                Ok(0) | Err(_) => {
+                    pfd.fd = -1; // closed or failed: stop polling it
+                    continue;
+                }
+                Ok(got) => bufs[i].extend_from_slice(&chunk[..got]),
+            }
+            if let Some(r) = parse_reply(&bufs[i]) {
+                done[i] = Some((stamp, r));
+                pending -= 1;
+                pfd.fd = -1;
+            }
+        }
+    }
+    done
+}
+
 fn main() -> ExitCode {
     let Some(o) = parse_opts() else {
         return usage();
@@ -188,6 +239,26 @@ fn main() -> ExitCode {
     }
     let max_waiting = o.clients.to_string();
     let cmd = resp(&["PERMIT", &o.key, &o.interval_ms, &max_waiting, "BLOCK", "0"]);
+    let interval_f: f64 = o.interval_ms.parse().unwrap_or(1.0);
+    let deadline =
+        Instant::now() + Duration::from_secs_f64(o.clients as f64 * interval_f / 1e3 + 30.0);
+
+    // The reader polls every socket from before the first command is sent,
+    // so an early slot's reply is stamped when it arrives, not when the
+    // sending is over. It reads through clones of the sockets (same
+    // connections), only when poll says a read will not block.
+    let mut readers = Vec::with_capacity(o.clients);
+    for s in &socks {
+        match s.try_clone() {
+            Ok(c) => readers.push(c),
+            Err(e) => {
+                eprintln!("blockwait: cannot clone a socket: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let reader = std::thread::spawn(move || read_replies(readers, deadline));
+
     let t_send = Instant::now();
     for (i, s) in socks.iter_mut().enumerate() {
         if let Err(e) = s.write_all(&cmd) {
@@ -197,63 +268,11 @@ fn main() -> ExitCode {
     }
     let send_ms = t_send.elapsed().as_secs_f64() * 1e3;
     let peak = peak_blocked(&mut ctl);
-    for s in &socks {
-        if s.set_nonblocking(true).is_err() {
-            return ExitCode::from(2);
-        }
-    }
-
-    let interval_f: f64 = o.interval_ms.parse().unwrap_or(1.0);
-    let deadline =
-        Instant::now() + Duration::from_secs_f64(o.clients as f64 * interval_f / 1e3 + 30.0);
-    let mut bufs: Vec<Vec<u8>> = vec![Vec::new(); o.clients];
-    // Per client (send order): arrival µs and the reply.
-    let mut done: Vec<Option<(i64, Reply)>> = (0..o.clients).map(|_| None).collect();
-    let mut pending = o.clients;
-    let mut fds: Vec<libc::pollfd> = socks
-        .iter()
-        .map(|s| libc::pollfd {
-            fd: s.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        })
-        .collect();
-    let mut chunk = [0u8; 512];
-    while pending > 0 && Instant::now() < deadline {
-        let rc = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 100) };
-        if rc <= 0 {
-            continue;
-        }
-        let stamp = now_us();
-        for (i, pfd) in fds.iter_mut().enumerate() {
-            if pfd.revents == 0 {
-                continue;
-            }
-            pfd.revents = 0;
-            loop {
-                match socks[i].read(&mut chunk) {
-                    Ok(0) => {
-                        pfd.fd = -1; // closed: stop polling it
-                        break;
-                    }
-                    Ok(n) => bufs[i].extend_from_slice(&chunk[..n]),
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                    Err(_) => {
-                        pfd.fd = -1;
-                        break;
-                    }
-                }
-            }
-            if done[i].is_some() {
-                continue;
-            }
-            if let Some(r) = parse_reply(&bufs[i]) {
-                done[i] = Some((stamp, r));
-                pending -= 1;
-                pfd.fd = -1;
-            }
-        }
-    }
+    let Ok(done) = reader.join() else {
+        eprintln!("blockwait: the reader thread failed");
+        return ExitCode::from(2);
+    };
+    let pending = done.iter().filter(|d| d.is_none()).count();
 
     let (mut nil, mut errors, mut blocked) = (0, 0, 0);
     let mut late_ms = Vec::new();
@@ -279,6 +298,21 @@ fn main() -> ExitCode {
                     eprintln!("blockwait: error reply: {e}");
                 }
             }
+        }
+    }
+    if let Some(path) = &o.dump {
+        // One line per client in send order: valid_at_ms arrival_us late_ms.
+        let mut text = String::from("client\tvalid_at_ms\tarrival_us\tlate_ms\n");
+        for (i, d) in done.iter().enumerate() {
+            if let Some((arrival_us, Reply::Ints(v))) = d {
+                if let Some(&valid) = v.get(1) {
+                    let late = (arrival_us - valid * 1000) as f64 / 1e3;
+                    text.push_str(&format!("{i}\t{valid}\t{arrival_us}\t{late:.3}\n"));
+                }
+            }
+        }
+        if let Err(e) = std::fs::write(path, text) {
+            eprintln!("blockwait: cannot write {path}: {e}");
         }
     }
     let replies = o.clients - pending;
