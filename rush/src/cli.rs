@@ -171,6 +171,13 @@ pub struct Common {
     /// Allowed client/server clock difference when checking BLOCK replies against valid_at, ms
     #[arg(long, default_value_t = 2.0, global = true, value_name = "MS")]
     pub clock_tolerance_ms: f64,
+    /// Over-admission (tokens, or permits, beyond the bound, summed over keys) that still
+    /// passes, e.g. what a failover may lose
+    #[arg(long, default_value_t = 0, global = true, value_name = "TOKENS")]
+    pub allow_excess: u64,
+    /// Report each value of { n } on its own: counts, errors, last allowed call, over-admission
+    #[arg(long, global = true)]
+    pub per_key: bool,
     /// Print the final report as JSON (and no per-second lines or progress bar)
     #[arg(long, global = true)]
     pub json: bool,
@@ -438,8 +445,12 @@ pub fn plan(cli: &Cli, is_terminal: bool) -> Result<(Plan, Output), String> {
             resolution_us: (c.resolution_ms * 1e3).round() as u64,
             clock_tolerance_ms: c.clock_tolerance_ms,
             blocking,
+            allow_excess: c.allow_excess,
         })
     } else {
+        if c.allow_excess > 0 {
+            return Err("--allow-excess needs --verify".into());
+        }
         None
     };
 
@@ -457,6 +468,7 @@ pub fn plan(cli: &Cli, is_terminal: bool) -> Result<(Plan, Output), String> {
         align,
         seed: c.seed.unwrap_or_else(|| fastrand::u64(..)),
         notes,
+        per_key: c.per_key,
     };
     let output = Output {
         json: c.json,
@@ -565,6 +577,32 @@ mod tests {
             ])
             .contains("PERMIT-shaped")
         );
+        assert!(
+            err(&["rush", "redis", "--allow-excess", "3", "--", "PING"]).contains("needs --verify")
+        );
+    }
+
+    #[test]
+    fn allow_excess_and_per_key() {
+        let c = cli(&[
+            "rush",
+            "redis",
+            "--verify",
+            "--allow-excess",
+            "7",
+            "--per-key",
+            "--",
+            "THROTTLE",
+            "k",
+            "1",
+            "1",
+            "1",
+        ]);
+        let (p, _) = plan(&c, false).unwrap();
+        assert_eq!(p.verify.unwrap().allow_excess, 7);
+        assert!(p.per_key);
+        let c = cli(&["rush", "redis", "--", "PING"]);
+        assert!(!plan(&c, false).unwrap().0.per_key);
     }
 
     #[test]

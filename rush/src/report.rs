@@ -72,6 +72,25 @@ impl Interval {
     }
 }
 
+/// One value of `{n}` (`--per-key`). Times are when the reply was read,
+/// seconds since the workers were released.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct KeyReport {
+    pub n: u64,
+    pub allowed: u64,
+    pub throttled: u64,
+    pub errors: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_error_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_allowed_s: Option<f64>,
+    /// Tokens (permits) beyond the bound on this key (with `--verify`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub over_admission: Option<u64>,
+}
+
 /// The result of a run.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Report {
@@ -107,6 +126,9 @@ pub struct Report {
     pub intervals: Vec<Interval>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub verification: Option<Verification>,
+    /// `--per-key`: one entry per value of `{n}` that was called, by `n`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<KeyReport>,
 }
 
 /// Exit codes.
@@ -214,14 +236,65 @@ impl Report {
             if let Some(g) = v.min_gap_ms {
                 let _ = writeln!(o, "    closest permits {g} ms apart");
             }
+            if v.over_admission > 0 || v.allow_excess > 0 || self.errors > 0 {
+                let allowed = if v.allow_excess > 0 {
+                    format!(" (allowed: {} {unit})", v.allow_excess)
+                } else {
+                    String::new()
+                };
+                let _ = writeln!(
+                    o,
+                    "    over-admission: {} {unit} beyond the bound on {} key{}{allowed}",
+                    v.over_admission,
+                    v.over_admission_keys,
+                    if v.over_admission_keys == 1 { "" } else { "s" }
+                );
+            }
             if v.keys_violated > 0 {
                 let _ = writeln!(o, "    {} key(s) broke the bound:", v.keys_violated);
                 for x in &v.violations {
-                    let _ = writeln!(o, "      key n={}: {}", x.key, x.detail);
+                    if x.excess > 0 {
+                        let _ = writeln!(
+                            o,
+                            "      key n={} (+{} {unit}): {}",
+                            x.key, x.excess, x.detail
+                        );
+                    } else {
+                        let _ = writeln!(o, "      key n={}: {}", x.key, x.detail);
+                    }
                 }
             }
             for note in &v.notes {
                 let _ = writeln!(o, "    note: {note}");
+            }
+        }
+        if !self.keys.is_empty() {
+            let secs = |t: Option<f64>| t.map_or("-".to_string(), |t| format!("{t:.3}"));
+            let _ = writeln!(
+                o,
+                "per key (times: s since the start):\n{:>10} {:>9} {:>9} {:>7} {:>11} {:>10} {:>12} {:>6}",
+                "n",
+                "allowed",
+                "throttled",
+                "errors",
+                "first error",
+                "last error",
+                "last allowed",
+                "over"
+            );
+            for k in &self.keys {
+                let _ = writeln!(
+                    o,
+                    "{:>10} {:>9} {:>9} {:>7} {:>11} {:>10} {:>12} {:>6}",
+                    k.n,
+                    k.allowed,
+                    k.throttled,
+                    k.errors,
+                    secs(k.first_error_s),
+                    secs(k.last_error_s),
+                    secs(k.last_allowed_s),
+                    k.over_admission.map_or("-".to_string(), |x| x.to_string())
+                );
             }
         }
         o

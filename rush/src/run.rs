@@ -20,7 +20,7 @@ use tokio::sync::{Barrier, mpsc};
 use tokio::task::JoinSet;
 
 use crate::classify::{Classified, Outcome};
-use crate::report::{Interval, Latency, Report};
+use crate::report::{Interval, KeyReport, Latency, Report};
 use crate::target::{Conn, Connector};
 use crate::template::{KeyRange, Vars};
 use crate::verify::{Admit, KeyLog, Limit, Verdict, VerifyConfig, verify};
@@ -74,6 +74,8 @@ pub struct Plan {
     pub align: Option<Align>,
     pub seed: u64,
     pub notes: Vec<String>,
+    /// Report each value of `{n}` on its own (`--per-key`).
+    pub per_key: bool,
 }
 
 /// Why a run could not take place.
@@ -341,6 +343,8 @@ struct Collector {
     last_t: f64,
     intervals: Vec<Interval>,
     keys: BTreeMap<u64, KeyLog>,
+    /// `--per-key`: counts and times per value of `{n}`.
+    per_key: Option<BTreeMap<u64, KeyReport>>,
     limits_seen: BTreeMap<i64, u64>,
     progress_shown: bool,
 }
@@ -370,12 +374,32 @@ impl Collector {
             last_t: 0.0,
             intervals: Vec::new(),
             keys: BTreeMap::new(),
+            per_key: plan.per_key.then(BTreeMap::new),
             limits_seen: BTreeMap::new(),
             progress_shown: false,
         }
     }
 
     fn record(&mut self, ev: Event) {
+        if let Some(keys) = self.per_key.as_mut() {
+            let k = keys.entry(ev.n).or_insert_with(|| KeyReport {
+                n: ev.n,
+                ..KeyReport::default()
+            });
+            let t = Some(ev.recv_us as f64 / 1e6);
+            match ev.result.outcome {
+                Outcome::Allowed => {
+                    k.allowed += 1;
+                    k.last_allowed_s = t;
+                }
+                Outcome::Throttled => k.throttled += 1,
+                Outcome::Error => {
+                    k.errors += 1;
+                    k.first_error_s = k.first_error_s.or(t);
+                    k.last_error_s = t;
+                }
+            }
+        }
         let lat = ev.recv_us.saturating_sub(ev.send_us).max(1);
         self.hist.saturating_record(lat);
         self.second_hist.saturating_record(lat);
@@ -526,6 +550,20 @@ impl Collector {
                 });
             }
         }
+        let keys: Vec<KeyReport> = self
+            .per_key
+            .take()
+            .map(|m| {
+                m.into_values()
+                    .map(|mut k| {
+                        k.over_admission = verification
+                            .as_ref()
+                            .map(|v| v.excess_by_key.get(&k.n).copied().unwrap_or(0));
+                        k
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         let (calls_per_worker, duration_s, target_rate, mode) = match plan.mode {
             Mode::Burst { calls } => (Some(calls), None, None, "burst"),
             Mode::Sustained { duration, rate } => {
@@ -555,6 +593,7 @@ impl Collector {
             latency: Latency::from_hist(&self.hist),
             intervals: self.intervals,
             verification,
+            keys,
         }
     }
 }

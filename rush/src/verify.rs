@@ -47,6 +47,20 @@
 //! (client wall clock, allowed `--clock-tolerance` of skew, which assumes
 //! client and server share a clock: the same host or NTP).
 //!
+//! # Over-admission
+//!
+//! How far a key went beyond its bound, in whole tokens (permits): for a
+//! bucket, the worst window's `tokens − (C + rps·(b − a + resolution))`,
+//! rounded up (tokens are whole, so a limiter that never breaks the bound
+//! admits at most its floor); for permits, how many granted permits must be
+//! dropped for the rest to be `interval` apart (kept greedily in `valid_at`
+//! order, which keeps the most). The report gives the total over all keys
+//! and the number of keys. A failover may legitimately over-admit (a new
+//! master forgets the writes that were not yet replicated), so the user may
+//! allow a total (`--allow-excess`): the verdict fails only beyond it. A
+//! BLOCK reply that arrives before its `valid_at` is not over-admission and
+//! always fails.
+//!
 //! # Efficiency
 //!
 //! Admitted over ideal, summed over keys. Bucket: ideal =
@@ -92,6 +106,8 @@ pub struct VerifyConfig {
     pub clock_tolerance_ms: f64,
     /// The command blocks until the permit is valid (PERMIT ... BLOCK).
     pub blocking: bool,
+    /// Over-admission (tokens or permits, summed over keys) that does not fail the verdict.
+    pub allow_excess: u64,
 }
 
 /// One admitted call.
@@ -145,6 +161,8 @@ pub enum Verdict {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Violation {
     pub key: u64,
+    /// Tokens (permits) beyond the bound on this key; 0 for a BLOCK reply that came early.
+    pub excess: u64,
     pub detail: String,
 }
 
@@ -166,9 +184,18 @@ pub struct Verification {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub min_gap_ms: Option<i64>,
     pub keys_violated: u64,
+    /// Tokens (bucket) or permits (pacing) beyond the bound, summed over keys.
+    pub over_admission: u64,
+    /// Keys with over-admission.
+    pub over_admission_keys: u64,
+    /// The over-admission allowed (`--allow-excess`).
+    pub allow_excess: u64,
     /// Up to 10 violations, the worst first.
     pub violations: Vec<Violation>,
     pub notes: Vec<String>,
+    /// Over-admission per key (keys with none are left out).
+    #[serde(skip)]
+    pub excess_by_key: BTreeMap<u64, u64>,
 }
 
 const MAX_LISTED: usize = 10;
@@ -185,13 +212,20 @@ pub fn verify(cfg: &VerifyConfig, keys: &BTreeMap<u64, KeyLog>) -> Verification 
         peak_burst: None,
         min_gap_ms: None,
         keys_violated: 0,
+        over_admission: 0,
+        over_admission_keys: 0,
+        allow_excess: cfg.allow_excess,
         violations: Vec::new(),
         notes: Vec::new(),
+        excess_by_key: BTreeMap::new(),
     };
+    // A violation that is not over-admission (a BLOCK reply before its slot).
+    let mut early_replies = false;
     // (excess, violation) so the worst can be listed first.
     let mut found: Vec<(f64, Violation)> = Vec::new();
     for (&key, log) in keys {
         let before = found.len();
+        let mut excess = 0u64;
         match cfg.limit {
             Limit::Bucket { rps, capacity } => {
                 let admitted = log
@@ -209,10 +243,12 @@ pub fn verify(cfg: &VerifyConfig, keys: &BTreeMap<u64, KeyLog>) -> Verification 
                     v.peak_burst = Some(v.peak_burst.map_or(p, |q: f64| q.max(p)));
                 }
                 if let Some(w) = r.witness {
+                    excess = whole_excess(w.excess);
                     found.push((
                         w.excess,
                         Violation {
                             key,
+                            excess,
                             detail: w.detail,
                         },
                     ));
@@ -231,6 +267,15 @@ pub fn verify(cfg: &VerifyConfig, keys: &BTreeMap<u64, KeyLog>) -> Verification 
                         + (last.saturating_sub(*first) as f64 / interval_ms + 1e-9).floor() as u64;
                     v.ideal += slots.min(log.requests);
                 }
+                // Greedy: keep a permit when it is an interval after the last kept one.
+                let mut kept: Option<i64> = None;
+                for &at in &valid {
+                    if kept.is_none_or(|k| (at.saturating_sub(k) as f64) >= interval_ms) {
+                        kept = Some(at);
+                    } else {
+                        excess += 1;
+                    }
+                }
                 let mut worst: Option<(i64, i64)> = None; // (gap, valid_at of the later)
                 for w in valid.windows(2) {
                     let gap = w[1].saturating_sub(w[0]);
@@ -244,6 +289,7 @@ pub fn verify(cfg: &VerifyConfig, keys: &BTreeMap<u64, KeyLog>) -> Verification 
                         interval_ms - gap as f64,
                         Violation {
                             key,
+                            excess,
                             detail: format!(
                                 "two permits {gap} ms apart (valid_at {} and {at}), interval is {interval_ms} ms",
                                 at.saturating_sub(gap)
@@ -263,10 +309,12 @@ pub fn verify(cfg: &VerifyConfig, keys: &BTreeMap<u64, KeyLog>) -> Verification 
                         });
                     if let Some((recv, p)) = early {
                         let early_ms = p.valid_at_ms as f64 - recv;
+                        early_replies = true;
                         found.push((
                             early_ms,
                             Violation {
                                 key,
+                                excess: 0,
                                 detail: format!(
                                     "a BLOCK reply arrived {early_ms:.1} ms before its valid_at {} (client clock)",
                                     p.valid_at_ms
@@ -280,11 +328,21 @@ pub fn verify(cfg: &VerifyConfig, keys: &BTreeMap<u64, KeyLog>) -> Verification 
         if found.len() > before {
             v.keys_violated += 1;
         }
+        if excess > 0 {
+            v.over_admission = v.over_admission.saturating_add(excess);
+            v.over_admission_keys += 1;
+            v.excess_by_key.insert(key, excess);
+        }
     }
     found.sort_by(|a, b| b.0.total_cmp(&a.0));
     v.violations = found.into_iter().take(MAX_LISTED).map(|(_, x)| x).collect();
-    if v.keys_violated > 0 {
+    if early_replies || v.over_admission > cfg.allow_excess {
         v.verdict = Verdict::Fail;
+    } else if v.over_admission > 0 {
+        v.notes.push(format!(
+            "the over-admission is within the allowed {} (--allow-excess)",
+            cfg.allow_excess
+        ));
     }
     v.efficiency = if v.ideal == 0 {
         0.0
@@ -292,6 +350,15 @@ pub fn verify(cfg: &VerifyConfig, keys: &BTreeMap<u64, KeyLog>) -> Verification 
         v.admitted as f64 / v.ideal as f64
     };
     v
+}
+
+/// Whole tokens beyond a real-valued bound: a positive excess rounded up.
+fn whole_excess(excess: f64) -> u64 {
+    if excess > 1e-9 {
+        (excess - 1e-9).ceil() as u64
+    } else {
+        0
+    }
 }
 
 struct BucketWitness {
@@ -483,6 +550,7 @@ mod tests {
             resolution_us: 1000,
             clock_tolerance_ms: 2.0,
             blocking: false,
+            allow_excess: 0,
         }
     }
 
@@ -532,6 +600,28 @@ mod tests {
             "{}",
             v.violations[0].detail
         );
+    }
+
+    #[test]
+    fn over_admission_is_counted_in_whole_tokens_and_may_be_allowed() {
+        // 13 calls within 2 ms against capacity 10: 3 tokens beyond the bound.
+        let admits: Vec<Admit> = (0..13).map(|i| admit(i as f64 * 0.1, 2.0)).collect();
+        let mut keys = one_key(admits.clone());
+        keys.insert(5, one_key(admits[..11].to_vec()).remove(&0).unwrap());
+        keys.insert(9, one_key(admits[..10].to_vec()).remove(&0).unwrap());
+        let v = verify(&bucket(1.0, 10.0), &keys);
+        assert_eq!(v.verdict, Verdict::Fail);
+        assert_eq!((v.over_admission, v.over_admission_keys), (4, 2));
+        assert_eq!(v.excess_by_key, BTreeMap::from([(0, 3), (5, 1)]));
+        assert_eq!(v.violations[0].excess, 3);
+        let allow = |n| VerifyConfig {
+            allow_excess: n,
+            ..bucket(1.0, 10.0)
+        };
+        assert_eq!(verify(&allow(3), &keys).verdict, Verdict::Fail);
+        let v = verify(&allow(4), &keys);
+        assert_eq!((v.verdict, v.over_admission), (Verdict::Pass, 4));
+        assert!(v.notes.iter().any(|n| n.contains("--allow-excess")));
     }
 
     #[test]
@@ -631,6 +721,7 @@ mod tests {
             resolution_us: 1000,
             clock_tolerance_ms: 2.0,
             blocking: true,
+            allow_excess: 0,
         };
         let ok: Vec<Admit> = (0..5)
             .map(|i| permit_admit(1000 + 100 * i, (1000 + 100 * i) as f64 + 0.3))
@@ -644,10 +735,32 @@ mod tests {
         let v = verify(&cfg, &one_key(close));
         assert_eq!(v.verdict, Verdict::Fail);
         assert!(v.violations[0].detail.contains("50 ms apart"));
-        let mut early = ok;
+        let mut early = ok.clone();
         early.push(permit_admit(1500, 1490.0));
-        let v = verify(&cfg, &one_key(early));
+        let v = verify(&cfg, &one_key(early.clone()));
         assert_eq!(v.verdict, Verdict::Fail);
         assert!(v.violations[0].detail.contains("before its valid_at"));
+        // An early reply is not over-admission: no allowance excuses it.
+        assert_eq!(v.over_admission, 0);
+        let lenient = VerifyConfig {
+            allow_excess: 100,
+            ..cfg
+        };
+        assert_eq!(verify(&lenient, &one_key(early)).verdict, Verdict::Fail);
+        // Permits every 50 ms against an interval of 100 ms: keeping 1000,
+        // 1100, ... leaves out every other one.
+        let dense: Vec<Admit> = (0..9)
+            .map(|i| permit_admit(1000 + 50 * i, (1000 + 50 * i) as f64 + 0.3))
+            .collect();
+        let v = verify(&cfg, &one_key(dense.clone()));
+        assert_eq!((v.verdict, v.over_admission), (Verdict::Fail, 4));
+        let v = verify(
+            &VerifyConfig {
+                allow_excess: 4,
+                ..cfg
+            },
+            &one_key(dense),
+        );
+        assert_eq!((v.verdict, v.over_admission), (Verdict::Pass, 4));
     }
 }

@@ -2,6 +2,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::rush;
 use rush::verify::{Limit, Verdict};
 
@@ -317,4 +319,111 @@ async fn misconfigured_bound_is_caught() {
         r.to_text()
     );
     assert!(r.to_text().contains("reported limit 10"), "{}", r.to_text());
+    // 10 tokens against a bound of 5 + 0.1 × (a few ms): 5 beyond it.
+    assert_eq!(
+        (
+            v.over_admission,
+            v.over_admission_keys,
+            v.violations[0].excess
+        ),
+        (5, 1, 5),
+        "{}",
+        r.to_text()
+    );
+    assert!(
+        r.to_text()
+            .contains("over-admission: 5 tokens beyond the bound on 1 key"),
+        "{}",
+        r.to_text()
+    );
+    // --allow-excess: 4 is not enough, 5 passes.
+    for (allow, verdict) in [("4", Verdict::Fail), ("5", Verdict::Pass)] {
+        let r = rush(&[
+            "redis",
+            "-u",
+            &url,
+            "-c",
+            "20",
+            "--verify",
+            "--limit-rps",
+            "0.1",
+            "--limit-capacity",
+            "5",
+            "--allow-excess",
+            allow,
+            "--",
+            "THROTTLE",
+            "rush:{run}",
+            "0.1",
+            "100",
+            "1",
+        ])
+        .await;
+        let v = r.verification.as_ref().expect("verification");
+        assert_eq!(
+            (v.verdict, v.over_admission, v.allow_excess),
+            (verdict, 5, allow.parse().unwrap()),
+            "{}",
+            r.to_text()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_limiter_state_is_reported_as_over_admission_per_key() {
+    let server = testkit::Server::start();
+    let url = server.url();
+    // 5 keys of capacity 20, refilling 1 token/s, drained at once; then the
+    // server forgets them (FLUSHALL, as a master that lost its writes would)
+    // and each bucket is full again: about 19 tokens beyond the bound per key.
+    let args = [
+        "redis",
+        "-u",
+        &url,
+        "-c",
+        "4",
+        "-d",
+        "1s",
+        "--keys",
+        "1..=5",
+        "--verify",
+        "--per-key",
+        "--",
+        "THROTTLE",
+        "lost:{run}:{n}",
+        "1",
+        "20",
+        "1",
+    ]
+    .map(String::from);
+    let run =
+        tokio::spawn(
+            async move { rush(&args.iter().map(String::as_str).collect::<Vec<_>>()).await },
+        );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let _: () = redis::cmd("FLUSHALL")
+        .query(&mut server.conn())
+        .expect("FLUSHALL");
+    let r = run.await.expect("rush task");
+    let v = r.verification.as_ref().expect("verification");
+    assert_eq!(v.verdict, Verdict::Fail, "{}", r.to_text());
+    assert_eq!(v.over_admission_keys, 5, "{}", r.to_text());
+    assert!(
+        (5 * 17..=5 * 21).contains(&v.over_admission),
+        "{}",
+        r.to_text()
+    );
+    // Per key: the same figures, and each key's counts.
+    assert_eq!(r.keys.len(), 5);
+    let per_key: u64 = r.keys.iter().filter_map(|k| k.over_admission).sum();
+    assert_eq!(per_key, v.over_admission);
+    for k in &r.keys {
+        assert!(
+            (40..=42).contains(&k.allowed) && k.errors == 0,
+            "{k:?}\n{}",
+            r.to_text()
+        );
+        assert!(k.last_allowed_s.is_some() && k.first_error_s.is_none());
+    }
+    assert!(r.to_text().contains("per key"), "{}", r.to_text());
 }

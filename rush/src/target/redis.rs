@@ -5,15 +5,37 @@
 //! routes each call by its key (the first argument for THROTTLE, PERMIT and
 //! most commands; EVAL/EVALSHA by their first key). Response timeouts are set
 //! explicitly: the redis-rs default (500 ms) would cut blocking calls short.
+//!
+//! # Failover
+//!
+//! The cluster client follows `MOVED`/`ASK` and retries `TRYAGAIN` and
+//! `CLUSTERDOWN` itself, but only a few times and with short waits
+//! ([`CLUSTER_RETRIES`], 10–100 ms): a call to a master that is down fails
+//! in tens of milliseconds and is counted as an error, instead of holding its
+//! worker for the whole response timeout (redis-rs's default: 16 retries
+//! from 1.28 s apart) while the other masters sit idle. Later calls try
+//! again. The client repairs its node connections and re-reads the slot map
+//! on its own (after `MOVED` or a lost connection), so once a replica has
+//! taken over, calls reach it (`tests/cluster_failover.rs`). As a bounded
+//! safety net, a worker whose cluster connection has answered nothing but
+//! errors for [`REBUILD_AFTER`] builds a new one from the seed URLs (so at
+//! most once per [`REBUILD_AFTER`]).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redis::cluster::ClusterClient;
 use redis::{AsyncConnectionConfig, Value};
 
 use crate::classify::{Classified, RedisRule};
 use crate::template::{Template, Vars};
+
+/// Retries of one call inside the cluster client (redirects, `TRYAGAIN`,
+/// `CLUSTERDOWN`, a lost node connection), each after 10–100 ms.
+pub const CLUSTER_RETRIES: u32 = 3;
+/// A cluster connection that has answered nothing but errors for this long
+/// is rebuilt from the seed URLs.
+pub const REBUILD_AFTER: Duration = Duration::from_secs(3);
 
 /// What to send, where, and how to read the reply.
 #[derive(Clone, Debug)]
@@ -57,6 +79,9 @@ impl RedisConnector {
             let client = redis::cluster::ClusterClientBuilder::new(target.urls.clone())
                 .connection_timeout(target.connect_timeout)
                 .response_timeout(target.response_timeout)
+                .retries(CLUSTER_RETRIES)
+                .min_retry_wait(10)
+                .max_retry_wait(100)
                 .build()
                 .map_err(|e| format!("bad cluster URL(s) {:?}: {e}", target.urls))?;
             Client::Cluster(client)
@@ -133,14 +158,18 @@ impl RedisConnector {
         Ok(RedisConn {
             connector: self.clone(),
             inner: Some(inner),
+            failing: None,
         })
     }
 }
 
-/// One worker's connection; reconnects after a broken connection.
+/// One worker's connection; reconnects after a broken connection (a cluster
+/// connection: after failing for [`REBUILD_AFTER`]).
 pub struct RedisConn {
     connector: RedisConnector,
     inner: Option<Inner>,
+    /// Cluster: the first error since the last success (or since the connection was built).
+    failing: Option<Instant>,
 }
 
 impl RedisConn {
@@ -160,33 +189,52 @@ impl RedisConn {
                 Err(e) => return Classified::error(e),
             }
         }
-        let result: redis::RedisResult<Value> = match self.inner.as_mut() {
-            Some(Inner::Single(c)) => cmd.query_async(c).await,
-            Some(Inner::Cluster(c)) => cmd.query_async(c).await,
+        let (result, cluster): (redis::RedisResult<Value>, bool) = match self.inner.as_mut() {
+            Some(Inner::Single(c)) => (cmd.query_async(c).await, false),
+            Some(Inner::Cluster(c)) => (cmd.query_async(c).await, true),
             None => return Classified::error("not connected"),
         };
-        match result {
-            Ok(v) => t.rule.classify(&v),
-            Err(e) => {
-                if e.is_timeout() {
-                    return Classified::error(format!(
-                        "timeout: no reply within {} ms",
-                        t.response_timeout.as_millis()
-                    ));
-                }
-                if e.is_io_error() || e.is_connection_dropped() || e.is_unrecoverable_error() {
-                    self.inner = None;
-                    return Classified::error(format!("connection error: {e}"));
-                }
-                Classified::error(server_error_text(&e))
+        let e = match result {
+            Ok(v) => {
+                self.failing = None;
+                return t.rule.classify(&v);
+            }
+            Err(e) => e,
+        };
+        if cluster {
+            // The cluster client repairs its own node connections; rebuild it
+            // only when nothing but errors came back for REBUILD_AFTER.
+            let first = *self.failing.get_or_insert_with(Instant::now);
+            if first.elapsed() >= REBUILD_AFTER {
+                self.inner = None;
+                self.failing = None;
             }
         }
+        if e.is_timeout() {
+            return Classified::error(format!(
+                "timeout: no reply within {} ms",
+                t.response_timeout.as_millis()
+            ));
+        }
+        if e.is_io_error() || e.is_connection_dropped() || e.is_unrecoverable_error() {
+            if !cluster {
+                self.inner = None;
+            }
+            return Classified::error(format!("connection error: {e}"));
+        }
+        Classified::error(server_error_text(&e))
     }
 }
 
-/// "ERR message" for a server error, as Redis wrote it.
+/// "ERR message" for a server error, as Redis wrote it; a redirect that the
+/// cluster client had no retries left to follow is grouped by node
+/// ("MOVED to host:port"), not by slot.
 fn server_error_text(e: &redis::RedisError) -> String {
     match (e.code(), e.detail()) {
+        (Some(code @ ("MOVED" | "ASK")), Some(detail)) => {
+            let node = detail.split_whitespace().nth(1).unwrap_or(detail);
+            format!("{code} to {node} (redirect not followed: out of retries)")
+        }
         (Some(code), Some(detail)) => format!("{code} {detail}"),
         (Some(code), None) => code.to_string(),
         _ => e.to_string(),

@@ -1,6 +1,9 @@
 //! Helpers shared by rush's integration tests: run rush in-process, load
-//! deliberately wrong limiters written in Lua, start the example HTTP API.
+//! deliberately wrong limiters written in Lua, start the example HTTP API,
+//! start a Redis Cluster ([`cluster`]).
 #![allow(dead_code)]
+
+pub mod cluster;
 
 use rush::report::Report;
 
