@@ -129,13 +129,17 @@ fn init(
 ) -> redis_module::Status {
     let raw_ctx: Ctx = ctx.ctx;
     guard::install_panic_hook();
-    // Without this, a short read or a wrong opcode while loading one of our
-    // values (RESTORE of a crafted payload) makes Redis panic; with it the
-    // load call fails and `rdb_load` refuses the value.
+    // HANDLE_IO_ERRORS: without it, a short read or a wrong opcode while
+    // loading one of our values (RESTORE of a crafted payload) makes Redis
+    // panic; with it the load call fails and `rdb_load` refuses the value.
+    // NO_IMPLICIT_SIGNAL_MODIFIED: closing a key opened for writing would
+    // otherwise invalidate WATCH even when nothing was written (a denied
+    // THROTTLE); the write paths signal explicitly instead.
     unsafe {
         ffi::api!(RedisModule_SetModuleOptions)(
             raw_ctx,
-            raw::REDISMODULE_OPTIONS_HANDLE_IO_ERRORS as c_int,
+            (raw::REDISMODULE_OPTIONS_HANDLE_IO_ERRORS
+                | raw::REDISMODULE_OPTION_NO_IMPLICIT_SIGNAL_MODIFIED) as c_int,
         )
     };
     for (name, handler, flags, first, last, step) in COMMANDS {

@@ -620,3 +620,55 @@ fn command_info_docs_and_getkeys_for_every_command() {
         );
     }
 }
+
+/// A call that changes nothing leaves a WATCH on its key intact; a write
+/// invalidates it, as any Redis write does.
+#[test]
+fn watch_sees_writes_but_not_denied_calls() {
+    let s = Server::start();
+    let mut w = s.conn();
+    let mut c = s.conn();
+    let exec = |w: &mut Connection| -> Value {
+        let _: () = cmd(w, "MULTI", &[]).unwrap();
+        let _: Value = cmd(w, "PING", &[]).unwrap();
+        cmd(w, "EXEC", &[]).unwrap()
+    };
+    // Capacity 1, one token per 1000 s: the first call drains it.
+    assert_eq!(throttle(&mut c, &["k", "0.001", "1", "1000"])[0], 1);
+    for denied in [
+        &["THROTTLE", "k", "0.001", "1", "1000"][..],
+        &["THROTTLE.PEEK", "k", "0.001", "1", "1000"][..],
+        &["THROTTLE.ALL", "1", "k", "0.001", "1", "1000"][..],
+        &["THROTTLE.RESET", "k"][..],
+    ] {
+        let _: () = cmd(&mut w, "WATCH", &["k"]).unwrap();
+        let _: Value = cmd(&mut c, denied[0], &denied[1..]).unwrap();
+        assert_ne!(
+            exec(&mut w),
+            Value::Nil,
+            "{denied:?} invalidated a WATCH without writing"
+        );
+    }
+    let _: () = cmd(&mut w, "WATCH", &["k"]).unwrap();
+    let _: i64 = cmd(&mut c, "THROTTLE.REFUND", &["k", "1"]).unwrap();
+    assert_eq!(
+        exec(&mut w),
+        Value::Nil,
+        "a refund is a write: WATCH must fail"
+    );
+    let _: () = cmd(&mut w, "WATCH", &["p"]).unwrap();
+    let _: Vec<i64> = cmd(&mut c, "PERMIT", &["p", "1000", "0"]).unwrap();
+    assert_eq!(
+        exec(&mut w),
+        Value::Nil,
+        "a granted permit is a write: WATCH must fail"
+    );
+    let _: () = cmd(&mut w, "WATCH", &["p"]).unwrap();
+    let refused: Option<Vec<i64>> = cmd(&mut c, "PERMIT", &["p", "1000", "0"]).unwrap();
+    assert_eq!(refused, None);
+    assert_ne!(
+        exec(&mut w),
+        Value::Nil,
+        "a refused PERMIT invalidated a WATCH"
+    );
+}

@@ -59,6 +59,7 @@ pub fn apply(ctx: Ctx, args: Args) -> Result<()> {
         key.set_expire_at_ms(expire_at_ms);
     }
     drop(key);
+    ffi::signal_modified(ctx, args.raw(1));
     unsafe { ffi::api!(RedisModule_ReplicateVerbatim)(ctx) };
     ffi::reply_simple(ctx, c"OK");
     Ok(())

@@ -274,6 +274,14 @@ pub fn replicate_apply(
     };
 }
 
+/// Tells Redis the key changed (WATCH, client-side caching). The module
+/// sets `NO_IMPLICIT_SIGNAL_MODIFIED`, so only real writes signal: a
+/// denied call, which opens its key for writing but changes nothing,
+/// leaves a WATCH on that key intact.
+pub fn signal_modified(ctx: Ctx, key: *mut raw::RedisModuleString) {
+    unsafe { api!(RedisModule_SignalModifiedKey)(ctx, key) };
+}
+
 /// Fires a keyspace notification of class "module" (`d` in
 /// notify-keyspace-events) for `key`.
 pub fn notify(ctx: Ctx, event: &CStr, key: *mut raw::RedisModuleString) {

@@ -113,6 +113,7 @@ pub fn permit(ctx: Ctx, args: Args) -> Result<()> {
         &codec::encode_permit(&next),
         at_ms,
     );
+    ffi::signal_modified(ctx, args.raw(1));
     ffi::notify(ctx, c"permit", args.raw(1));
     drop(key);
     match decision {

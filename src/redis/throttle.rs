@@ -84,6 +84,7 @@ pub fn store(
     let at_ms = expires_at.as_millis_ceil_i64();
     key.set_expire_at_ms(at_ms);
     ffi::replicate_apply(ctx, APPLY_COMMAND, name, &buf[..len], at_ms);
+    ffi::signal_modified(ctx, name);
     ffi::notify(ctx, event, name);
 }
 
