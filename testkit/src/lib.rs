@@ -9,6 +9,8 @@
 //! binary (`target/<profile>/libredis_throttle.so`), so `cargo test --release`
 //! tests the release build that `scripts/serve.sh` runs.
 
+pub mod cluster;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -27,55 +27,13 @@ use redis::cluster::{ClusterClient, ClusterConnection};
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use testkit::{Server, free_port, wait_for};
 
-pub const SLOTS: u16 = 16384;
+pub use testkit::cluster::SLOTS;
 /// Cluster node timeout: failure detection and failover take a few of these.
 pub const NODE_TIMEOUT_MS: u64 = 2000;
 
 // ---------------------------------------------------------------- key slots
 
-/// CRC16-CCITT (XMODEM), the checksum Redis Cluster hashes keys with.
-fn crc16(data: &[u8]) -> u16 {
-    let mut crc: u16 = 0;
-    for &b in data {
-        crc ^= u16::from(b) << 8;
-        for _ in 0..8 {
-            crc = if crc & 0x8000 != 0 {
-                (crc << 1) ^ 0x1021
-            } else {
-                crc << 1
-            };
-        }
-    }
-    crc
-}
-
-/// The slot of `key`, honouring `{hash tags}` as Redis does: the part
-/// between the first `{` and the first `}` after it, if not empty.
-pub fn key_slot(key: &[u8]) -> u16 {
-    let hashed = key
-        .iter()
-        .position(|&b| b == b'{')
-        .and_then(|open| {
-            let rest = &key[open + 1..];
-            let close = rest.iter().position(|&b| b == b'}')?;
-            (close > 0).then(|| &rest[..close])
-        })
-        .unwrap_or(key);
-    crc16(hashed) % SLOTS
-}
-
-// ----------------------------------------------------------------- topology
-
-/// One line of CLUSTER NODES.
-#[derive(Clone, Debug)]
-pub struct NodeInfo {
-    pub id: String,
-    pub port: u16,
-    pub master: bool,
-    pub master_id: Option<String>,
-    pub failed: bool,
-    pub slots: Vec<(u16, u16)>,
-}
+pub use testkit::cluster::{NodeInfo, key_slot};
 
 /// The cluster as one node sees it.
 #[derive(Clone, Debug)]
@@ -85,41 +43,9 @@ pub struct Topology {
 
 impl Topology {
     pub fn parse(text: &str) -> Topology {
-        let mut nodes = Vec::new();
-        for line in text.lines().filter(|l| !l.trim().is_empty()) {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            if f.len() < 8 {
-                continue;
-            }
-            let addr = f[1].split(['@', ',']).next().unwrap_or("");
-            let port = addr
-                .rsplit(':')
-                .next()
-                .and_then(|p| p.parse().ok())
-                .unwrap_or(0);
-            let flags: Vec<&str> = f[2].split(',').collect();
-            let mut slots = Vec::new();
-            for s in &f[8..] {
-                if s.starts_with('[') {
-                    continue; // importing / migrating marker
-                }
-                let (a, b) = s.split_once('-').unwrap_or((s, s));
-                if let (Ok(a), Ok(b)) = (a.parse(), b.parse()) {
-                    slots.push((a, b));
-                }
-            }
-            nodes.push(NodeInfo {
-                id: f[0].to_string(),
-                port,
-                master: flags.contains(&"master"),
-                master_id: (f[3] != "-").then(|| f[3].to_string()),
-                failed: flags
-                    .iter()
-                    .any(|fl| matches!(*fl, "fail" | "fail?" | "handshake" | "noaddr")),
-                slots,
-            });
+        Topology {
+            nodes: testkit::cluster::parse_nodes(text),
         }
-        Topology { nodes }
     }
 
     pub fn owner(&self, slot: u16) -> Option<&NodeInfo> {

@@ -9,84 +9,11 @@ use std::time::Duration;
 /// Cluster node timeout: a killed master is replaced after a few of these.
 pub const NODE_TIMEOUT_MS: u64 = 2000;
 
-/// CRC16-CCITT (XMODEM), the checksum Redis Cluster hashes keys with.
-fn crc16(data: &[u8]) -> u16 {
-    let mut crc: u16 = 0;
-    for &b in data {
-        crc ^= u16::from(b) << 8;
-        for _ in 0..8 {
-            crc = if crc & 0x8000 != 0 {
-                (crc << 1) ^ 0x1021
-            } else {
-                crc << 1
-            };
-        }
-    }
-    crc
-}
+pub use testkit::cluster::{NodeInfo, parse_nodes};
 
 /// The slot of `key`, honouring a `{hash tag}` as Redis does.
 pub fn key_slot(key: &str) -> u16 {
-    let key = key.as_bytes();
-    let hashed = key
-        .iter()
-        .position(|&b| b == b'{')
-        .and_then(|open| {
-            let rest = &key[open + 1..];
-            let close = rest.iter().position(|&b| b == b'}')?;
-            (close > 0).then(|| &rest[..close])
-        })
-        .unwrap_or(key);
-    crc16(hashed) % 16384
-}
-
-/// One line of CLUSTER NODES.
-#[derive(Clone, Debug)]
-pub struct NodeInfo {
-    pub id: String,
-    pub port: u16,
-    pub master: bool,
-    pub master_id: Option<String>,
-    /// Flagged `fail`, `fail?`, `handshake` or `noaddr`.
-    pub failed: bool,
-    pub slots: Vec<(u16, u16)>,
-}
-
-/// Parses CLUSTER NODES.
-pub fn parse_nodes(text: &str) -> Vec<NodeInfo> {
-    let mut nodes = Vec::new();
-    for line in text.lines() {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        if f.len() < 8 {
-            continue;
-        }
-        let addr = f[1].split(['@', ',']).next().unwrap_or("");
-        let port = addr
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .unwrap_or(0);
-        let flags: Vec<&str> = f[2].split(',').collect();
-        let slots = f[8..]
-            .iter()
-            .filter(|s| !s.starts_with('['))
-            .filter_map(|s| {
-                let (a, b) = s.split_once('-').unwrap_or((s, s));
-                Some((a.parse().ok()?, b.parse().ok()?))
-            })
-            .collect();
-        nodes.push(NodeInfo {
-            id: f[0].to_string(),
-            port,
-            master: flags.contains(&"master"),
-            master_id: (f[3] != "-").then(|| f[3].to_string()),
-            failed: flags
-                .iter()
-                .any(|fl| matches!(*fl, "fail" | "fail?" | "handshake" | "noaddr")),
-            slots,
-        });
-    }
-    nodes
+    testkit::cluster::key_slot(key.as_bytes())
 }
 
 /// A connection to one node with short timeouts, or None if it does not answer.
