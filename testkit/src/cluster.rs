@@ -1,5 +1,8 @@
 //! Redis Cluster helpers shared by the test suites: key slots (CRC16 with
-//! hash tags, as Redis computes them) and parsing of `CLUSTER NODES`.
+//! hash tags, as Redis computes them), parsing of `CLUSTER NODES`, and
+//! short-timeout probes of one node.
+
+use std::time::Duration;
 
 /// Number of hash slots.
 pub const SLOTS: u16 = 16384;
@@ -81,4 +84,31 @@ pub fn parse_nodes(text: &str) -> Vec<NodeInfo> {
         });
     }
     nodes
+}
+
+/// A connection to one node with short timeouts, or `None` if it does not
+/// answer (a killed or paused node).
+pub fn try_conn(port: u16) -> Option<redis::Connection> {
+    let c = redis::Client::open(format!("redis://127.0.0.1:{port}/")).ok()?;
+    let conn = c
+        .get_connection_with_timeout(Duration::from_millis(500))
+        .ok()?;
+    conn.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    Some(conn)
+}
+
+/// A `field:value` line of `INFO section` on one node, or of `CLUSTER INFO`
+/// when `section` is `"cluster"`.
+pub fn info_field(port: u16, section: &str, field: &str) -> Option<String> {
+    let mut c = try_conn(port)?;
+    let text: String = if section == "cluster" {
+        redis::cmd("CLUSTER").arg("INFO").query(&mut c).ok()?
+    } else {
+        redis::cmd("INFO").arg(section).query(&mut c).ok()?
+    };
+    text.lines().find_map(|l| {
+        l.strip_prefix(field)
+            .and_then(|r| r.strip_prefix(':'))
+            .map(|v| v.trim().to_string())
+    })
 }

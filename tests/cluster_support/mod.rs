@@ -33,7 +33,7 @@ pub const NODE_TIMEOUT_MS: u64 = 2000;
 
 // ---------------------------------------------------------------- key slots
 
-pub use testkit::cluster::{NodeInfo, key_slot};
+pub use testkit::cluster::{NodeInfo, info_field, key_slot, try_conn};
 
 /// The cluster as one node sees it.
 #[derive(Clone, Debug)]
@@ -160,35 +160,9 @@ pub fn node_conn(port: u16) -> redis::Connection {
     conn
 }
 
-fn try_node_conn(port: u16) -> Option<redis::Connection> {
-    let c = redis::Client::open(format!("redis://127.0.0.1:{port}/")).ok()?;
-    let conn = c
-        .get_connection_with_timeout(Duration::from_millis(500))
-        .ok()?;
-    conn.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    Some(conn)
-}
-
-/// A field of an INFO section, e.g. `info_field(port, "replication", "role")`.
-pub fn info_field(port: u16, section: &str, field: &str) -> Option<String> {
-    let mut c = try_node_conn(port)?;
-    let text: String = redis::cmd("INFO").arg(section).query(&mut c).ok()?;
-    text.lines().find_map(|l| {
-        l.strip_prefix(field)
-            .and_then(|r| r.strip_prefix(':'))
-            .map(|v| v.trim().to_string())
-    })
-}
-
 /// A field of CLUSTER INFO on one node.
 pub fn cluster_info_field(port: u16, field: &str) -> Option<String> {
-    let mut c = try_node_conn(port)?;
-    let text: String = redis::cmd("CLUSTER").arg("INFO").query(&mut c).ok()?;
-    text.lines().find_map(|l| {
-        l.strip_prefix(field)
-            .and_then(|r| r.strip_prefix(':'))
-            .map(|v| v.trim().to_string())
-    })
+    info_field(port, "cluster", field)
 }
 
 impl Cluster {
@@ -313,7 +287,7 @@ impl Cluster {
 
     /// CLUSTER NODES as `port` sees it, if it answers.
     pub fn view_of(&self, port: u16) -> Option<Topology> {
-        let mut c = try_node_conn(port)?;
+        let mut c = try_conn(port)?;
         let text: String = redis::cmd("CLUSTER").arg("NODES").query(&mut c).ok()?;
         Some(Topology::parse(&text))
     }
@@ -518,7 +492,7 @@ impl Drop for Cluster {
 
 /// The replica ports CLUSTER SLOTS on `port` lists for `slot`.
 fn slots_replicas(port: u16, slot: u16) -> Option<Vec<u16>> {
-    let mut c = try_node_conn(port)?;
+    let mut c = try_conn(port)?;
     let ranges: Vec<Vec<Value>> = redis::cmd("CLUSTER").arg("SLOTS").query(&mut c).ok()?;
     for r in ranges {
         let (Some(Value::Int(a)), Some(Value::Int(b))) = (r.first(), r.get(1)) else {

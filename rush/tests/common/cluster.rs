@@ -9,36 +9,11 @@ use std::time::Duration;
 /// Cluster node timeout: a killed master is replaced after a few of these.
 pub const NODE_TIMEOUT_MS: u64 = 2000;
 
-pub use testkit::cluster::{NodeInfo, parse_nodes};
+pub use testkit::cluster::{NodeInfo, info_field, parse_nodes, try_conn};
 
 /// The slot of `key`, honouring a `{hash tag}` as Redis does.
 pub fn key_slot(key: &str) -> u16 {
     testkit::cluster::key_slot(key.as_bytes())
-}
-
-/// A connection to one node with short timeouts, or None if it does not answer.
-fn try_conn(port: u16) -> Option<redis::Connection> {
-    let c = redis::Client::open(format!("redis://127.0.0.1:{port}/")).ok()?;
-    let conn = c
-        .get_connection_with_timeout(Duration::from_millis(500))
-        .ok()?;
-    conn.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    Some(conn)
-}
-
-/// A `field:value` line of `INFO section` (or `CLUSTER INFO` when section is "cluster").
-pub fn info_field(port: u16, section: &str, field: &str) -> Option<String> {
-    let mut c = try_conn(port)?;
-    let text: String = if section == "cluster" {
-        redis::cmd("CLUSTER").arg("INFO").query(&mut c).ok()?
-    } else {
-        redis::cmd("INFO").arg(section).query(&mut c).ok()?
-    };
-    text.lines().find_map(|l| {
-        l.strip_prefix(field)
-            .and_then(|r| r.strip_prefix(':'))
-            .map(|v| v.trim().to_string())
-    })
 }
 
 /// CLUSTER NODES as `port` sees it, if it answers.
