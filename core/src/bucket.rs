@@ -60,8 +60,12 @@ pub struct Bucket {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {
     /// Allowed; a WAIT caller proceeds after `wait` (zero otherwise).
-    Allowed { wait: Micros },
-    Denied { retry: Retry },
+    Allowed {
+        wait: Micros,
+    },
+    Denied {
+        retry: Retry,
+    },
 }
 
 /// When a denied call would be allowed.
@@ -117,7 +121,8 @@ impl Bucket {
         let b = Bucket::pack(limit, full, stamp_s)?;
         let ahead = full.saturating_sub(v(Micros::from_secs(u64::from(stamp_s)), limit.rate()));
         let bound = limit.capacity_units().saturating_add(
-            u128::from(MAX_WAIT.0.saturating_add(US_PER_S)).saturating_mul(limit.rate().units_per_us()),
+            u128::from(MAX_WAIT.0.saturating_add(US_PER_S))
+                .saturating_mul(limit.rate().units_per_us()),
         );
         (ahead <= bound).then_some(b)
     }
@@ -187,7 +192,8 @@ impl Bucket {
     fn level(&self, now: Micros) -> i128 {
         let limit = self.limit();
         let behind = self.full().saturating_sub(v(now, limit.rate()));
-        i128::try_from(limit.capacity_units()).unwrap_or(i128::MAX)
+        i128::try_from(limit.capacity_units())
+            .unwrap_or(i128::MAX)
             .saturating_sub(i128::try_from(behind).unwrap_or(i128::MAX))
     }
 
@@ -272,7 +278,8 @@ pub fn decide(
     let denied = |retry| Decision {
         verdict: Verdict::Denied { retry },
         remaining: whole_tokens(
-            i128::try_from(cap).unwrap_or(i128::MAX)
+            i128::try_from(cap)
+                .unwrap_or(i128::MAX)
                 .saturating_sub(i128::try_from(behind).unwrap_or(i128::MAX)),
             *limit,
         ),
@@ -304,8 +311,13 @@ pub fn decide(
     };
     Decision {
         verdict: Verdict::Allowed { wait },
-        remaining: u64::try_from(at_proceed.min(cap).checked_div(rate.units_per_token()).unwrap_or(0))
-            .unwrap_or(u64::MAX),
+        remaining: u64::try_from(
+            at_proceed
+                .min(cap)
+                .checked_div(rate.units_per_token())
+                .unwrap_or(0),
+        )
+        .unwrap_or(u64::MAX),
         reset_after: rate.time_for(behind_after).saturating_sub(wait),
         limit: *limit,
         next,
@@ -451,7 +463,12 @@ mod tests {
     fn cost_above_capacity_can_never_succeed() {
         let l = limit(5, 80);
         let d = decide(None, Micros(T0), &l, 81, Micros::MAX);
-        assert_eq!(d.verdict, Verdict::Denied { retry: Retry::Never });
+        assert_eq!(
+            d.verdict,
+            Verdict::Denied {
+                retry: Retry::Never
+            }
+        );
         assert_eq!(d.remaining, 80);
         assert_eq!(d.next, None);
     }
@@ -494,7 +511,12 @@ mod tests {
         let mut s = None;
         assert!(run(&mut s, T0, &l, 1).allowed());
         let w1 = decide(s.as_ref(), Micros(T0), &l, 1, Micros(SEC));
-        assert_eq!(w1.verdict, Verdict::Allowed { wait: Micros(100_000) });
+        assert_eq!(
+            w1.verdict,
+            Verdict::Allowed {
+                wait: Micros(100_000)
+            }
+        );
         assert_eq!(w1.remaining, 0);
         s = w1.next;
         let w2 = decide(s.as_ref(), Micros(T0), &l, 1, Micros(SEC));
@@ -549,7 +571,13 @@ mod tests {
         run(&mut s, T0, &l3, 2);
         let held = decide(s.as_ref(), Micros(T0 + SEC), &limit(1, 2), 0, Micros::ZERO);
         assert_eq!(held.remaining, 0);
-        let held = decide(s.as_ref(), Micros(T0 + 3 * SEC), &limit(1, 2), 0, Micros::ZERO);
+        let held = decide(
+            s.as_ref(),
+            Micros(T0 + 3 * SEC),
+            &limit(1, 2),
+            0,
+            Micros::ZERO,
+        );
         assert_eq!(held.remaining, 1);
     }
 

@@ -37,7 +37,10 @@ pub fn whole_seconds(d: Micros) -> i64 {
 /// The reply for a bucket decision.
 pub fn reply(d: &Decision) -> CellReply {
     let retry_after_s = match d.verdict {
-        Verdict::Allowed { .. } | Verdict::Denied { retry: Retry::Never } => None,
+        Verdict::Allowed { .. }
+        | Verdict::Denied {
+            retry: Retry::Never,
+        } => None,
         Verdict::Denied {
             retry: Retry::After(r),
         } => Some(whole_seconds(r)),
@@ -92,7 +95,10 @@ mod tests {
         }
         let d = decide(s.as_ref(), Micros(T0), &l, 1, Micros::ZERO);
         let r = reply(&d);
-        assert_eq!((r.limited, r.remaining, r.retry_after_s, r.reset_after_s), (true, 0, Some(2), 32));
+        assert_eq!(
+            (r.limited, r.remaining, r.retry_after_s, r.reset_after_s),
+            (true, 0, Some(2), 32)
+        );
         // A quantity above the limit can never succeed: -1.
         let d = decide(None, Micros(T0), &l, 17, Micros::ZERO);
         assert_eq!(reply(&d).retry_after_s, None);

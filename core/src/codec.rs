@@ -209,8 +209,7 @@ impl<'a> Reader<'a> {
         let full_hi = self.u32()?;
         let stamp_s = self.u32()?;
         let rate = self.rate()?;
-        let limit =
-            Limit::new(rate, self.u64()?).map_err(|_| CodecError::BadField("capacity"))?;
+        let limit = Limit::new(rate, self.u64()?).map_err(|_| CodecError::BadField("capacity"))?;
         let full = (u128::from(full_hi) << 64) | u128::from(full_lo);
         Bucket::from_parts(limit, full, stamp_s).ok_or(CodecError::BadField("bucket state"))
     }
@@ -336,7 +335,11 @@ fn v1_args(rps: Option<u64>, allow: bool, burst: u64, window: u64) -> LimitLion 
             while nano.checked_div(scale).unwrap_or(0) >= 1_000_000_000 {
                 scale = scale.saturating_mul(10);
             }
-            nano = nano.checked_div(scale).unwrap_or(0).saturating_mul(scale).max(1);
+            nano = nano
+                .checked_div(scale)
+                .unwrap_or(0)
+                .saturating_mul(scale)
+                .max(1);
             Rate::from_nano(nano).map_or(Rps::Deny, Rps::Rate)
         }
     };
@@ -489,7 +492,10 @@ mod tests {
     fn rejects_bad_input() {
         let good = encode_limiter(&sample(true)).as_bytes().to_vec();
         assert_eq!(decode_limiter(&[]), Err(CodecError::Truncated));
-        assert_eq!(decode_limiter(&good[..good.len() - 1]), Err(CodecError::Truncated));
+        assert_eq!(
+            decode_limiter(&good[..good.len() - 1]),
+            Err(CodecError::Truncated)
+        );
         let mut long = good.clone();
         long.push(0);
         assert_eq!(decode_limiter(&long), Err(CodecError::TrailingBytes));
@@ -501,7 +507,10 @@ mod tests {
             last_valid_at: Micros(1),
             stamp: Micros(1),
         };
-        assert_eq!(decode_limiter(encode_permit(&p).as_bytes()), Err(CodecError::WrongKind));
+        assert_eq!(
+            decode_limiter(encode_permit(&p).as_bytes()),
+            Err(CodecError::WrongKind)
+        );
         // An unreduced rate is damage.
         let mut plain = encode_limiter(&sample(false)).as_bytes().to_vec();
         plain[18..22].copy_from_slice(&10u32.to_le_bytes());
@@ -510,7 +519,10 @@ mod tests {
         // A bucket "full" a century after it was written: no call makes that.
         let mut far = encode_limiter(&sample(false)).as_bytes().to_vec();
         far[10] = 0xff;
-        assert_eq!(decode_limiter(&far), Err(CodecError::BadField("bucket state")));
+        assert_eq!(
+            decode_limiter(&far),
+            Err(CodecError::BadField("bucket state"))
+        );
         // A permit chain beyond the horizon.
         let p = PermitState {
             last_valid_at: Micros(T0 + HORIZON.0 + 1),
@@ -558,7 +570,18 @@ mod tests {
         assert_eq!(s.rebased(Micros(T0)), None);
         // Reservations (negative level) carry over.
         let owed = decode_limiter(&v1(-2 * V1_FEMTO, T0, NANO, NANO, NANO)).unwrap();
-        let d = bucket::decide(owed.bucket(), Micros(T0), &owed.bucket().unwrap().limit(), 1, Micros::ZERO);
-        assert_eq!(d.verdict, bucket::Verdict::Denied { retry: bucket::Retry::After(Micros(3 * SEC)) });
+        let d = bucket::decide(
+            owed.bucket(),
+            Micros(T0),
+            &owed.bucket().unwrap().limit(),
+            1,
+            Micros::ZERO,
+        );
+        assert_eq!(
+            d.verdict,
+            bucket::Verdict::Denied {
+                retry: bucket::Retry::After(Micros(3 * SEC))
+            }
+        );
     }
 }

@@ -208,8 +208,14 @@ mod tests {
         assert_eq!(units("0.000e-99999999999999999999", 9), Ok((false, 0)));
         assert_eq!(units("1000e-3", 0), Ok((false, 1)));
         assert_eq!(units("1e+00000000000000000000000003", 0), Ok((false, 1000)));
-        assert_eq!(units("1e999999999999999999999", 0), Err(DecimalError::OutOfRange));
-        assert_eq!(units("1e-999999999999999999999", 9), Err(DecimalError::TooPrecise));
+        assert_eq!(
+            units("1e999999999999999999999", 0),
+            Err(DecimalError::OutOfRange)
+        );
+        assert_eq!(
+            units("1e-999999999999999999999", 9),
+            Err(DecimalError::TooPrecise)
+        );
     }
 
     #[test]

@@ -323,9 +323,7 @@ pub fn reset_knobs(value: &Limiter, now: Micros) -> Option<Write> {
         return None;
     };
     let bucket = match k.knobs.policy {
-        Policy::Bucket(limit) if k.knobs.expires_at > now => {
-            bucket_under(Some(value), now, &limit)
-        }
+        Policy::Bucket(limit) if k.knobs.expires_at > now => bucket_under(Some(value), now, &limit),
         _ => k.bucket,
     };
     Some(match bucket {
@@ -462,12 +460,23 @@ mod tests {
     #[test]
     fn first_call_matches_the_issue_example() {
         let o = call(None, T0, &policy_of(5, 2, 8), 1);
-        let Answer::Bucket(d) = o.answer else { panic!() };
-        assert_eq!((d.remaining, d.reset_after, d.limit.capacity()), (79, Micros(200_000), 80));
+        let Answer::Bucket(d) = o.answer else {
+            panic!()
+        };
+        assert_eq!(
+            (d.remaining, d.reset_after, d.limit.capacity()),
+            (79, Micros(200_000), 80)
+        );
         // Expiry on the grid: refill 16 s → grid 1.6 s.
         match o.write {
-            Some(Write::Store { expire_at: Some(at), .. }) => {
-                assert!(at >= Micros(T0 + 200_000) && at <= Micros(T0 + 1_800_000), "{at:?}")
+            Some(Write::Store {
+                expire_at: Some(at),
+                ..
+            }) => {
+                assert!(
+                    at >= Micros(T0 + 200_000) && at <= Micros(T0 + 1_800_000),
+                    "{at:?}"
+                )
             }
             w => panic!("{w:?}"),
         }
@@ -481,7 +490,9 @@ mod tests {
         let mut moves = 0;
         for i in 0..99 {
             let o = call(Some(&v), T0 + i, &p, 1);
-            let Some(Write::Store { value, expire_at }) = o.write else { panic!() };
+            let Some(Write::Store { value, expire_at }) = o.write else {
+                panic!()
+            };
             if let Some(at) = expire_at {
                 assert!(at > first);
                 moves += 1;
@@ -496,20 +507,41 @@ mod tests {
 
     #[test]
     fn switches_store_nothing() {
-        let deny = LimitLion { rps: Rps::Deny, ..ll(1, 1, 8) }.policy().unwrap();
+        let deny = LimitLion {
+            rps: Rps::Deny,
+            ..ll(1, 1, 8)
+        }
+        .policy()
+        .unwrap();
         let o = call(None, T0, &deny, 1);
-        assert_eq!(o.answer, Answer::DenyAll { window: Micros(8 * SEC) });
+        assert_eq!(
+            o.answer,
+            Answer::DenyAll {
+                window: Micros(8 * SEC)
+            }
+        );
         assert_eq!(o.write, None);
-        let allow = LimitLion { rps: Rps::Allow, ..ll(1, 1, 1) }.policy().unwrap();
+        let allow = LimitLion {
+            rps: Rps::Allow,
+            ..ll(1, 1, 1)
+        }
+        .policy()
+        .unwrap();
         let o = call(None, T0, &allow, 1);
         assert_eq!((o.answer, o.write), (Answer::AllowAll, None));
     }
 
     #[test]
     fn the_short_form_needs_live_knobs() {
-        assert_eq!(throttle(None, Micros(T0), None, 1, Micros::ZERO), Err(NoLimit));
+        assert_eq!(
+            throttle(None, Micros(T0), None, 1, Micros::ZERO),
+            Err(NoLimit)
+        );
         let v = stored(call(None, T0, &policy_of(1, 1, 5), 1).write);
-        assert_eq!(throttle(Some(&v), Micros(T0), None, 1, Micros::ZERO), Err(NoLimit));
+        assert_eq!(
+            throttle(Some(&v), Micros(T0), None, 1, Micros::ZERO),
+            Err(NoLimit)
+        );
         let set = KnobChanges {
             rps: Some(Rps::Rate(Rate::from_nano(NANO).unwrap())),
             burst_nano: Some(NANO),
@@ -537,21 +569,33 @@ mod tests {
             window_ns: Some(3 * NANO),
             ..Default::default()
         };
-        let v3 = stored(Some(set_knobs(Some(&v2), Micros(T0), &shrink, TTL).unwrap()));
+        let v3 = stored(Some(
+            set_knobs(Some(&v2), Micros(T0), &shrink, TTL).unwrap(),
+        ));
         let s = snapshot(&v3, Micros(T0));
-        assert_eq!((s.tokens, s.limit, s.burst_window), (Some(3), 3, Some((NANO, 3 * NANO))));
+        assert_eq!(
+            (s.tokens, s.limit, s.burst_window),
+            (Some(3), 3, Some((NANO, 3 * NANO)))
+        );
         // Callers' arguments no longer matter while the knobs live.
         let o = call(Some(&v3), T0, &policy_of(100, 100, 100), 1);
-        let Answer::Bucket(d) = o.answer else { panic!() };
+        let Answer::Bucket(d) = o.answer else {
+            panic!()
+        };
         assert_eq!((d.remaining, d.limit.capacity()), (2, 3));
         // RESET keeps the tokens and returns to the callers' parameters.
         let v4 = stored(reset_knobs(&stored(o.write), Micros(T0)));
         let s = snapshot(&v4, Micros(T0));
-        assert_eq!((s.tokens, s.burst_window, s.knobs_ttl), (Some(2), None, None));
+        assert_eq!(
+            (s.tokens, s.burst_window, s.knobs_ttl),
+            (Some(2), None, None)
+        );
         // Expired knobs no longer apply.
         let late = T0 + TTL.0 + 1;
         let o = call(Some(&v3), late, &policy_of(5, 2, 8), 1);
-        let Answer::Bucket(d) = o.answer else { panic!() };
+        let Answer::Bucket(d) = o.answer else {
+            panic!()
+        };
         assert_eq!(d.limit.capacity(), 80);
     }
 
@@ -591,8 +635,16 @@ mod tests {
         let p = policy_of(1, 1, 1);
         assert_eq!(call(Some(&v), T0 + SEC - 1, &p, 1).write, None);
         let o = call(Some(&v), T0 + SEC, &p, 1);
-        assert_eq!(o.answer, Answer::DenyAll { window: Micros(SEC) });
-        assert_eq!(stored(o.write).knobs().unwrap().expires_at, Micros(T0 + 11 * SEC));
+        assert_eq!(
+            o.answer,
+            Answer::DenyAll {
+                window: Micros(SEC)
+            }
+        );
+        assert_eq!(
+            stored(o.write).knobs().unwrap().expires_at,
+            Micros(T0 + 11 * SEC)
+        );
     }
 
     #[test]
@@ -602,7 +654,10 @@ mod tests {
         let o = call(Some(&v), T0 - 3600 * SEC, &p, 1);
         assert!(!o.answer.allowed());
         match o.write {
-            Some(Write::Store { expire_at: Some(at), .. }) => {
+            Some(Write::Store {
+                expire_at: Some(at),
+                ..
+            }) => {
                 assert!(at <= Micros(T0 - 3600 * SEC + 6 * SEC), "{at:?}")
             }
             w => panic!("{w:?}"),
@@ -616,7 +671,10 @@ mod tests {
         let tat_ns = (T0 + 4 * SEC) * 1000;
         let v = from_cell_tat(tat_ns, Micros(T0), &limit).unwrap();
         let s = snapshot(&v, Micros(T0));
-        assert_eq!((s.tokens, s.limit, s.reset_after), (Some(14), 16, Micros(4 * SEC)));
+        assert_eq!(
+            (s.tokens, s.limit, s.reset_after),
+            (Some(14), 16, Micros(4 * SEC))
+        );
         // A TAT in the past is a full bucket.
         let v = from_cell_tat(1, Micros(T0), &limit).unwrap();
         assert_eq!(snapshot(&v, Micros(T0)).tokens, Some(16));

@@ -189,7 +189,12 @@ mod tests {
     fn first_call_on_a_fresh_key_is_immediate() {
         // The exercise crashed here (no key yet).
         let d = decide(None, Micros(T0), &rule(3000, 2), None);
-        assert_eq!(d.permit, Permit::Immediate { valid_at: Micros(T0) });
+        assert_eq!(
+            d.permit,
+            Permit::Immediate {
+                valid_at: Micros(T0)
+            }
+        );
     }
 
     #[test]
@@ -288,9 +293,13 @@ mod tests {
         let mut s = None;
         step(&mut s, T0, &rule(1000, 10));
         let short = step(&mut s, T0, &rule(100, 10));
-        assert!(matches!(short, Permit::Reserved { valid_at, .. } if valid_at == Micros(T0 + 100 * MS)));
+        assert!(
+            matches!(short, Permit::Reserved { valid_at, .. } if valid_at == Micros(T0 + 100 * MS))
+        );
         let long = step(&mut s, T0, &rule(1000, 10));
-        assert!(matches!(long, Permit::Reserved { valid_at, .. } if valid_at == Micros(T0 + 1100 * MS)));
+        assert!(
+            matches!(long, Permit::Reserved { valid_at, .. } if valid_at == Micros(T0 + 1100 * MS))
+        );
         // Counted with a 100 ms interval, 11 slots wait: refused at 10.
         assert_eq!(step(&mut s, T0, &rule(100, 10)), Permit::Refused);
     }

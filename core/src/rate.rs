@@ -126,7 +126,9 @@ impl Rate {
     pub fn as_nano(self) -> Option<u64> {
         let (num, den) = (u64::from(self.num.get()), u64::from(self.den.get()));
         let n = num.checked_mul(NANO)?;
-        (n.checked_rem(den)? == 0).then(|| n.checked_div(den)).flatten()
+        (n.checked_rem(den)? == 0)
+            .then(|| n.checked_div(den))
+            .flatten()
     }
 
     /// The rate as text: an exact decimal when it is one with at most 9
@@ -227,7 +229,9 @@ pub struct LimitLion {
 pub enum Policy {
     /// LimitLion's `rps 0`: deny every call; `window` is what it tells
     /// callers to wait.
-    Deny { window: Micros },
+    Deny {
+        window: Micros,
+    },
     /// LimitLion's `rps -1`: allow every call.
     Allow,
     Bucket(Limit),
@@ -346,7 +350,10 @@ mod tests {
         );
         assert_eq!(Rps::from_nano(true, u128::from(N)), Ok(Rps::Allow));
         assert_eq!(Rps::from_nano(true, 0), Ok(Rps::Deny));
-        assert_eq!(Rps::from_nano(true, 2 * u128::from(N)), Err(LimitError::Rps));
+        assert_eq!(
+            Rps::from_nano(true, 2 * u128::from(N)),
+            Err(LimitError::Rps)
+        );
     }
 
     #[test]
