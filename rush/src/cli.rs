@@ -233,9 +233,9 @@ pub struct Output {
 /// Builds the plan from parsed flags; every error is a message for the user.
 ///
 /// The steps, in the order their errors are reported: the run's shape
-/// ([`check_workers`], [`Timeouts::parse`], [`mode`], `--keys`, [`align`]),
-/// the target ([`redis_target`] or [`http_target`]), [`check_keys_used`],
-/// then the check ([`verify_config`]).
+/// (`check_workers`, `Timeouts::parse`, `mode`, `--keys`, `align`), the
+/// target (`redis_target` or `http_target`), `check_keys_used`, then the
+/// check (`verify_config`).
 pub fn plan(cli: &Cli, is_terminal: bool) -> Result<(Plan, Output), String> {
     let c = &cli.common;
     check_workers(c.workers)?;
