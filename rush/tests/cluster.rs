@@ -2,9 +2,9 @@
 
 mod common;
 
-use common::cluster::Cluster;
 use common::rush;
 use rush::verify::Verdict;
+use testkit::cluster::Cluster;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_burst_admits_the_capacity_of_every_key() {
