@@ -96,6 +96,14 @@ fn module_commands(conn: &mut redis::Connection) -> Vec<String> {
     names.into_iter().map(|n| n.to_ascii_lowercase()).collect()
 }
 
+/// `WAIT 1 1000` on the master of `tag`'s slot: how many replicas acked.
+fn wait_replica(client: &mut redis::cluster::ClusterConnection, tag: &str) -> i64 {
+    client
+        .route_command(redis::cmd("WAIT").arg(1).arg(1000), route_to(tag, false))
+        .and_then(|v| Ok(redis::from_redis_value(v)?))
+        .expect("WAIT")
+}
+
 fn query_value(cmd: &redis::Cmd, conn: &mut redis::Connection) -> redis::RedisResult<Value> {
     cmd.query(conn)
 }
@@ -107,15 +115,9 @@ fn routing_reaches_the_slot_owner_and_others_answer_moved() {
     let mut any = node_conn(cluster.ports()[0]);
 
     // Our slot function is the server's.
-    for key in [
-        &b"a"[..],
-        b"user:1",
-        b"{user:1}:sec",
-        b"foo{}{bar}",
-        b"foo{{bar}}zap",
-        b"{}x",
-        b"\0\xff\xfe binary",
-    ] {
+    let texts = "a user:1 {user:1}:sec foo{}{bar} foo{{bar}}zap {}x".split(' ');
+    let keys = texts.map(str::as_bytes).chain([&b"\0\xff\xfe binary"[..]]);
+    for key in keys {
         let slot: u16 = redis::cmd("CLUSTER")
             .arg("KEYSLOT")
             .arg(key)
@@ -295,10 +297,7 @@ fn replicas_with_readonly_answer_peek_like_their_master() {
                 .query(&mut client)
                 .expect("PERMIT");
         }
-        let acked: i64 = client
-            .route_command(redis::cmd("WAIT").arg(1).arg(1000), route_to(&tag, false))
-            .and_then(|v| Ok(redis::from_redis_value(v)?))
-            .expect("WAIT");
+        let acked: i64 = wait_replica(&mut client, &tag);
         assert_eq!(acked, 1, "WAIT on master {master}");
 
         let peek = || {
@@ -387,10 +386,7 @@ fn replicas_with_readonly_answer_peek_like_their_master() {
             .arg(&["RPS", "0.02", "BURST", "100", "WINDOW", "100"])
             .query(&mut client)
             .expect("THROTTLE.SET");
-        let _: i64 = client
-            .route_command(redis::cmd("WAIT").arg(1).arg(1000), route_to(&tag, false))
-            .and_then(|v| Ok(redis::from_redis_value(v)?))
-            .expect("WAIT");
+        let _: i64 = wait_replica(&mut client, &tag);
         let from_master = get_fields(&mut node_conn(master), &bucket);
         let from_replica = get_fields(&mut on_replica, &bucket);
         assert_eq!(
@@ -766,18 +762,18 @@ fn killed_master_fails_over_without_losing_acknowledged_state() {
 
     // Acknowledged state: partially used buckets and reserved permits.
     let statics = make_static_keys(&mut client, &tag);
-    let acked: i64 = client
-        .route_command(redis::cmd("WAIT").arg(1).arg(1000), route_to(&tag, false))
-        .and_then(|v| Ok(redis::from_redis_value(v)?))
-        .expect("WAIT");
+    let acked: i64 = wait_replica(&mut client, &tag);
     assert_eq!(acked, 1, "replica acknowledged the state");
     let before = snapshot(master, &statics);
-    let last_permit: Vec<i64> = redis::cmd("PERMIT")
-        .arg(format!("{tag}:permit3"))
-        .arg(60_000)
-        .arg(5)
-        .query(&mut node_conn(master))
-        .expect("PERMIT");
+    let permit3 = |port: u16, max_waiting: u32| -> Vec<i64> {
+        redis::cmd("PERMIT")
+            .arg(format!("{tag}:permit3"))
+            .arg(60_000)
+            .arg(max_waiting)
+            .query(&mut node_conn(port))
+            .unwrap_or_else(|e| panic!("PERMIT on {port}: {e}"))
+    };
+    let last_permit = permit3(master, 5);
     // That PERMIT reserved one more slot; acknowledge it as well.
     let _: i64 = redis::cmd("WAIT")
         .arg(1)
@@ -825,12 +821,7 @@ fn killed_master_fails_over_without_losing_acknowledged_state() {
         .expect("PEEK");
     assert_eq!(peek[1], 100 - 38, "bucket7 keeps what was consumed");
     // The permit schedule continues after the last acknowledged slot.
-    let next: Vec<i64> = redis::cmd("PERMIT")
-        .arg(format!("{tag}:permit3"))
-        .arg(60_000)
-        .arg(6)
-        .query(&mut node_conn(replica))
-        .expect("PERMIT on the new master");
+    let next = permit3(replica, 6);
     assert_eq!(next[1], last_permit[1] + 60_000, "next permit slot");
 
     // Under load: whatever a WAIT confirmed is still there; at most the

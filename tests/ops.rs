@@ -271,26 +271,24 @@ fn knobs_expire_and_calls_push_their_expiry() {
 
 #[test]
 fn knobs_ttl_default_comes_from_config_and_load_arguments() {
+    // Knobs set without TTL: the remaining life THROTTLE.GET reports.
+    let new_knobs_ttl = |c: &mut Connection, key: &str| -> i64 {
+        let () = cmd(
+            c,
+            "THROTTLE.SET",
+            &[key, "RPS", "1", "BURST", "1", "WINDOW", "1"],
+        )
+        .unwrap();
+        get(c, key).unwrap()["knobs_ttl_ms"].parse().unwrap()
+    };
     let s = Server::builder().module_args(["knobs-ttl", "3600"]).start();
     let mut c = s.conn();
     let v: Vec<String> = cmd(&mut c, "CONFIG", &["GET", "throttle.knobs-ttl"]).unwrap();
     assert_eq!(v, vec!["throttle.knobs-ttl", "3600"]);
-    let _: () = cmd(
-        &mut c,
-        "THROTTLE.SET",
-        &["a", "RPS", "1", "BURST", "1", "WINDOW", "1"],
-    )
-    .unwrap();
-    let ttl: i64 = get(&mut c, "a").unwrap()["knobs_ttl_ms"].parse().unwrap();
+    let ttl = new_knobs_ttl(&mut c, "a");
     assert!((3_599_000..=3_600_000).contains(&ttl), "{ttl}");
     let _: () = cmd(&mut c, "CONFIG", &["SET", "throttle.knobs-ttl", "60"]).unwrap();
-    let _: () = cmd(
-        &mut c,
-        "THROTTLE.SET",
-        &["b", "RPS", "1", "BURST", "1", "WINDOW", "1"],
-    )
-    .unwrap();
-    let ttl: i64 = get(&mut c, "b").unwrap()["knobs_ttl_ms"].parse().unwrap();
+    let ttl = new_knobs_ttl(&mut c, "b");
     assert!((59_000..=60_000).contains(&ttl), "{ttl}");
     assert!(
         err(&mut c, "CONFIG", &["SET", "throttle.knobs-ttl", "0"])
@@ -773,6 +771,21 @@ fn login(s: &Server, user: &str) -> Connection {
     c
 }
 
+/// `app` may run every application call and no operator call.
+fn assert_app_grants(app: &mut Connection, app_calls: &[&[&str]], operator_calls: &[&[&str]]) {
+    for call in app_calls {
+        assert_eq!(refused(app, call), None, "app: {call:?}");
+    }
+    for call in operator_calls {
+        assert_eq!(
+            refused(app, call).as_deref(),
+            Some("NOPERM"),
+            "app: {call:?}"
+        );
+    }
+    assert_eq!(refused(app, &["GET", "acl:k"]).as_deref(), Some("NOPERM"));
+}
+
 /// The error code `args` gets, or None when it runs.
 fn refused(c: &mut Connection, args: &[&str]) -> Option<String> {
     redis::cmd(args[0])
@@ -836,21 +849,7 @@ fn acl_category_where_the_server_has_module_categories() {
             "+throttle.get",
         ];
         let () = cmd(&mut c, "ACL", &[&["SETUSER", "app"][..], &grant].concat()).unwrap();
-        let mut app = login(&s, "app");
-        for call in app_calls {
-            assert_eq!(refused(&mut app, call), None, "app: {call:?}");
-        }
-        for call in operator_calls {
-            assert_eq!(
-                refused(&mut app, call).as_deref(),
-                Some("NOPERM"),
-                "app: {call:?}"
-            );
-        }
-        assert_eq!(
-            refused(&mut app, &["GET", "acl:k"]).as_deref(),
-            Some("NOPERM")
-        );
+        assert_app_grants(&mut login(&s, "app"), &app_calls, &operator_calls);
         return;
     }
     assert!(categories.iter().any(|c| c == "throttle"), "{categories:?}");
@@ -895,26 +894,20 @@ fn acl_category_where_the_server_has_module_categories() {
         ],
     )
     .unwrap();
-    let (mut ops, mut app) = (login(&s, "ops"), login(&s, "app"));
-    for call in app_calls {
-        assert_eq!(refused(&mut app, call), None, "app: {call:?}");
-    }
-    for call in operator_calls {
-        assert_eq!(
-            refused(&mut app, call).as_deref(),
-            Some("NOPERM"),
-            "app: {call:?}"
-        );
-        // The operator may (THROTTLE.APPLY's payload is garbage: an ERR, not NOPERM).
+    assert_app_grants(&mut login(&s, "app"), &app_calls, &operator_calls);
+    let mut ops = login(&s, "ops");
+    for call in app_calls.iter().chain(&operator_calls) {
+        // THROTTLE.APPLY's payload is garbage: an ERR, not NOPERM.
         let code = refused(&mut ops, call);
         assert!(
             code.is_none() || code.as_deref() == Some("ERR"),
             "ops: {call:?}: {code:?}"
         );
     }
-    for user in [&mut app, &mut ops] {
-        assert_eq!(refused(user, &["GET", "acl:k"]).as_deref(), Some("NOPERM"));
-    }
+    assert_eq!(
+        refused(&mut ops, &["GET", "acl:k"]).as_deref(),
+        Some("NOPERM")
+    );
 }
 
 /// `INFO throttle` as text fields.

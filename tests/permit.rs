@@ -73,8 +73,7 @@ fn assert_wait(r: &[i64], (before, after): (i64, i64)) {
 
 #[test]
 fn reply_fields_and_ttl() {
-    let mut s = Server::start();
-    let mut c = s.conn();
+    let (_s, mut c) = start();
     let (first, (before, after)) = timed_permit(&mut c, "k", &["1000", "2"]);
     assert_eq!([first[0], first[2]], [0, NEVER], "{first:?}");
     assert!((before..=after).contains(&first[1]), "{first:?} not now");
@@ -108,13 +107,11 @@ fn reply_fields_and_ttl() {
     assert_eq!(pexpiretime(&mut c, "k"), e0);
     // The key lives until one interval after its last slot.
     assert_eq!(e0, third[1] + 1000);
-    assert_healthy(&mut s);
 }
 
 #[test]
 fn max_waiting_zero_gives_only_immediate_permits() {
-    let mut s = Server::start();
-    let mut c = s.conn();
+    let (_s, mut c) = start();
     assert_eq!(permit(&mut c, "k", &["100", "0"]).unwrap()[0], 0);
     let d0 = dump(&mut c, "k");
     assert_eq!(permit(&mut c, "k", &["100", "0"]), None);
@@ -123,26 +120,22 @@ fn max_waiting_zero_gives_only_immediate_permits() {
     thread::sleep(Duration::from_millis(100));
     let r = permit(&mut c, "k", &["100", "0"]).unwrap();
     assert_eq!([r[0], r[2]], [0, NEVER], "{r:?}");
-    assert_healthy(&mut s);
 }
 
 #[test]
 fn a_finished_schedule_expires() {
-    let mut s = Server::start();
-    let mut c = s.conn();
+    let (_s, mut c) = start();
     permit(&mut c, "k", &["20", "5"]);
     permit(&mut c, "k", &["20", "5"]);
     wait_for(Duration::from_secs(2), "the key to expire", || {
         (!exists(&mut c, "k")).then_some(())
     });
     assert_eq!(permit(&mut c, "k", &["20", "5"]).unwrap()[0], 0);
-    assert_healthy(&mut s);
 }
 
 #[test]
 fn grace_sets_the_expiry_of_reserved_permits() {
-    let mut s = Server::start();
-    let mut c = s.conn();
+    let (_s, mut c) = start();
     for (grace, extra) in [("250", 250), ("0", 0), ("100000", 100_000)] {
         let key = format!("g{grace}");
         let r = permit(&mut c, &key, &["1000", "5", "GRACE", grace]).unwrap();
@@ -150,27 +143,17 @@ fn grace_sets_the_expiry_of_reserved_permits() {
         let r = permit(&mut c, &key, &["1000", "5", "grace", grace]).unwrap();
         assert_eq!(r[2], r[1] + extra, "GRACE {grace}: {r:?}");
     }
-    assert_healthy(&mut s);
 }
 
 #[test]
 fn default_grace_is_ten_percent_rounded_up_to_ms() {
-    let mut s = Server::start();
-    let mut c = s.conn();
+    let (_s, mut c) = start();
     for (interval, grace) in [("1000", 100), ("15", 2), ("3000", 300), ("10", 1), ("7", 1)] {
         let key = format!("i{interval}");
         // In MULTI both calls read nearly the same clock: the second is
         // reserved however short the interval.
-        let replies: Vec<Vec<i64>> = redis::pipe()
-            .atomic()
-            .cmd("PERMIT")
-            .arg(&key)
-            .arg(&[interval, "5"])
-            .cmd("PERMIT")
-            .arg(&key)
-            .arg(&[interval, "5"])
-            .query(&mut c)
-            .unwrap();
+        let call: &[&str] = &["PERMIT", &key, interval, "5"];
+        let replies: Vec<Vec<i64>> = multi(&mut c, &[call, call]);
         let r = &replies[1];
         assert_eq!(r[2] - r[1], grace, "interval {interval}: {replies:?}");
     }
@@ -184,13 +167,11 @@ fn default_grace_is_ten_percent_rounded_up_to_ms() {
     permit(&mut c, "p50", &["1000", "5"]);
     let r = permit(&mut c, "p50", &["1000", "5"]).unwrap();
     assert_eq!(r[2] - r[1], 500, "{r:?}");
-    assert_healthy(&mut s);
 }
 
 #[test]
 fn fractional_intervals_are_microseconds() {
-    let mut s = Server::start();
-    let mut c = s.conn();
+    let (_s, mut c) = start();
     // Five permits 0.25 ms apart inside one transaction (one clock read
     // each, microseconds apart): one immediate, four reserved.
     let mut p = redis::pipe();
@@ -207,12 +188,11 @@ fn fractional_intervals_are_microseconds() {
     }
     let span = replies[4][1] - replies[0][1];
     assert!((1..=2).contains(&span), "4 × 0.25 ms: {replies:?}");
-    assert_healthy(&mut s);
 }
 
 #[test]
 fn block_holds_the_caller_until_its_slot() {
-    let mut s = Server::start();
+    let s = Server::start();
     let mut c = conn_with_timeout(&s, 10);
     let first = permit(&mut c, "k", &["300", "5"]).unwrap();
     let r = permit(&mut c, "k", &["300", "5", "BLOCK", "1000"]).unwrap();
@@ -231,13 +211,11 @@ fn block_holds_the_caller_until_its_slot() {
     assert_eq!(throttle_stat(&mut c, "throttle_blocked_clients"), 0);
     assert_eq!(throttle_stat(&mut c, "throttle_blocked_total"), 2);
     assert_eq!(throttle_stat(&mut c, "throttle_blocked_released"), 2);
-    assert_healthy(&mut s);
 }
 
 #[test]
 fn block_shorter_than_the_wait_answers_nil_at_once_and_reserves_nothing() {
-    let mut s = Server::start();
-    let mut c = s.conn();
+    let (_s, mut c) = start();
     let first = permit(&mut c, "k", &["1000", "5"]).unwrap();
     let d0 = dump(&mut c, "k");
     let e0 = pexpiretime(&mut c, "k");
@@ -254,13 +232,11 @@ fn block_shorter_than_the_wait_answers_nil_at_once_and_reserves_nothing() {
     assert_eq!(permit(&mut c, "k", &["1000", "5", "BLOCK", "0"]), None);
     // "At once": neither call was ever parked.
     assert_eq!(throttle_stat(&mut c, "throttle_blocked_total"), 0);
-    assert_healthy(&mut s);
 }
 
 #[test]
 fn ten_blocked_clients_are_released_in_order_one_interval_apart() {
-    let mut s = Server::start();
-    let mut c = s.conn();
+    let (s, mut c) = start();
     let base = throttle_stat(&mut c, "throttle_blocked_total");
     let first = permit(&mut c, "fifo", &["300", "20"]).unwrap();
     let mut handles = Vec::new();
@@ -299,13 +275,11 @@ fn ten_blocked_clients_are_released_in_order_one_interval_apart() {
         throttle_stat(&mut c, "throttle_blocked_released"),
         base + 10
     );
-    assert_healthy(&mut s);
 }
 
 #[test]
 fn blocked_clients_do_not_stop_the_server() {
-    let mut s = Server::start();
-    let mut c = s.conn();
+    let (s, mut c) = start();
     let base = throttle_stat(&mut c, "throttle_blocked_total");
     permit(&mut c, "k", &["500", "5"]);
     let h = spawn_permit(&s, "k", vec!["500", "5", "BLOCK", "0"]);
@@ -323,12 +297,11 @@ fn blocked_clients_do_not_stop_the_server() {
     let r = r.unwrap().unwrap();
     assert_eq!(r[0], 0);
     assert_not_early(now, r[1], "the held client");
-    assert_healthy(&mut s);
 }
 
 #[test]
 fn throttle_wait_holds_until_the_tokens_are_due() {
-    let mut s = Server::start();
+    let s = Server::start();
     let mut c = conn_with_timeout(&s, 10);
     let args = ["2", "1", "0.5"]; // one token per 500 ms, limit 1
     let parked = |c: &mut Connection| throttle_stat(c, "throttle_blocked_total");
@@ -366,13 +339,11 @@ fn throttle_wait_holds_until_the_tokens_are_due() {
     assert_eq!([r[0], r[2]], [0, -1]);
     assert_eq!(dump(&mut c, "w"), d0);
     assert_eq!(parked(&mut c), 1);
-    assert_healthy(&mut s);
 }
 
 #[test]
 fn throttle_waiters_queue_in_order() {
-    let mut s = Server::start();
-    let mut c = s.conn();
+    let (s, mut c) = start();
     let base = throttle_stat(&mut c, "throttle_blocked_total");
     let args = ["2.5", "1", "0.4"]; // one token per 400 ms, limit 1
     let drained = server_time_ms(&mut c);
@@ -408,26 +379,16 @@ fn throttle_waiters_queue_in_order() {
     }
     let now = server_time_ms(&mut c);
     assert!(now >= drained + 1200, "the last waiter was released early");
-    assert_healthy(&mut s);
 }
 
 #[test]
 fn block_and_wait_inside_multi_and_scripts_answer_at_once() {
-    let mut s = Server::start();
-    let mut c = s.conn();
-    let replies: Vec<Vec<i64>> = redis::pipe()
-        .atomic()
-        .cmd("PERMIT")
-        .arg("m")
-        .arg(&["1000", "5", "BLOCK", "0"])
-        .cmd("PERMIT")
-        .arg("m")
-        .arg(&["1000", "5", "BLOCK", "0"])
-        .cmd("PERMIT")
-        .arg("m")
-        .arg(&["1000", "5", "BLOCK", "10"])
-        .query(&mut c)
-        .unwrap();
+    let (_s, mut c) = start();
+    let block: &[&str] = &["PERMIT", "m", "1000", "5", "BLOCK", "0"];
+    let replies: Vec<Vec<i64>> = multi(
+        &mut c,
+        &[block, block, &["PERMIT", "m", "1000", "5", "BLOCK", "10"]],
+    );
     assert_eq!([replies[0][0], replies[0][2]], [0, NEVER]);
     assert!((900..=1000).contains(&replies[1][0]), "{replies:?}");
     assert!((1900..=2000).contains(&replies[2][0]), "{replies:?}");
@@ -445,13 +406,11 @@ fn block_and_wait_inside_multi_and_scripts_answer_at_once() {
     assert_eq!(r[0][0], 0);
     assert!((900..=1000).contains(&r[1][0]), "{r:?}");
     assert_eq!(throttle_stat(&mut c, "throttle_blocked_total"), 0);
-    assert_healthy(&mut s);
 }
 
 #[test]
 fn a_client_killed_or_gone_while_blocked_harms_no_one() {
-    let mut s = Server::start();
-    let mut c = s.conn();
+    let (s, mut c) = start();
     let base = throttle_stat(&mut c, "throttle_blocked_total");
     let first = permit(&mut c, "k", &["300", "10"]).unwrap();
 
@@ -505,13 +464,11 @@ fn a_client_killed_or_gone_while_blocked_harms_no_one() {
     assert_eq!(throttle_stat(&mut c, "throttle_blocked_released"), 3);
     // Later callers still work, blocking or not.
     assert!(permit(&mut c, "k", &["300", "10"]).is_some());
-    assert_healthy(&mut s);
 }
 
 #[test]
 fn client_unblock_answers_nil_or_the_unblock_error_once() {
-    let mut s = Server::start();
-    let mut c = s.conn();
+    let (s, mut c) = start();
     let base = throttle_stat(&mut c, "throttle_blocked_total");
     let first = permit(&mut c, "u", &["300", "10"]).unwrap();
     let mut ids = Vec::new();
@@ -578,13 +535,11 @@ fn client_unblock_answers_nil_or_the_unblock_error_once() {
         r[1] - first[1] == 900 || r[1] - first[1] == 901,
         "{first:?} → {r:?}"
     );
-    assert_healthy(&mut s);
 }
 
 #[test]
 fn wrongtype_across_the_two_types() {
-    let mut s = Server::start();
-    let mut c = s.conn();
+    let (_s, mut c) = start();
     throttle(&mut c, "bucket", &["0.01", "1", "1000"]);
     permit(&mut c, "permit", &["100000", "5"]);
     permit(&mut c, "permit", &["100000", "5"]);
@@ -622,7 +577,6 @@ fn wrongtype_across_the_two_types() {
     assert_eq!(e, wrong);
     assert_eq!(snapshot(&mut c), before);
     assert_eq!(throttle_stat(&mut c, "throttle_blocked_total"), 0);
-    assert_healthy(&mut s);
 }
 
 fn bad_permit_inputs() -> Vec<(Vec<&'static str>, &'static str)> {
@@ -689,12 +643,10 @@ fn bad_permit_inputs() -> Vec<(Vec<&'static str>, &'static str)> {
 
 #[test]
 fn bad_input_is_refused_and_changes_nothing() {
-    let mut s = Server::start();
-    let mut c = s.conn();
+    let (_s, mut c) = start();
     permit(&mut c, "held", &["100000", "5"]);
     permit(&mut c, "held", &["100000", "5"]);
     assert_refused_changing_nothing(&mut c, "PERMIT", "held", &bad_permit_inputs());
-    assert_healthy(&mut s);
 }
 
 /// Callers of one key with different intervals: each spaces its slot by
@@ -705,8 +657,7 @@ fn bad_input_is_refused_and_changes_nothing() {
 /// so every call reads (almost) the same clock.
 #[test]
 fn mixed_intervals_on_one_key() {
-    let mut s = Server::start();
-    let mut c = s.conn();
+    let (_s, mut c) = start();
     let calls: [&[&str]; 7] = [
         &["1000", "5"], // immediate: slot t0
         &["300", "5"],  // t0 + 300
@@ -742,27 +693,18 @@ fn mixed_intervals_on_one_key() {
         assert_eq!(v[2], v[1] + grace, "call {i}: {v:?}");
     }
     assert_eq!(pexpiretime(&mut c, "mixed"), slot(6) + 1000);
-    assert_healthy(&mut s);
 }
 
 #[test]
 fn permit_state_survives_reload_restore_and_copy() {
-    let mut s = Server::start();
-    let mut c = s.conn();
+    let (_s, mut c) = start();
     permit(&mut c, "p", &["100000", "5"]);
     permit(&mut c, "p", &["100000", "5"]);
     permit(&mut c, b"p\0\xff", &["100000", "5"]);
     let keys: [&[u8]; 2] = [b"p", b"p\0\xff"];
-    let before: Vec<_> = keys
-        .iter()
-        .map(|k| (dump(&mut c, *k), pexpiretime(&mut c, *k)))
-        .collect();
+    let before = states(&mut c, &keys);
     let _: () = redis::cmd("DEBUG").arg("RELOAD").query(&mut c).unwrap();
-    let after: Vec<_> = keys
-        .iter()
-        .map(|k| (dump(&mut c, *k), pexpiretime(&mut c, *k)))
-        .collect();
-    assert_eq!(before, after);
+    assert_eq!(states(&mut c, &keys), before);
     // DUMP/RESTORE and COPY carry the schedule.
     let payload = dump(&mut c, "p").unwrap();
     let _: () = redis::cmd("RESTORE")
@@ -793,13 +735,11 @@ fn permit_state_survives_reload_restore_and_copy() {
     assert!(e.contains("Bad data format"), "{e}");
     assert!(!exists(&mut c, "bad"));
     assert_eq!(throttle_stat(&mut c, "throttle_permit_keys"), 4);
-    assert_healthy(&mut s);
 }
 
 #[test]
 fn info_counts_permits() {
-    let mut s = Server::start();
-    let mut c = s.conn();
+    let (_s, mut c) = start();
     permit(&mut c, "k", &["10000", "1"]);
     permit(&mut c, "k", &["10000", "1"]);
     permit(&mut c, "k", &["10000", "1"]);
@@ -808,7 +748,6 @@ fn info_counts_permits() {
     assert_eq!(throttle_stat(&mut c, "throttle_permit_reserved"), 1);
     assert_eq!(throttle_stat(&mut c, "throttle_permit_refused"), 1);
     assert_eq!(throttle_stat(&mut c, "throttle_permit_keys"), 1);
-    assert_healthy(&mut s);
 }
 
 /// PERMIT propagates its effect: a replica, even one that is busy while
@@ -841,16 +780,8 @@ fn permits_replicate_deterministically() {
         permit(&mut m, b"bin\0\xff", &["60000", "100"]);
         thread::sleep(Duration::from_millis(15));
     }
-    let _: Vec<Vec<i64>> = redis::pipe()
-        .atomic()
-        .cmd("PERMIT")
-        .arg("tx")
-        .arg(&["40000", "5", "BLOCK", "0"])
-        .cmd("PERMIT")
-        .arg("tx")
-        .arg(&["40000", "5", "BLOCK", "0"])
-        .query(&mut m)
-        .unwrap();
+    let tx: &[&str] = &["PERMIT", "tx", "40000", "5", "BLOCK", "0"];
+    let _: Vec<Vec<i64>> = multi(&mut m, &[tx, tx]);
     let _: Vec<Vec<i64>> = redis::cmd("EVAL")
         .arg("return {redis.call('PERMIT', KEYS[1], '40000', '5'), redis.call('PERMIT', KEYS[1], '40000', '5')}")
         .arg(1)

@@ -248,8 +248,8 @@ impl ServerBuilder {
 
 /// A running server; killed when dropped. Dropping it also fails the test
 /// (unless it is already failing, or the builder said
-/// [`ServerBuilder::allow_panics`]) when the server's log shows a panic the
-/// module caught (`panic in …`) or a crash report.
+/// [`ServerBuilder::allow_panics`]) when the server exited by itself, or its
+/// log shows a panic the module caught (`panic in …`) or a crash report.
 pub struct Server {
     child: Option<Child>,
     port: u16,
@@ -339,16 +339,22 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        // A server that exited by itself (not through `kill`) crashed.
+        let exited = self
+            .child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten());
         self.kill();
         if !self.allow_panics && !std::thread::panicking() {
             let panics = self.panics_logged();
-            if !panics.is_empty() {
+            if !panics.is_empty() || exited.is_some() {
                 let log = self.log();
                 if self.own_dir {
                     let _ = std::fs::remove_dir_all(&self.dir);
                 }
                 panic!(
-                    "the server on port {} logged a panic: {panics:?}; log:\n{log}",
+                    "the server on port {} exited by itself ({exited:?}) or logged a panic \
+                     ({panics:?}); log:\n{log}",
                     self.port
                 );
             }

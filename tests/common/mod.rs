@@ -14,6 +14,33 @@ use std::time::Duration;
 use redis::{Connection, RedisError, ToRedisArgs};
 pub use testkit::{Server, wait_for};
 
+/// A server with the module and a connection to it. Dropping the server
+/// checks that it did not crash or log a panic (see `testkit::Server`).
+pub fn start() -> (Server, Connection) {
+    let s = Server::start();
+    let c = s.conn();
+    (s, c)
+}
+
+/// Runs `calls` (each `[command, args…]`) in one MULTI/EXEC: every call
+/// reads the clock microseconds after the one before.
+pub fn multi<T: redis::FromRedisValue>(con: &mut Connection, calls: &[&[&str]]) -> T {
+    let mut pipe = redis::pipe();
+    pipe.atomic();
+    for call in calls {
+        pipe.cmd(call[0]).arg(&call[1..]);
+    }
+    pipe.query(con)
+        .unwrap_or_else(|e| panic!("MULTI {calls:?}: {e}"))
+}
+
+/// DUMP and absolute expiry of each key.
+pub fn states<K: ToRedisArgs>(con: &mut Connection, keys: &[K]) -> Vec<(Option<Vec<u8>>, i64)> {
+    keys.iter()
+        .map(|k| (dump(con, k), pexpiretime(con, k)))
+        .collect()
+}
+
 /// The error reply as the server wrote it: `CODE detail`.
 pub fn error_text(e: &RedisError) -> String {
     match (e.code(), e.detail()) {
