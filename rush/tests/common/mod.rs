@@ -1,9 +1,7 @@
 //! Helpers shared by rush's integration tests: run rush in-process, load
-//! deliberately wrong limiters written in Lua, start the example HTTP API,
-//! start a Redis Cluster ([`cluster`]).
+//! deliberately wrong limiters written in Lua, start the example HTTP API
+//! (Redis Clusters come from `testkit::cluster`).
 #![allow(dead_code)]
-
-pub mod cluster;
 
 use rush::report::Report;
 use rush::verify::{Verdict, Verification};
