@@ -606,7 +606,7 @@ fn command_table() -> Vec<Spec> {
         ),
         spec(
             "throttle.apply",
-            4,
+            -3,
             &["write", "denyoom"],
             Some(&["THROTTLE.APPLY", "k", "x", "0"]),
         ),

@@ -461,7 +461,10 @@ fn a_client_killed_or_gone_while_blocked_harms_no_one() {
     wait_for(Duration::from_secs(2), "no blocked clients left", || {
         (throttle_stat(&mut c, "throttle_blocked_clients") == 0).then_some(())
     });
-    assert_eq!(throttle_stat(&mut c, "throttle_blocked_released"), 3);
+    // Only C was released; A and B left the queue when they went (their
+    // handles were released at once, not at their slots).
+    assert_eq!(throttle_stat(&mut c, "throttle_blocked_released"), 1);
+    assert_eq!(throttle_stat(&mut c, "throttle_blocked_disconnected"), 2);
     // Later callers still work, blocking or not.
     assert!(permit(&mut c, "k", &["300", "10"]).is_some());
 }
@@ -527,7 +530,7 @@ fn client_unblock_answers_nil_or_the_unblock_error_once() {
     }
     assert_eq!(throttle_stat(&mut c, "throttle_blocked_clients"), 0);
     // Only the nil form goes through the module's timeout callback.
-    assert_eq!(throttle_stat(&mut c, "throttle_blocked_timed_out"), 1);
+    assert_eq!(throttle_stat(&mut c, "throttle_blocked_unblocked"), 1);
     // The two slots stay taken (they are simply lost): the next permit
     // comes after them.
     let r = permit(&mut c, "u", &["300", "10"]).unwrap();
@@ -715,18 +718,23 @@ fn permit_state_survives_reload_restore_and_copy() {
         .unwrap();
     let n: i64 = redis::cmd("COPY").arg("p").arg("c").query(&mut c).unwrap();
     assert_eq!(n, 1);
+    // Identical values (the state holds when it was written, so compare
+    // before the next call writes a new one; RESTORE's TTL 0 gives "r" no
+    // expiry, which DIGEST-VALUE counts, so compare DUMPs there)…
+    assert_eq!(dump(&mut c, "r"), dump(&mut c, "p"));
+    assert_eq!(digest_value(&mut c, "c"), digest_value(&mut c, "p"));
+    // …that schedule the same next slot.
     let next: Vec<_> = ["p", "r", "c"]
         .iter()
         .map(|k| permit(&mut c, *k, &["100000", "5"]).unwrap()[1])
         .collect();
     assert_eq!(next[0], next[1]);
     assert_eq!(next[0], next[2]);
-    assert_eq!(digest_value(&mut c, "r"), digest_value(&mut c, "c"));
     // A crafted permit payload is refused (version byte 9).
     let mut bad = payload.clone();
     let at = bad
         .windows(3)
-        .position(|w| w == [10, 0x01, b'P'])
+        .position(|w| w == [18, 0x02, b'P'])
         .expect("permit value")
         + 1;
     bad[at] = 9;

@@ -47,13 +47,22 @@ handler!(cmd_clock, "THROTTLE.CLOCK", testclock::clock_command);
 #[cfg(feature = "fault-injection")]
 handler!(cmd_fault, "THROTTLE.FAULT", fault);
 
-/// `THROTTLE.FAULT PANIC`: panics inside the guard (test builds only, to
-/// prove that no panic reaches Redis).
+/// Test builds only, to prove that no panic reaches Redis:
+/// `THROTTLE.FAULT PANIC` panics inside the command's guard;
+/// `THROTTLE.FAULT PANIC-CALLBACK` panics inside the guard that wraps every
+/// callback (type callbacks, INFO), which logs and carries on; replies OK.
 #[cfg(feature = "fault-injection")]
-fn fault(_ctx: Ctx<'_>, args: Args<'_>) -> Result<()> {
+fn fault(ctx: Ctx<'_>, args: Args<'_>) -> Result<()> {
     let what = args.get(1).map(|a| a.bytes().to_ascii_uppercase());
     match what.as_deref() {
         Some(b"PANIC") => panic!("fault injected by THROTTLE.FAULT PANIC"),
+        Some(b"PANIC-CALLBACK") => {
+            guard::or((), "callback", || {
+                panic!("fault injected by THROTTLE.FAULT PANIC-CALLBACK")
+            });
+            ctx.reply_simple(c"OK");
+            Ok(())
+        }
         _ => Err(super::error::Error::Syntax),
     }
 }

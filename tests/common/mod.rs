@@ -170,16 +170,18 @@ pub fn server_time_ms(con: &mut Connection) -> i64 {
 
 /// Checks where a THROTTLE that replied `reset_after_ms` while the server
 /// clock read between `before_ms` and `after_ms` left its key's expiry: no
-/// earlier than "full again", and later by at most max(1 s, 10%) (the
-/// expiry moves only when it must).
+/// earlier than "full again", and later by less than max(1 s, a tenth of
+/// the limit's refill time `refill_ms`) (the expiry moves only when it
+/// must, to a grid of that size).
 pub fn assert_bucket_expiry<K: ToRedisArgs + std::fmt::Debug>(
     con: &mut Connection,
     key: K,
     reset_after_ms: i64,
+    refill_ms: i64,
     (before_ms, after_ms): (i64, i64),
 ) {
     let at = pexpiretime(con, &key);
-    let slack = 1000.max(reset_after_ms / 10);
+    let slack = 1000.max(refill_ms / 10);
     let (low, high) = (
         before_ms + reset_after_ms,
         after_ms + reset_after_ms + slack + 1,

@@ -16,9 +16,9 @@ use redis::cluster::{ClusterClient, ClusterConnection};
 use super::{Cluster, node_conn, route_to};
 
 /// Accounting keys: a bucket so large and so slow to refill (capacity 10^6,
-/// 0.0001 token/s) that `limit - remaining` counts exactly the calls that
+/// 0.001 token/s, refilled in 1e9 s: the longest refill a limit may have) that `limit - remaining` counts exactly the calls that
 /// were admitted, for as long as a test runs.
-pub const BIG_BUCKET: [&str; 3] = ["0.0001", "10000000", "1000"];
+pub const BIG_BUCKET: [&str; 3] = ["0.001", "1000000", "1000"];
 pub const BIG_LIMIT: i64 = 1_000_000;
 /// PERMIT spacing under load: one permit per 10 ms, up to 50 waiting.
 pub const LOAD_INTERVAL_MS: i64 = 10;
