@@ -203,9 +203,10 @@ unsafe extern "C" fn aof_rewrite<T: Stored>(
 }
 
 unsafe extern "C" fn mem_usage<T: Stored>(value: *const c_void) -> usize {
-    // SAFETY: the value Redis passed to this callback.
     guard::or(0, "mem_usage", || {
-        unsafe { value_ref::<T>(value) }.map_or(0, T::heap_size)
+        // SAFETY: the value Redis passed to this callback.
+        let v = unsafe { value_ref::<T>(value) };
+        v.map_or(0, T::heap_size)
     })
 }
 
