@@ -366,6 +366,7 @@ def test_wrongtype_on_a_limitlion_hash(ll):
     assert throttle("old", 5)[:2] == (True, 24)
 
 
+@pytest.mark.needs("clock")
 def test_testing_mode_needs_the_test_clock(server):
     plain = servers.Server()  # the module without test-clock yes
     try:

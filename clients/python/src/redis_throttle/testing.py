@@ -44,8 +44,10 @@ def _unix_us(at: When) -> Optional[int]:
 
 
 def _options(client: Any) -> dict:
+    # Every node, replicas included, named one by one: redis-py 8 cannot
+    # route a keyless module command given only the ALL_NODES flag.
     if is_cluster_client(client):
-        return {"target_nodes": client.ALL_NODES}
+        return {"target_nodes": client.get_nodes()}
     return {}
 
 
