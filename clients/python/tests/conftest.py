@@ -25,6 +25,8 @@ import servers  # noqa: E402
 from redis_throttle import NEVER_MS, ThrottleClock  # noqa: E402
 from redis_throttle._core import pairs  # noqa: E402
 
+pytest_plugins = ["pytester"]
+
 REQUIRE_FEATURES = os.environ.get("REDIS_THROTTLE_REQUIRE_FEATURES") == "1"
 
 FEATURES = {

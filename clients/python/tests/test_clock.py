@@ -120,3 +120,23 @@ def test_async_clock(server):
             await a.aclose()
 
     asyncio.run(main())
+
+
+def test_the_fixture_comes_with_the_installed_package(pytester, server, r, monkeypatch):
+    """A project's own test, in a fresh pytest run: the plugin is found
+    through the package's entry point, and talks to $REDIS_URL."""
+    pytester.makepyfile(
+        """
+        from redis_throttle import Limiter
+
+        def test_login_is_limited(throttle_clock):
+            limiter = Limiter(throttle_clock.client, "login:alice", rps=0.1, burst=3, window=10)
+            assert all(limiter.allow() for _ in range(3))
+            assert not limiter.allow()
+            throttle_clock.advance(10)
+            assert limiter.allow()
+        """
+    )
+    monkeypatch.setenv("REDIS_URL", server.url)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)

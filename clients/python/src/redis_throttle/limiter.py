@@ -131,6 +131,8 @@ class Limiter(_LimiterBase):
         order). Denied at once, reserving nothing, if they will not have
         accrued by then. The client's socket timeout must be longer than
         ``timeout`` (plus 1 s): otherwise ValueError before anything is sent.
+        A denial with ``retry_after_ms`` 0 means the server released the
+        call later than its tokens were due (it stalled): call again.
         """
         args, hold_s = self._wait(tokens, timeout)
         check_hold(self.client, hold_s)

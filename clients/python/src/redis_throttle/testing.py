@@ -131,6 +131,8 @@ class AsyncThrottleClock:
         self.client = client
 
     async def _cmd(self, *args: Any) -> Any:
+        if is_cluster_client(self.client) and not self.client.get_nodes():
+            await self.client.initialize()  # an asyncio cluster client learns its nodes lazily
         try:
             return _one(await acall(self.client, "THROTTLE.CLOCK", *args, **_options(self.client)))
         except (ValueError, ResponseError) as e:
