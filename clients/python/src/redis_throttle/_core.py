@@ -83,14 +83,21 @@ def is_cluster_client(client: Any) -> bool:
     return hasattr(client, "nodes_manager") and hasattr(client, "get_nodes")
 
 
-def require_sync(client: Any, cls: str, async_cls: str) -> None:
-    if is_async_client(client):
-        raise TypeError(f"{cls} needs a sync client; use {async_cls} with redis.asyncio clients")
+def require_kind(client: Any, want_async: bool, name: str, counterpart: str) -> None:
+    """TypeError unless the client is asyncio (want_async) or sync (not)."""
+    if is_async_client(client) == want_async:
+        return
+    if want_async:
+        raise TypeError(f"{name} needs a redis.asyncio client; use {counterpart} with sync clients")
+    raise TypeError(f"{name} needs a sync client; use {counterpart} with redis.asyncio clients")
 
 
-def require_async(client: Any, cls: str, sync_cls: str) -> None:
-    if not is_async_client(client):
-        raise TypeError(f"{cls} needs a redis.asyncio client; use {sync_cls} with sync clients")
+def require_sync(client: Any, name: str, counterpart: str) -> None:
+    require_kind(client, False, name, counterpart)
+
+
+def require_async(client: Any, name: str, counterpart: str) -> None:
+    require_kind(client, True, name, counterpart)
 
 
 def socket_timeout(client: Any) -> Optional[float]:

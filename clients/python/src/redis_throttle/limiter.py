@@ -21,6 +21,7 @@ from ._core import (
     decimal_arg,
     int_arg,
     require_async,
+    require_kind,
     require_sync,
     seconds_to_ms_ceil,
 )
@@ -44,6 +45,9 @@ class RateLimited(Exception):
 
 
 class _LimiterBase:
+    _async: bool
+    _counterpart: str
+
     def __init__(
         self,
         client: Any,
@@ -52,6 +56,7 @@ class _LimiterBase:
         burst: Number = 1,
         window: Number = 1,
     ):
+        require_kind(client, self._async, type(self).__name__, self._counterpart)
         self.client = client
         self.key = key
         if rps is None:
@@ -110,16 +115,8 @@ class Limiter(_LimiterBase):
     ...     serve()
     """
 
-    def __init__(
-        self,
-        client: Any,
-        key: Key,
-        rps: Optional[Number] = None,
-        burst: Number = 1,
-        window: Number = 1,
-    ):
-        require_sync(client, "Limiter", "AsyncLimiter")
-        super().__init__(client, key, rps, burst, window)
+    _async = False
+    _counterpart = "AsyncLimiter"
 
     def allow(self, tokens: int = 1) -> ThrottleResult:
         """THROTTLE: takes ``tokens`` if the bucket holds them."""
@@ -202,16 +199,8 @@ class AsyncLimiter(_LimiterBase):
     """:class:`Limiter` for asyncio clients (``redis.asyncio.Redis`` or
     ``redis.asyncio.cluster.RedisCluster``); every method is a coroutine."""
 
-    def __init__(
-        self,
-        client: Any,
-        key: Key,
-        rps: Optional[Number] = None,
-        burst: Number = 1,
-        window: Number = 1,
-    ):
-        require_async(client, "AsyncLimiter", "Limiter")
-        super().__init__(client, key, rps, burst, window)
+    _async = True
+    _counterpart = "Limiter"
 
     async def allow(self, tokens: int = 1) -> ThrottleResult:
         return ThrottleResult.from_reply(await acall(self.client, *self._throttle(tokens)))

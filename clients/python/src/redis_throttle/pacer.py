@@ -23,8 +23,7 @@ from ._core import (
     call,
     check_hold,
     int_arg,
-    require_async,
-    require_sync,
+    require_kind,
     seconds_to_ms_ceil,
     seconds_to_ms_text,
 )
@@ -43,6 +42,9 @@ class PermitRefused(Exception):
 
 
 class _PacerBase:
+    _async: bool
+    _counterpart: str
+
     def __init__(
         self,
         client: Any,
@@ -51,6 +53,7 @@ class _PacerBase:
         max_waiting: int,
         grace: Optional[Seconds] = None,
     ):
+        require_kind(client, self._async, type(self).__name__, self._counterpart)
         self.client = client
         self.key = key
         self._interval_ms = seconds_to_ms_text(interval, "interval")
@@ -91,16 +94,8 @@ class Pacer(_PacerBase):
     ...     call_partner_api()
     """
 
-    def __init__(
-        self,
-        client: Any,
-        key: Union[str, bytes],
-        interval: Seconds,
-        max_waiting: int,
-        grace: Optional[Seconds] = None,
-    ):
-        require_sync(client, "Pacer", "AsyncPacer")
-        super().__init__(client, key, interval, max_waiting, grace)
+    _async = False
+    _counterpart = "AsyncPacer"
 
     def permit(self) -> Optional[Permit]:
         """PERMIT: a permit (sleep ``permit.time_to_wait`` before acting, or
@@ -148,16 +143,8 @@ class AsyncPacer(_PacerBase):
     """:class:`Pacer` for asyncio clients; methods are coroutines,
     ``slot`` is an async context manager."""
 
-    def __init__(
-        self,
-        client: Any,
-        key: Union[str, bytes],
-        interval: Seconds,
-        max_waiting: int,
-        grace: Optional[Seconds] = None,
-    ):
-        require_async(client, "AsyncPacer", "Pacer")
-        super().__init__(client, key, interval, max_waiting, grace)
+    _async = True
+    _counterpart = "Pacer"
 
     async def permit(self) -> Optional[Permit]:
         return Permit.from_reply(await acall(self.client, *self._permit()))
