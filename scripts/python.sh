@@ -43,8 +43,14 @@ if [ ! -x "$venv/bin/python" ]; then
   mkdir -p target
   python3 -m venv "$venv"
 fi
-"$venv/bin/pip" install -q --disable-pip-version-check ./clients/python pytest
-rm -rf clients/python/build # setuptools' in-tree build directory
+# (Re)install the package when its sources changed since the last install.
+stamp=$(find clients/python/pyproject.toml clients/python/README.md clients/python/src -type f \
+  -not -path '*/__pycache__/*' -not -path '*.egg-info/*' | sort | xargs sha256sum | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$venv/.redis-throttle-stamp" 2>/dev/null)" != "$stamp" ]; then
+  "$venv/bin/pip" install -q --disable-pip-version-check ./clients/python pytest
+  rm -rf clients/python/build # setuptools' in-tree build directory
+  echo "$stamp" >"$venv/.redis-throttle-stamp"
+fi
 
 # One fresh server for the examples: with the module, or plain.
 port=$("$venv/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
