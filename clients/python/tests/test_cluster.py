@@ -77,6 +77,20 @@ def test_pacer_on_a_cluster(rc):
     assert first.valid_at_ms + 50 <= held.valid_at_ms <= first.valid_at_ms + 51
     with pacer.slot(timeout=2) as permit:
         assert permit.valid_at_ms == held.valid_at_ms + 50
+    with pytest.raises(ValueError, match="socket_timeout is 10 s"):
+        pacer.block(timeout=20)  # the cluster client's socket timeout is 10 s
+
+
+def test_limitlion_reads_the_time_of_a_cluster(rc):
+    limitlion.throttle_configure(rc)
+    try:
+        limitlion.throttle("t", 5, 1, 1)
+        tokens, refreshed, rps, burst, window = limitlion.throttle_get("t")
+        seconds, _ = rc.time()
+        assert int(tokens) == 4 and abs(int(refreshed) - seconds) <= 1
+        assert (rps, burst, window) == (None, None, None)
+    finally:
+        limitlion._redis = None
 
 
 @pytest.mark.needs("clock")
@@ -155,6 +169,8 @@ def test_async_cluster(rc, cluster):
         assert held.time_to_wait_ms == 0 and held.valid_at_ms >= first.valid_at_ms + 50
         w = AsyncLimiter(a, "aw", rps=20, burst=1, window=Decimal("0.05"))
         assert (await w.allow()).allowed and (await w.wait(timeout=2)).allowed
+        with pytest.raises(ValueError, match="socket_timeout is 10 s"):
+            await w.wait(timeout=20)
         return keys
 
     keys = run_async_cluster(cluster, body)

@@ -62,7 +62,8 @@ def _one(reply: Any) -> Any:
 
 
 def _disabled(error: Exception) -> Exception:
-    if isinstance(error, (ValueError, ResponseError)) and "test-clock" in str(error):
+    message = str(error).lower()
+    if isinstance(error, (ValueError, ResponseError)) and ("test-clock" in message or "test clock" in message):
         return TestClockDisabled(str(error))
     return error
 
