@@ -19,7 +19,12 @@ from .pacer import AsyncPacer, Pacer, PermitRefused
 from .results import NEVER_MS, AllResult, LimiterState, Permit, ThrottleResult
 from .testing import AsyncThrottleClock, TestClockDisabled, ThrottleClock
 
-__version__ = "0.1.0"
+try:
+    from importlib.metadata import version as _version
+
+    __version__ = _version("redis-throttle")
+except Exception:  # not installed (a source checkout on sys.path)
+    __version__ = "unknown"
 
 __all__ = [
     "AllResult",
