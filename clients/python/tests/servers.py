@@ -62,25 +62,31 @@ def free_port(cluster: bool = False) -> int:
 class Server:
     """One redis-server on a free port; ``stop()`` ends it."""
 
-    def __init__(self, *extra: str, module_args: Optional[List[str]] = None, with_module: bool = True):
-        self.dir = tempfile.mkdtemp(prefix="redis-throttle-py-")
-        self.port = free_port(cluster="--cluster-enabled" in extra)
-        self.module_loaded_with: Optional[List[str]] = None
-        args = [
-            server_binary(),
-            "--port", str(self.port),
-            "--bind", "127.0.0.1",
-            "--save", "",
-            "--appendonly", "no",
-            "--dir", self.dir,
-            "--logfile", "server.log",
-            *extra,
-        ]
-        if with_module and not WITHOUT_MODULE:
-            args += ["--loadmodule", module_path(), *(module_args or [])]
-            self.module_loaded_with = list(module_args or [])
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-        self._wait_ready()
+    def __init__(self, *extra: str, module_args: Optional[List[str]] = None):
+        module = [] if WITHOUT_MODULE else ["--loadmodule", module_path(), *(module_args or [])]
+        for attempt in range(3):  # the free port may be taken before the server binds it
+            self.dir = tempfile.mkdtemp(prefix="redis-throttle-py-")
+            self.port = free_port(cluster="--cluster-enabled" in extra)
+            args = [
+                server_binary(),
+                "--port", str(self.port),
+                "--bind", "127.0.0.1",
+                "--save", "",
+                "--appendonly", "no",
+                "--dir", self.dir,
+                "--logfile", "server.log",
+                *extra,
+                *module,
+            ]
+            self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+            try:
+                self._wait_ready()
+                return
+            except RuntimeError:
+                busy = "Address already in use" in self.log()
+                self.stop()
+                if not busy or attempt == 2:
+                    raise
 
     @property
     def url(self) -> str:
