@@ -12,9 +12,11 @@
 # starts its own servers (one server and a 3-master cluster, free loopback
 # ports, the module loaded with `test-clock yes`). REDIS_SERVER picks the
 # server binary, THROTTLE_MODULE the module (default: scripts/build.sh's);
-# REDIS_THROTTLE_REQUIRE_FEATURES=1 runs the tests that otherwise skip while
-# a module feature they need is missing. Extra arguments go to pytest.
+# Tests that need a module feature fail (rather than skip) when the module
+# lacks it (REDIS_THROTTLE_REQUIRE_FEATURES=0 lets them skip, for older
+# builds). Extra arguments go to pytest.
 set -euo pipefail
+export REDIS_THROTTLE_REQUIRE_FEATURES=${REDIS_THROTTLE_REQUIRE_FEATURES:-1}
 cd "$(dirname "$0")/.."
 
 mode=module

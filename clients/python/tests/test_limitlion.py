@@ -232,7 +232,7 @@ def test_setting_invalid_throttle_values(ll, value):
         throttle_set("test", value, 2, 6)
     assert str(e.value) in (
         "rps is not a valid decimal number",
-        "rps must be > 0 and <= 1e10 (or 0 to deny all, -1 to allow all)",
+        "rps must be > 0 and <= 1e9 (or 0 to deny all, -1 to allow all)",
     )
     assert throttle_get("test") == [None] * 5  # nothing was set
 
