@@ -109,6 +109,7 @@ pub struct ServerBuilder {
     args: Vec<String>,
     dir: Option<PathBuf>,
     port: Option<u16>,
+    env: Vec<(String, String)>,
 }
 
 impl Default for ServerBuilder {
@@ -121,6 +122,7 @@ impl Default for ServerBuilder {
             args: Vec::new(),
             dir: None,
             port: None,
+            env: Vec::new(),
         }
     }
 }
@@ -161,6 +163,11 @@ impl ServerBuilder {
     /// Use this port instead of a free one.
     pub fn port(mut self, port: u16) -> Self {
         self.port = Some(port);
+        self
+    }
+    /// An environment variable for the server process (e.g. `LD_PRELOAD`).
+    pub fn env(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.push((name.into(), value.into()));
         self
     }
 
@@ -211,6 +218,7 @@ impl ServerBuilder {
             cmd.args(&self.module_args);
         }
         cmd.args(&self.args);
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
