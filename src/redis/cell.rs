@@ -103,7 +103,13 @@ pub fn throttle(ctx: Ctx<'_>, args: Args<'_>) -> Result<()> {
         None => keyspace::load::<Limiter>(&key)?,
     };
     let outcome = limiter::throttle(value, now, Some(&policy), call.quantity, Micros::ZERO)?;
+    // A taken-over key is a new value (the string and its TTL go): it
+    // always gets its expiry.
     let write = match (outcome.write, migrated) {
+        (Some(Write::Store { value, .. }), Some(_)) => {
+            let expire_at = Some(value.expiry());
+            Some(Write::Store { value, expire_at })
+        }
         (Some(w), _) => Some(w),
         (None, Some(v)) if call.quantity > 0 => {
             let expire_at = Some(v.expiry());

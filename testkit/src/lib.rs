@@ -9,6 +9,7 @@
 //! binary (`target/<profile>/libredis_throttle.so`), so `cargo test --release`
 //! tests the release build that `scripts/serve.sh` runs.
 
+pub mod clock;
 pub mod cluster;
 
 use std::net::TcpListener;
@@ -86,7 +87,7 @@ pub fn free_port() -> u16 {
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
 
-fn scratch_dir(tag: &str) -> PathBuf {
+pub(crate) fn scratch_dir(tag: &str) -> PathBuf {
     let n = SEQ.fetch_add(1, Ordering::Relaxed);
     let dir = std::env::temp_dir().join(format!(
         "throttle-test-{}-{}-{}",
@@ -219,9 +220,11 @@ impl ServerBuilder {
         }
         cmd.args(&self.args);
         cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(
+            std::fs::File::create(dir.join("stderr.log"))
+                .map(Stdio::from)
+                .unwrap_or_else(|_| Stdio::null()),
+        );
         let child = cmd.spawn().map_err(|e| format!("spawn: {e}"))?;
         let mut server = Server {
             child: Some(child),
@@ -306,7 +309,14 @@ impl Server {
     }
     /// The server's log so far (for assertions and failure messages).
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+        let mut log = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+        // What the process wrote to stderr (an abort's message, say).
+        let stderr = std::fs::read_to_string(self.dir.join("stderr.log")).unwrap_or_default();
+        if !stderr.is_empty() {
+            log.push_str("--- stderr ---\n");
+            log.push_str(&stderr);
+        }
+        log
     }
     /// Log lines that report a panic caught by the module (`panic in …`) or
     /// a crash (Redis's and Valkey's crash reports).
