@@ -55,7 +55,11 @@ fn samples(bucket: &str, day: &str, permit: &str) -> Vec<Sample> {
     add("THROTTLE", &[bucket, r, b, w, "2", "WAIT", "50"], &[bucket]);
     add("THROTTLE.PEEK", &[bucket, r, b, w], &[bucket]);
     add("PERMIT", &[permit, "100", "5"], &[permit]);
-    add("PERMIT", &[permit, "100", "5", "BLOCK", "1000"], &[permit]);
+    add(
+        "PERMIT",
+        &[permit, "100", "5", "BLOCK", "1000", "GRACE", "5000"],
+        &[permit],
+    );
     add(
         "THROTTLE.SET",
         &[bucket, "RPS", r, "BURST", b, "WINDOW", w],
@@ -930,7 +934,13 @@ fn block_clients(
         let is_clustered = i >= direct;
         let thread = std::thread::spawn(move || {
             let mut cmd = redis::cmd("PERMIT");
-            cmd.arg(&key).arg(700).arg(20).arg("BLOCK").arg(0);
+            cmd.arg(&key)
+                .arg(700)
+                .arg(20)
+                .arg("BLOCK")
+                .arg(0)
+                .arg("GRACE")
+                .arg(5000);
             Released::of(if is_clustered {
                 builder
                     .build()
@@ -984,9 +994,9 @@ fn assert_reply_at_slot(what: &str, i: usize, reply: &[i64], first_valid_at: i64
     assert!(
         reply.len() == 3 && reply[0] == 0 && (slot..=slot + 1).contains(&reply[1]),
         "{what}: client {i} got {reply:?}, want [0, {slot}, {}]",
-        slot + 70
+        slot + 5000
     );
-    assert_eq!(reply[2], reply[1] + 70, "{what}: client {i} grace");
+    assert_eq!(reply[2], reply[1] + 5000, "{what}: client {i} grace");
     // valid_at_ms is the slot rounded up to whole ms.
     assert!(
         now_ms >= reply[1] - 1,

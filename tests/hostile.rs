@@ -100,7 +100,7 @@ fn a_saturated_permit_chain_stalls_no_held_client() {
     });
     // …does not stop others from being released.
     permit(&mut c, "k", &["500", "5"]);
-    let held_permit = spawn_call(&s, words("PERMIT k 500 5 BLOCK 2000"));
+    let held_permit = spawn_call(&s, words("PERMIT k 500 5 BLOCK 2000 GRACE 5000"));
     throttle(&mut c, "t", &["1", "1", "1"]);
     let held_wait = spawn_call(&s, words("THROTTLE t 1 1 1 1 WAIT 2000"));
     let (r, _) = held_permit
@@ -328,7 +328,7 @@ fn held_clients_wait_in_elapsed_time_whatever_the_wall_clock_does() {
         let base = throttle_stat(&mut c, "throttle_blocked_total");
         let held = spawn_call(
             &s.server,
-            words(&format!("PERMIT {key} 2000 5 BLOCK 10000")),
+            words(&format!("PERMIT {key} 2000 5 BLOCK 10000 GRACE 5000")),
         );
         wait_for(Duration::from_secs(5), "held", || {
             (throttle_stat(&mut c, "throttle_blocked_total") == base + 1).then_some(())

@@ -195,14 +195,14 @@ fn block_holds_the_caller_until_its_slot() {
     let s = Server::start();
     let mut c = conn_with_timeout(&s, 10);
     let first = permit(&mut c, "k", &["300", "5"]).unwrap();
-    let r = permit(&mut c, "k", &["300", "5", "BLOCK", "1000"]).unwrap();
+    let r = permit(&mut c, "k", &["300", "5", "BLOCK", "1000", "GRACE", "5000"]).unwrap();
     let now = server_time_ms(&mut c);
     assert_eq!(r[0], 0, "a held permit is due when it arrives: {r:?}");
     assert!(r[1] == first[1] + 300 || r[1] == first[1] + 301, "{r:?}");
-    assert_eq!(r[2], r[1] + 30);
+    assert_eq!(r[2], r[1] + 5000);
     assert_not_early(now, r[1], "BLOCK 1000");
     // BLOCK 0: no limit on the wait (still bounded by max_waiting).
-    let r2 = permit(&mut c, "k", &["300", "5", "BLOCK", "0"]).unwrap();
+    let r2 = permit(&mut c, "k", &["300", "5", "BLOCK", "0", "GRACE", "5000"]).unwrap();
     assert_eq!([r2[0], r2[1]], [0, r[1] + 300], "{r2:?}");
     assert_not_early(server_time_ms(&mut c), r2[1], "BLOCK 0");
     // An immediate permit is answered at once, BLOCK or not.
@@ -244,7 +244,7 @@ fn ten_blocked_clients_are_released_in_order_one_interval_apart() {
         handles.push(spawn_permit(
             &s,
             "fifo",
-            vec!["300", "20", "BLOCK", "10000"],
+            vec!["300", "20", "BLOCK", "10000", "GRACE", "5000"],
         ));
         // The next request leaves only once this one is parked.
         wait_blocked(&mut c, base, i + 1);
@@ -261,7 +261,7 @@ fn ten_blocked_clients_are_released_in_order_one_interval_apart() {
         } else {
             assert_eq!(gap, 300, "client {i}: slots one interval apart");
         }
-        assert_eq!(r[2], r[1] + 30, "grace 10% of 300 ms");
+        assert_eq!(r[2], r[1] + 5000, "GRACE 5000");
         assert_not_early(*now, r[1], &format!("client {i}"));
         assert!(
             prev_arrival.is_none_or(|p| *arrived > p),
@@ -282,7 +282,7 @@ fn blocked_clients_do_not_stop_the_server() {
     let (s, mut c) = start();
     let base = throttle_stat(&mut c, "throttle_blocked_total");
     permit(&mut c, "k", &["500", "5"]);
-    let h = spawn_permit(&s, "k", vec!["500", "5", "BLOCK", "0"]);
+    let h = spawn_permit(&s, "k", vec!["500", "5", "BLOCK", "0", "GRACE", "5000"]);
     wait_blocked(&mut c, base, 1);
     // Meanwhile everyone else is served: 100 calls answered while the
     // client is still held.
@@ -421,7 +421,7 @@ fn a_client_killed_or_gone_while_blocked_harms_no_one() {
     let ha = thread::spawn(move || {
         let r = redis::cmd("PERMIT")
             .arg("k")
-            .arg(&["300", "10", "BLOCK", "0"])
+            .arg(&["300", "10", "BLOCK", "0", "GRACE", "5000"])
             .query::<redis::Value>(&mut a);
         tx.send(()).unwrap();
         r
@@ -448,7 +448,7 @@ fn a_client_killed_or_gone_while_blocked_harms_no_one() {
     drop(raw);
 
     // C waits for slot 3: the two lost slots stay lost, C is unaffected.
-    let hc = spawn_permit(&s, "k", vec!["300", "10", "BLOCK", "0"]);
+    let hc = spawn_permit(&s, "k", vec!["300", "10", "BLOCK", "0", "GRACE", "5000"]);
     wait_blocked(&mut c, base, 3);
     let (r, now, _) = hc.join().unwrap();
     let r = r.unwrap().unwrap();
@@ -483,7 +483,7 @@ fn client_unblock_answers_nil_or_the_unblock_error_once() {
         handles.push(thread::spawn(move || {
             let r = redis::cmd("PERMIT")
                 .arg("u")
-                .arg(&["300", "10", "BLOCK", "0"])
+                .arg(&["300", "10", "BLOCK", "0", "GRACE", "5000"])
                 .query::<Option<Vec<i64>>>(&mut w);
             (r, w)
         }));
@@ -554,7 +554,7 @@ fn wrongtype_across_the_two_types() {
     for key in ["bucket", "str"] {
         for args in [
             vec!["100", "5"],
-            vec!["100", "5", "BLOCK", "1000"],
+            vec!["100", "5", "BLOCK", "1000", "GRACE", "5000"],
             vec!["100", "0"],
         ] {
             let e = expect_err(&mut c, redis::cmd("PERMIT").arg(key).arg(&args));
@@ -780,7 +780,11 @@ fn permits_replicate_deterministically() {
     thread::sleep(Duration::from_millis(50));
     let base = throttle_stat(&mut m, "throttle_blocked_total");
     permit(&mut m, "blocky", &["30", "5"]);
-    let blocked = spawn_permit(&pair.master, "blocky", vec!["30", "5", "BLOCK", "1000"]);
+    let blocked = spawn_permit(
+        &pair.master,
+        "blocky",
+        vec!["30", "5", "BLOCK", "1000", "GRACE", "5000"],
+    );
     for i in 0..20 {
         permit(&mut m, "a", &["50000", "5"]);
         permit(&mut m, format!("k{i}"), &["60000", "3", "GRACE", "7"]);

@@ -364,6 +364,17 @@ mod tests {
         Limit::new(Rate::from_nano(rps * NANO).unwrap(), capacity).unwrap()
     }
 
+    const NEVER: Verdict = Verdict::Denied {
+        retry: Retry::Never,
+    };
+
+    /// Denied; the same call is allowed after `us`.
+    fn denied_for(us: u64) -> Verdict {
+        Verdict::Denied {
+            retry: Retry::After(Micros(us)),
+        }
+    }
+
     fn run(state: &mut Option<Bucket>, now: u64, l: &Limit, cost: u64) -> Decision {
         let d = decide(state.as_ref(), Micros(now), l, cost, Micros::ZERO);
         if let Some(n) = d.next {
@@ -400,12 +411,7 @@ mod tests {
             assert!(run(&mut s, T0, &l, 1).allowed(), "call {i}");
         }
         let d = run(&mut s, T0, &l, 1);
-        assert_eq!(
-            d.verdict,
-            Verdict::Denied {
-                retry: Retry::After(Micros(200_000))
-            }
-        );
+        assert_eq!(d.verdict, denied_for(200_000));
         assert_eq!(d.next, None);
         // 1 µs early: still denied; exactly on time: allowed.
         assert!(!run(&mut s, T0 + 199_999, &l, 1).allowed());
@@ -432,12 +438,7 @@ mod tests {
         let back = T0 - 3600 * SEC;
         let d = run(&mut s, back, &l, 1);
         // Not frozen for an hour: the next token is 1 s away, as before the step.
-        assert_eq!(
-            d.verdict,
-            Verdict::Denied {
-                retry: Retry::After(Micros(SEC))
-            }
-        );
+        assert_eq!(d.verdict, denied_for(SEC));
         // The moved-back state is kept, though the call was denied.
         assert_eq!(s.unwrap().stamp_s(), u32::try_from(back / SEC).unwrap());
         assert!(!run(&mut s, back + SEC - 1, &l, 1).allowed());
@@ -461,16 +462,8 @@ mod tests {
 
     #[test]
     fn cost_above_capacity_can_never_succeed() {
-        let l = limit(5, 80);
-        let d = decide(None, Micros(T0), &l, 81, Micros::MAX);
-        assert_eq!(
-            d.verdict,
-            Verdict::Denied {
-                retry: Retry::Never
-            }
-        );
-        assert_eq!(d.remaining, 80);
-        assert_eq!(d.next, None);
+        let d = decide(None, Micros(T0), &limit(5, 80), 81, Micros::MAX);
+        assert_eq!((d.verdict, d.remaining, d.next), (NEVER, 80, None));
     }
 
     #[test]
@@ -497,12 +490,7 @@ mod tests {
         // And the retry time of a drained bucket is the exact next token,
         // rounded up to the µs: 3/7 s.
         let d = run(&mut s, T0 + 300 * SEC, &l, 1);
-        assert_eq!(
-            d.verdict,
-            Verdict::Denied {
-                retry: Retry::After(Micros((3 * SEC).div_ceil(7)))
-            }
-        );
+        assert_eq!(d.verdict, denied_for((3 * SEC).div_ceil(7)));
     }
 
     #[test]
@@ -524,12 +512,7 @@ mod tests {
         s = w2.next;
         // A plain caller queues behind both reservations.
         let d = decide(s.as_ref(), Micros(T0), &l, 1, Micros::ZERO);
-        assert_eq!(
-            d.verdict,
-            Verdict::Denied {
-                retry: Retry::After(Micros(300_000))
-            }
-        );
+        assert_eq!(d.verdict, denied_for(300_000));
         // A waiter whose turn is beyond its timeout reserves nothing.
         let w3 = decide(s.as_ref(), Micros(T0), &l, 1, Micros(299_999));
         assert!(!w3.allowed());
@@ -611,12 +594,7 @@ mod tests {
         let slow = Limit::new(Rate::new(1, 1_000_000_000).unwrap(), 1).unwrap();
         let d = decide(None, Micros(T0), &slow, 1, Micros::ZERO);
         let d2 = decide(d.next.as_ref(), Micros(T0), &slow, 1, Micros::ZERO);
-        assert_eq!(
-            d2.verdict,
-            Verdict::Denied {
-                retry: Retry::After(Micros(1_000_000_000 * SEC))
-            }
-        );
+        assert_eq!(d2.verdict, denied_for(1_000_000_000 * SEC));
     }
 
     #[test]

@@ -129,6 +129,30 @@ impl Writer {
     }
 }
 
+/// A value the codec stores: every version ever written decodes.
+pub trait Codec: Sized {
+    fn encode(&self) -> Encoded;
+    fn decode(bytes: &[u8]) -> Result<Self, CodecError>;
+}
+
+impl Codec for Limiter {
+    fn encode(&self) -> Encoded {
+        encode_limiter(self)
+    }
+    fn decode(bytes: &[u8]) -> Result<Self, CodecError> {
+        decode_limiter(bytes)
+    }
+}
+
+impl Codec for PermitState {
+    fn encode(&self) -> Encoded {
+        encode_permit(self)
+    }
+    fn decode(bytes: &[u8]) -> Result<Self, CodecError> {
+        decode_permit(bytes)
+    }
+}
+
 /// Encodes a limiter.
 pub fn encode_limiter(v: &Limiter) -> Encoded {
     match v {

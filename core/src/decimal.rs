@@ -169,53 +169,30 @@ mod tests {
         parse(s.as_bytes(), scale).map(|f| (f.negative, f.units))
     }
 
-    #[test]
-    fn plain_and_fractional_values_are_exact() {
-        assert_eq!(units("5", 9), Ok((false, 5_000_000_000)));
-        assert_eq!(units("0.0001", 9), Ok((false, 100_000)));
-        assert_eq!(units("2.5", 9), Ok((false, 2_500_000_000)));
-        assert_eq!(units(".5", 3), Ok((false, 500)));
-        assert_eq!(units("5.", 0), Ok((false, 5)));
-        assert_eq!(units("-1", 9), Ok((true, 1_000_000_000)));
-        assert_eq!(units("+7", 0), Ok((false, 7)));
-        assert_eq!(units("0.000000001", 9), Ok((false, 1)));
-        assert_eq!(
-            units("1.50000000000000000000000000000000000000000", 1),
-            Ok((false, 15))
-        );
-        assert_eq!(
-            units("000000000000000000000000000000000000000000012", 0),
-            Ok((false, 12))
-        );
-    }
+    /// `(text, scale, negative, units)`: each text reads as exactly that.
+    #[rustfmt::skip]
+    const EXACT: &[(&str, u32, bool, u128)] = &[
+        ("5", 9, false, 5_000_000_000), ("0.0001", 9, false, 100_000), ("2.5", 9, false, 2_500_000_000),
+        (".5", 3, false, 500), ("5.", 0, false, 5), ("-1", 9, true, 1_000_000_000), ("+7", 0, false, 7),
+        ("0.000000001", 9, false, 1), ("1.50000000000000000000000000000000000000000", 1, false, 15),
+        ("000000000000000000000000000000000000000000012", 0, false, 12),
+        // Exponents.
+        ("1e9", 9, false, 1_000_000_000_000_000_000), ("2.5E-3", 9, false, 2_500_000), ("1e+2", 0, false, 100),
+        ("0e999", 0, false, 0),
+        // Normalised before scaling (found by hostile testing: all refused).
+        ("0e99999", 9, false, 0), ("10000000000000000000000000000000000000000e-40", 0, false, 1),
+        ("0.000e-99999999999999999999", 9, false, 0), ("1000e-3", 0, false, 1), ("1e+00000000000000000000000003", 0, false, 1000),
+    ];
 
     #[test]
-    fn exponents_are_exact() {
-        assert_eq!(units("1e9", 9), Ok((false, 1_000_000_000_000_000_000)));
-        assert_eq!(units("2.5E-3", 9), Ok((false, 2_500_000)));
-        assert_eq!(units("1e+2", 0), Ok((false, 100)));
-        assert_eq!(units("0e999", 0), Ok((false, 0)));
-    }
-
-    #[test]
-    fn values_are_normalised_before_scaling() {
-        // Found by hostile testing: both were refused.
-        assert_eq!(units("0e99999", 9), Ok((false, 0)));
-        assert_eq!(
-            units("10000000000000000000000000000000000000000e-40", 0),
-            Ok((false, 1))
-        );
-        assert_eq!(units("0.000e-99999999999999999999", 9), Ok((false, 0)));
-        assert_eq!(units("1000e-3", 0), Ok((false, 1)));
-        assert_eq!(units("1e+00000000000000000000000003", 0), Ok((false, 1000)));
-        assert_eq!(
-            units("1e999999999999999999999", 0),
-            Err(DecimalError::OutOfRange)
-        );
-        assert_eq!(
-            units("1e-999999999999999999999", 9),
-            Err(DecimalError::TooPrecise)
-        );
+    fn values_are_exact() {
+        for &(text, scale, negative, want) in EXACT {
+            assert_eq!(
+                units(text, scale),
+                Ok((negative, want)),
+                "{text} at scale {scale}"
+            );
+        }
     }
 
     #[test]
@@ -230,14 +207,16 @@ mod tests {
 
     #[test]
     fn too_precise_and_too_large() {
-        assert_eq!(units("0.0000000001", 9), Err(DecimalError::TooPrecise));
-        assert_eq!(units("1e-10", 9), Err(DecimalError::TooPrecise));
-        assert_eq!(units("1e-99999", 9), Err(DecimalError::TooPrecise));
-        assert_eq!(units("1e99999", 9), Err(DecimalError::OutOfRange));
-        assert_eq!(units("1e40", 0), Err(DecimalError::OutOfRange));
-        assert_eq!(
-            units("999999999999999999999999999999999999999999", 0),
-            Err(DecimalError::OutOfRange)
-        );
+        use DecimalError::{OutOfRange, TooPrecise};
+        #[rustfmt::skip]
+        let cases = [
+            ("0.0000000001", 9, TooPrecise), ("1e-10", 9, TooPrecise), ("1e-99999", 9, TooPrecise),
+            ("1e-999999999999999999999", 9, TooPrecise), ("1e99999", 9, OutOfRange),
+            ("1e999999999999999999999", 0, OutOfRange), ("1e40", 0, OutOfRange),
+            ("999999999999999999999999999999999999999999", 0, OutOfRange),
+        ];
+        for (text, scale, want) in cases {
+            assert_eq!(units(text, scale), Err(want), "{text}");
+        }
     }
 }

@@ -448,6 +448,27 @@ mod tests {
         }
     }
 
+    /// Knobs of 1 token/s, burst 1, over `window` seconds.
+    fn one_per_second(window: u64) -> KnobChanges {
+        KnobChanges {
+            rps: Some(Rps::Rate(Rate::from_nano(NANO).unwrap())),
+            burst_nano: Some(NANO),
+            window_ns: Some(window * NANO),
+            ttl: None,
+        }
+    }
+
+    /// A key with knobs alone (`RPS 0`, 10 s TTL), set at T0.
+    fn deny_knobs() -> Limiter {
+        let set = KnobChanges {
+            rps: Some(Rps::Deny),
+            burst_nano: Some(NANO),
+            window_ns: Some(NANO),
+            ttl: Some(Micros(10 * SEC)),
+        };
+        stored(Some(set_knobs(None, Micros(T0), &set, TTL).unwrap()))
+    }
+
     fn call(v: Option<&Limiter>, now: u64, p: &Policy, cost: u64) -> Outcome {
         throttle(v, Micros(now), Some(p), cost, Micros::ZERO).unwrap()
     }
@@ -507,28 +528,24 @@ mod tests {
 
     #[test]
     fn switches_store_nothing() {
-        let deny = LimitLion {
-            rps: Rps::Deny,
-            ..ll(1, 1, 8)
+        for (rps, answer) in [
+            (
+                Rps::Deny,
+                Answer::DenyAll {
+                    window: Micros(8 * SEC),
+                },
+            ),
+            (Rps::Allow, Answer::AllowAll),
+        ] {
+            let p = LimitLion { rps, ..ll(1, 1, 8) }.policy().unwrap();
+            assert_eq!(
+                call(None, T0, &p, 1),
+                Outcome {
+                    answer,
+                    write: None
+                }
+            );
         }
-        .policy()
-        .unwrap();
-        let o = call(None, T0, &deny, 1);
-        assert_eq!(
-            o.answer,
-            Answer::DenyAll {
-                window: Micros(8 * SEC)
-            }
-        );
-        assert_eq!(o.write, None);
-        let allow = LimitLion {
-            rps: Rps::Allow,
-            ..ll(1, 1, 1)
-        }
-        .policy()
-        .unwrap();
-        let o = call(None, T0, &allow, 1);
-        assert_eq!((o.answer, o.write), (Answer::AllowAll, None));
     }
 
     #[test]
@@ -542,13 +559,9 @@ mod tests {
             throttle(Some(&v), Micros(T0), None, 1, Micros::ZERO),
             Err(NoLimit)
         );
-        let set = KnobChanges {
-            rps: Some(Rps::Rate(Rate::from_nano(NANO).unwrap())),
-            burst_nano: Some(NANO),
-            window_ns: Some(3 * NANO),
-            ttl: None,
-        };
-        let v = stored(Some(set_knobs(Some(&v), Micros(T0), &set, TTL).unwrap()));
+        let v = stored(Some(
+            set_knobs(Some(&v), Micros(T0), &one_per_second(3), TTL).unwrap(),
+        ));
         let o = throttle(Some(&v), Micros(T0), None, 1, Micros::ZERO).unwrap();
         assert!(o.answer.allowed());
     }
@@ -557,12 +570,7 @@ mod tests {
     fn live_knobs_override_the_caller_and_keep_the_tokens() {
         // 10 tokens, 4 used → 6 held.
         let v = stored(call(None, T0, &policy_of(1, 1, 10), 4).write);
-        let all = KnobChanges {
-            rps: Some(Rps::Rate(Rate::from_nano(NANO).unwrap())),
-            burst_nano: Some(NANO),
-            window_ns: Some(100 * NANO),
-            ttl: None,
-        };
+        let all = one_per_second(100);
         let v2 = stored(Some(set_knobs(Some(&v), Micros(T0), &all, TTL).unwrap()));
         assert_eq!(snapshot(&v2, Micros(T0)).tokens, Some(6)); // no free burst
         let shrink = KnobChanges {
@@ -601,13 +609,7 @@ mod tests {
 
     #[test]
     fn knobs_alone_then_reset_is_no_key() {
-        let set = KnobChanges {
-            rps: Some(Rps::Deny),
-            burst_nano: Some(NANO),
-            window_ns: Some(NANO),
-            ttl: Some(Micros(10 * SEC)),
-        };
-        let v = stored(Some(set_knobs(None, Micros(T0), &set, TTL).unwrap()));
+        let v = deny_knobs();
         assert_eq!(reset_knobs(&v, Micros(T0)), Some(Write::Delete));
         assert_eq!(
             set_knobs(None, Micros(T0), &KnobChanges::default(), TTL),
@@ -625,13 +627,7 @@ mod tests {
 
     #[test]
     fn denied_calls_refresh_knobs_at_most_once_a_second() {
-        let set = KnobChanges {
-            rps: Some(Rps::Deny),
-            burst_nano: Some(NANO),
-            window_ns: Some(NANO),
-            ttl: Some(Micros(10 * SEC)),
-        };
-        let v = stored(Some(set_knobs(None, Micros(T0), &set, TTL).unwrap()));
+        let v = deny_knobs();
         let p = policy_of(1, 1, 1);
         assert_eq!(call(Some(&v), T0 + SEC - 1, &p, 1).write, None);
         let o = call(Some(&v), T0 + SEC, &p, 1);

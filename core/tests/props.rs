@@ -82,6 +82,20 @@ struct Arrival {
     step: Step,
 }
 
+/// Clock steps of up to an hour, back or forward (one arrival in ten), or
+/// none at all.
+fn clock_steps(on: bool) -> BoxedStrategy<Step> {
+    if !on {
+        return Just(Step::None).boxed();
+    }
+    prop_oneof![
+        8 => Just(Step::None),
+        1 => (1u64..=3_600 * SEC).prop_map(Step::Back),
+        1 => (1u64..=3_600 * SEC).prop_map(Step::Forward),
+    ]
+    .boxed()
+}
+
 fn arrivals(max_len: usize, steps: bool) -> impl Strategy<Value = Vec<Arrival>> {
     let gap = prop_oneof![
         3 => Just(0u64),
@@ -91,16 +105,7 @@ fn arrivals(max_len: usize, steps: bool) -> impl Strategy<Value = Vec<Arrival>> 
     ];
     let cost = prop_oneof![6 => Just(1u64), 3 => any::<u64>(), 1 => Just(0u64)];
     let wait = prop_oneof![3 => Just(None), 2 => (0u64..=20_000).prop_map(Some)];
-    let step = if steps {
-        prop_oneof![
-            8 => Just(Step::None),
-            1 => (1u64..=3_600 * SEC).prop_map(Step::Back),
-            1 => (1u64..=3_600 * SEC).prop_map(Step::Forward),
-        ]
-        .boxed()
-    } else {
-        Just(Step::None).boxed()
-    };
+    let step = clock_steps(steps);
     prop::collection::vec(
         (gap, cost, wait, step).prop_map(|(gap_per_mille, cost_pick, wait_per_mille, step)| {
             Arrival {
@@ -345,16 +350,7 @@ struct Request {
 }
 
 fn requests(steps: bool) -> impl Strategy<Value = Vec<Request>> {
-    let step = if steps {
-        prop_oneof![
-            8 => Just(Step::None),
-            1 => (1u64..=3_600 * SEC).prop_map(Step::Back),
-            1 => (1u64..=3_600 * SEC).prop_map(Step::Forward),
-        ]
-        .boxed()
-    } else {
-        Just(Step::None).boxed()
-    };
+    let step = clock_steps(steps);
     prop::collection::vec(
         (
             prop_oneof![3 => Just(0u64), 3 => 0u64..=500_000, 1 => 0u64..=20 * SEC],

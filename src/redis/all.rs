@@ -95,13 +95,7 @@ pub fn all(ctx: Ctx<'_>, args: Args<'_>) -> Result<()> {
     let (remaining, retry_after): (Vec<i64>, i64) = match denied_by {
         None => {
             for ((o, key), l) in outcomes.into_iter().zip(keys.iter_mut()).zip(&limits) {
-                if let Some(w) = o.write {
-                    let target = Target {
-                        name: l.name,
-                        event: c"throttle",
-                    };
-                    keyspace::write(ctx, key, target, w, now);
-                }
+                keyspace::write(ctx, key, Target::new(l.name, c"throttle"), o.write, now);
             }
             (replies.iter().map(|r| r[1]).collect(), 0)
         }

@@ -34,6 +34,7 @@ use std::time::{Duration, Instant};
 use redis_module::raw;
 use throttle_core::Micros;
 use throttle_core::limiter::{self, Limiter};
+use throttle_core::time::clamp_reply;
 
 use super::error::{Error, Result};
 use super::ffi::{Args, BlockCallbacks, BlockedClient, Ctx, RStr};
@@ -220,40 +221,21 @@ unsafe extern "C" fn on_release(
 /// give its tokens back when nobody queues behind it.
 fn late_throttle(ctx: Ctx<'_>, name: Option<RStr<'_>>, reply: &[i64; 5], cost: u64) {
     STATS.blocked_late.fetch_add(1, Relaxed);
-    let mut denial = [0, 0, 0, 0, reply[4]];
-    if let Some(name) = name {
-        let now = clock::now();
+    let now = clock::now();
+    let denial = name.and_then(|name| {
         let mut key = ctx.open_key(name, true);
-        let back = match keyspace::load::<Limiter>(&key) {
-            Ok(Some(v)) => Some((
-                limiter::refund_late(v, now, cost),
-                limiter::snapshot(v, now),
-            )),
-            _ => None,
+        let v = keyspace::load::<Limiter>(&key).ok()??;
+        let write = limiter::refund_late(v, now, cost);
+        let after = match &write {
+            Some(limiter::Write::Store { value, .. }) => limiter::snapshot(value, now),
+            _ => limiter::snapshot(v, now),
         };
-        if let Some((write, before)) = back {
-            let after = match write {
-                Some(w) => {
-                    let target = Target {
-                        name,
-                        event: c"throttle.refund",
-                    };
-                    let snap = match &w {
-                        limiter::Write::Store { value, .. } => limiter::snapshot(value, now),
-                        limiter::Write::Delete => before,
-                    };
-                    keyspace::write(ctx, &mut key, target, w, now);
-                    snap
-                }
-                None => before,
-            };
-            let remaining = after
-                .tokens
-                .map_or(0, |t| i64::try_from(t).unwrap_or(i64::MAX));
-            denial = [0, remaining, 0, after.reset_after.reply_ms_ceil(), reply[4]];
-        }
-    }
-    ctx.reply_i64s(&denial);
+        let target = Target::new(name, c"throttle.refund");
+        keyspace::write(ctx, &mut key, target, write, now);
+        let held = after.tokens.map_or(0, clamp_reply);
+        Some([0, held, 0, after.reset_after.reply_ms_ceil(), reply[4]])
+    });
+    ctx.reply_i64s(&denial.unwrap_or([0, 0, 0, 0, reply[4]]));
 }
 
 /// `CLIENT UNBLOCK` (the module sets no Redis timeout): answer nil now,

@@ -121,13 +121,7 @@ pub fn throttle(ctx: Ctx<'_>, args: Args<'_>) -> Result<()> {
         _ => None,
     };
     stats::count_throttle(outcome.answer.allowed(), call.quantity);
-    if let Some(w) = write {
-        let target = Target {
-            name,
-            event: c"throttle",
-        };
-        keyspace::write(ctx, &mut key, target, w, now);
-    }
+    keyspace::write(ctx, &mut key, Target::new(name, c"throttle"), write, now);
     drop(key);
     ctx.reply_i64s(&reply(&outcome.answer));
     Ok(())

@@ -128,178 +128,61 @@ const LIMIT: &[Arg] = &[
 
 const WRITE: &CStr = c"write deny-oom fast";
 
-pub const COMMANDS: &[Command] = &[
-    Command {
-        name: c"throttle",
-        handler: cmd_throttle,
-        flags: WRITE,
-        keys: Keys::One { write: true },
-        arity: -2,
-        dangerous: false,
-        summary: c"Token bucket: take tokens if the bucket holds them. Replies [allowed, remaining, retry_after_ms, reset_after_ms, limit].",
-        docs: &[
-            Doc::One(Arg(c"key", Key, None, false)),
-            Doc::Group(c"limit", true, false, LIMIT),
-            Doc::One(Arg(c"tokens", Int, None, true)),
-            Doc::One(Arg(c"timeout_ms", Int, Some(c"WAIT"), true)),
-        ],
-    },
-    Command {
-        name: c"throttle.peek",
-        handler: cmd_peek,
-        flags: c"readonly fast",
-        keys: Keys::One { write: false },
-        arity: -2,
-        dangerous: false,
-        summary: c"THROTTLE's reply right now, without writing anything.",
-        docs: &[
-            Doc::One(Arg(c"key", Key, None, false)),
-            Doc::Group(c"limit", true, false, LIMIT),
-            Doc::One(Arg(c"tokens", Int, None, true)),
-        ],
-    },
-    Command {
-        name: c"permit",
-        handler: cmd_permit,
-        flags: WRITE,
-        keys: Keys::One { write: true },
-        arity: -4,
-        dangerous: false,
-        summary: c"Minimum-interval permit. Replies [time_to_wait_ms, valid_at_ms, expires_at_ms] or nil; BLOCK holds the caller until its slot.",
-        docs: &[
-            Doc::One(Arg(c"key", Key, None, false)),
-            Doc::One(Arg(c"interval_ms", Double, None, false)),
-            Doc::One(Arg(c"max_waiting", Int, None, false)),
-            Doc::One(Arg(c"grace_ms", Int, Some(c"GRACE"), true)),
-            Doc::One(Arg(c"timeout_ms", Int, Some(c"BLOCK"), true)),
-        ],
-    },
-    Command {
-        name: c"throttle.set",
-        handler: cmd_set,
-        flags: WRITE,
-        keys: Keys::One { write: true },
-        arity: -2,
-        dangerous: false,
-        summary: c"Set knobs: settings that override every caller's rps/burst/window until they expire.",
-        docs: &[
-            Doc::One(Arg(c"key", Key, None, false)),
-            Doc::One(Arg(c"rps", Double, Some(c"RPS"), true)),
-            Doc::One(Arg(c"burst", Double, Some(c"BURST"), true)),
-            Doc::One(Arg(c"window", Double, Some(c"WINDOW"), true)),
-            Doc::One(Arg(c"seconds", Int, Some(c"TTL"), true)),
-        ],
-    },
-    Command {
-        name: c"throttle.get",
-        handler: cmd_get,
-        flags: c"readonly fast",
-        keys: Keys::One { write: false },
-        arity: 2,
-        dangerous: false,
-        summary: c"A limiter's state now: tokens, limit, rate, knobs and when it is full again.",
-        docs: &[Doc::One(Arg(c"key", Key, None, false))],
-    },
-    Command {
-        name: c"throttle.reset",
-        handler: cmd_reset,
-        flags: c"write fast",
-        keys: Keys::One { write: true },
-        arity: 2,
-        dangerous: false,
-        summary: c"Remove a limiter's knobs, keeping its tokens. Replies 1 if knobs were removed.",
-        docs: &[Doc::One(Arg(c"key", Key, None, false))],
-    },
-    Command {
-        name: c"throttle.refund",
-        handler: cmd_refund,
-        flags: WRITE,
-        keys: Keys::One { write: true },
-        arity: 3,
-        dangerous: false,
-        summary: c"Give back tokens for work that did not happen, never above the limit. Replies the tokens held.",
-        docs: &[
-            Doc::One(Arg(c"key", Key, None, false)),
-            Doc::One(Arg(c"tokens", Int, None, false)),
-        ],
-    },
-    Command {
-        name: c"throttle.all",
-        handler: cmd_all,
-        flags: WRITE,
-        keys: Keys::EveryFourth,
-        arity: -6,
-        dangerous: false,
-        summary: c"Several limits at once, all or nothing. Replies [allowed, denied_by, retry_after_ms, [remaining...]].",
-        docs: &[
-            Doc::One(Arg(c"tokens", Int, None, false)),
-            Doc::Group(
-                c"limit",
-                false,
-                true,
-                &[
-                    Arg(c"key", Key, None, false),
-                    Arg(c"rps", Double, None, false),
-                    Arg(c"burst", Double, None, false),
-                    Arg(c"window", Double, None, false),
-                ],
-            ),
-        ],
-    },
-    Command {
-        name: c"throttle.apply",
-        handler: cmd_apply,
-        flags: c"write deny-oom",
-        keys: Keys::One { write: true },
-        arity: -3,
-        dangerous: true,
-        summary: c"Store a limiter's absolute state: what replication and the AOF carry (masters and loading only, unless apply-from-clients).",
-        docs: &[
-            Doc::One(Arg(c"key", Key, None, false)),
-            Doc::One(Arg(c"payload", Str, None, false)),
-            Doc::One(Arg(c"expire_at_ms", Int, None, true)),
-        ],
-    },
-    Command {
-        name: c"cl.throttle",
-        handler: cmd_cell,
-        flags: WRITE,
-        keys: Keys::One { write: true },
-        arity: -5,
-        dangerous: false,
-        summary: c"redis-cell's GCRA limit. Replies [limited, limit, remaining, retry_after_s, reset_after_s].",
-        docs: &[
-            Doc::One(Arg(c"key", Key, None, false)),
-            Doc::One(Arg(c"max_burst", Int, None, false)),
-            Doc::One(Arg(c"count_per_period", Int, None, false)),
-            Doc::One(Arg(c"period", Int, None, false)),
-            Doc::One(Arg(c"quantity", Int, None, true)),
-        ],
-    },
-    Command {
-        name: c"throttle.clock",
-        handler: cmd_clock,
-        flags: c"fast",
-        keys: Keys::None,
-        arity: -2,
-        dangerous: false,
-        summary: c"The test clock (module loaded with test-clock yes): FREEZE unix_us | ADVANCE us | REAL | GET.",
-        docs: &[
-            Doc::One(Arg(c"subcommand", Str, None, false)),
-            Doc::One(Arg(c"us", Int, None, true)),
-        ],
-    },
+// The arguments of each command, for COMMAND DOCS (data, kept compact).
+#[rustfmt::skip]
+mod docs {
+    use super::{Arg, Doc, Kind::*};
+
+    const KEY: Doc = Doc::One(Arg(c"key", Key, None, false));
+    const TOKENS: Doc = Doc::One(Arg(c"tokens", Int, None, true));
+    const LIMIT: Doc = Doc::Group(c"limit", true, false, super::LIMIT);
+
+    pub const THROTTLE: &[Doc] = &[KEY, LIMIT, TOKENS, Doc::One(Arg(c"timeout_ms", Int, Some(c"WAIT"), true))];
+    pub const THROTTLE_PEEK: &[Doc] = &[KEY, LIMIT, TOKENS];
+    pub const PERMIT: &[Doc] = &[KEY, Doc::One(Arg(c"interval_ms", Double, None, false)), Doc::One(Arg(c"max_waiting", Int, None, false)),
+        Doc::One(Arg(c"grace_ms", Int, Some(c"GRACE"), true)), Doc::One(Arg(c"timeout_ms", Int, Some(c"BLOCK"), true))];
+    pub const THROTTLE_SET: &[Doc] = &[KEY, Doc::One(Arg(c"rps", Double, Some(c"RPS"), true)), Doc::One(Arg(c"burst", Double, Some(c"BURST"), true)),
+        Doc::One(Arg(c"window", Double, Some(c"WINDOW"), true)), Doc::One(Arg(c"seconds", Int, Some(c"TTL"), true))];
+    pub const ONE_KEY: &[Doc] = &[KEY];
+    pub const THROTTLE_REFUND: &[Doc] = &[KEY, Doc::One(Arg(c"tokens", Int, None, false))];
+    pub const THROTTLE_ALL: &[Doc] = &[Doc::One(Arg(c"tokens", Int, None, false)), Doc::Group(c"limit", false, true, &[
+        Arg(c"key", Key, None, false), Arg(c"rps", Double, None, false), Arg(c"burst", Double, None, false), Arg(c"window", Double, None, false)])];
+    pub const THROTTLE_APPLY: &[Doc] = &[KEY, Doc::One(Arg(c"payload", Str, None, false)), Doc::One(Arg(c"expire_at_ms", Int, None, true))];
+    pub const CL_THROTTLE: &[Doc] = &[KEY, Doc::One(Arg(c"max_burst", Int, None, false)), Doc::One(Arg(c"count_per_period", Int, None, false)),
+        Doc::One(Arg(c"period", Int, None, false)), Doc::One(Arg(c"quantity", Int, None, true))];
+    pub const THROTTLE_CLOCK: &[Doc] = &[Doc::One(Arg(c"subcommand", Str, None, false)), Doc::One(Arg(c"us", Int, None, true))];
     #[cfg(feature = "fault-injection")]
-    Command {
-        name: c"throttle.fault",
-        handler: cmd_fault,
-        flags: c"fast",
-        keys: Keys::None,
-        arity: 2,
-        dangerous: true,
-        summary: c"Test builds only: THROTTLE.FAULT PANIC panics inside the command's guard.",
-        docs: &[Doc::One(Arg(c"what", Str, None, false))],
-    },
+    pub const THROTTLE_FAULT: &[Doc] = &[Doc::One(Arg(c"what", Str, None, false))];
+}
+
+// One entry per command, kept compact (the table is data).
+#[rustfmt::skip]
+pub const COMMANDS: &[Command] = &[
+    Command { name: c"throttle", handler: cmd_throttle, flags: WRITE, keys: Keys::One { write: true }, arity: -2, dangerous: false, docs: docs::THROTTLE,
+        summary: c"Token bucket: take tokens if the bucket holds them. Replies [allowed, remaining, retry_after_ms, reset_after_ms, limit]." },
+    Command { name: c"throttle.peek", handler: cmd_peek, flags: c"readonly fast", keys: Keys::One { write: false }, arity: -2, dangerous: false, docs: docs::THROTTLE_PEEK,
+        summary: c"THROTTLE's reply right now, without writing anything." },
+    Command { name: c"permit", handler: cmd_permit, flags: WRITE, keys: Keys::One { write: true }, arity: -4, dangerous: false, docs: docs::PERMIT,
+        summary: c"Minimum-interval permit. Replies [time_to_wait_ms, valid_at_ms, expires_at_ms] or nil; BLOCK holds the caller until its slot." },
+    Command { name: c"throttle.set", handler: cmd_set, flags: WRITE, keys: Keys::One { write: true }, arity: -2, dangerous: false, docs: docs::THROTTLE_SET,
+        summary: c"Set knobs: settings that override every caller's rps/burst/window until they expire." },
+    Command { name: c"throttle.get", handler: cmd_get, flags: c"readonly fast", keys: Keys::One { write: false }, arity: 2, dangerous: false, docs: docs::ONE_KEY,
+        summary: c"A limiter's state now: tokens, limit, rate, knobs and when it is full again." },
+    Command { name: c"throttle.reset", handler: cmd_reset, flags: c"write fast", keys: Keys::One { write: true }, arity: 2, dangerous: false, docs: docs::ONE_KEY,
+        summary: c"Remove a limiter's knobs, keeping its tokens. Replies 1 if knobs were removed." },
+    Command { name: c"throttle.refund", handler: cmd_refund, flags: WRITE, keys: Keys::One { write: true }, arity: 3, dangerous: false, docs: docs::THROTTLE_REFUND,
+        summary: c"Give back tokens for work that did not happen, never above the limit. Replies the tokens held." },
+    Command { name: c"throttle.all", handler: cmd_all, flags: WRITE, keys: Keys::EveryFourth, arity: -6, dangerous: false, docs: docs::THROTTLE_ALL,
+        summary: c"Several limits at once, all or nothing. Replies [allowed, denied_by, retry_after_ms, [remaining...]]." },
+    Command { name: c"throttle.apply", handler: cmd_apply, flags: c"write deny-oom", keys: Keys::One { write: true }, arity: -3, dangerous: true, docs: docs::THROTTLE_APPLY,
+        summary: c"Store a limiter's absolute state: what replication and the AOF carry (masters and loading only, unless apply-from-clients)." },
+    Command { name: c"cl.throttle", handler: cmd_cell, flags: WRITE, keys: Keys::One { write: true }, arity: -5, dangerous: false, docs: docs::CL_THROTTLE,
+        summary: c"redis-cell's GCRA limit. Replies [limited, limit, remaining, retry_after_s, reset_after_s]." },
+    Command { name: c"throttle.clock", handler: cmd_clock, flags: c"fast", keys: Keys::None, arity: -2, dangerous: false, docs: docs::THROTTLE_CLOCK,
+        summary: c"The test clock (module loaded with test-clock yes): FREEZE unix_us | ADVANCE us | REAL | GET." },
+    #[cfg(feature = "fault-injection")]
+    Command { name: c"throttle.fault", handler: cmd_fault, flags: c"fast", keys: Keys::None, arity: 2, dangerous: true, docs: docs::THROTTLE_FAULT,
+        summary: c"Test builds only: THROTTLE.FAULT PANIC panics inside the command's guard." },
 ];
 
 /// The module's ACL category: `ACL SETUSER app +@throttle` grants every

@@ -24,7 +24,7 @@ use throttle_core::Micros;
 use throttle_core::limiter::{DEFAULT_KNOBS_TTL, MAX_KNOBS_TTL};
 use throttle_core::permit::PermitRule;
 
-use super::ffi::{self, Ctx};
+use super::ffi::{self, Config, Ctx};
 
 static KNOBS_TTL_S: AtomicI64 = AtomicI64::new(secs(DEFAULT_KNOBS_TTL));
 static GRACE_PERCENT: AtomicI64 = AtomicI64::new(10);
@@ -37,58 +37,48 @@ const fn secs(m: Micros) -> i64 {
     (m.0 / 1_000_000) as i64
 }
 
-struct Numeric {
+/// One config: its name, load time only or not, and its cell.
+struct Entry {
     name: &'static CStr,
-    cell: &'static AtomicI64,
-    min: i64,
-    max: i64,
-}
-
-struct Flag {
-    name: &'static CStr,
-    cell: &'static AtomicBool,
     /// Load time only (CONFIG SET refuses it).
     immutable: bool,
+    config: Config,
 }
 
-const NUMERIC: [Numeric; 4] = [
-    Numeric {
-        name: c"knobs-ttl",
-        cell: &KNOBS_TTL_S,
-        min: 1,
-        max: secs(MAX_KNOBS_TTL),
-    },
-    Numeric {
-        name: c"permit-grace-percent",
-        cell: &GRACE_PERCENT,
-        min: 0,
-        max: 1000,
-    },
-    Numeric {
-        name: c"wait-tolerance-ms",
-        cell: &WAIT_TOLERANCE_MS,
-        min: 0,
-        max: 60_000,
-    },
-    Numeric {
-        name: c"all-max-limits",
-        cell: &ALL_MAX_LIMITS,
-        min: 1,
-        max: 1024,
-    },
-];
-
-const FLAGS: [Flag; 2] = [
-    Flag {
-        name: c"apply-from-clients",
-        cell: &APPLY_FROM_CLIENTS,
+const fn numeric(name: &'static CStr, cell: &'static AtomicI64, min: i64, max: i64) -> Entry {
+    let config = Config::Numeric {
+        cell,
+        range: (min, max),
+        get: get_numeric,
+        set: set_numeric,
+    };
+    Entry {
+        name,
         immutable: false,
-    },
-    Flag {
-        name: c"test-clock",
-        cell: &TEST_CLOCK,
-        immutable: true,
-    },
+        config,
+    }
+}
+
+const fn flag(name: &'static CStr, cell: &'static AtomicBool, immutable: bool) -> Entry {
+    let config = Config::Flag {
+        cell,
+        get: get_flag,
+        set: set_flag,
+    };
+    Entry {
+        name,
+        immutable,
+        config,
+    }
+}
+
+const CONFIGS: [Entry; 6] = [
+    numeric(c"knobs-ttl", &KNOBS_TTL_S, 1, secs(MAX_KNOBS_TTL)),
+    numeric(c"permit-grace-percent", &GRACE_PERCENT, 0, 1000),
+    numeric(c"wait-tolerance-ms", &WAIT_TOLERANCE_MS, 0, 60_000),
+    numeric(c"all-max-limits", &ALL_MAX_LIMITS, 1, 1024),
+    flag(c"apply-from-clients", &APPLY_FROM_CLIENTS, false),
+    flag(c"test-clock", &TEST_CLOCK, true),
 ];
 
 /// The knobs TTL currently configured.
@@ -121,40 +111,47 @@ pub fn test_clock() -> bool {
     TEST_CLOCK.load(Relaxed)
 }
 
-unsafe extern "C" fn get_numeric(_name: *const c_char, privdata: *mut c_void) -> c_longlong {
-    // SAFETY: Redis passes back the privdata registered with this config:
-    // a pointer to one of the static AtomicI64 cells above.
-    unsafe { privdata.cast::<AtomicI64>().as_ref() }.map_or(0, |c| c.load(Relaxed))
+/// A config's name, and where Redis puts a setter's error (both unused).
+type Name = *const c_char;
+type ErrOut = *mut *mut raw::RedisModuleString;
+
+/// The static cell a config callback's private data points to.
+///
+/// # Safety
+/// `privdata` is NULL or the pointer registered with the config: one of
+/// the static cells above, of type `T`.
+unsafe fn cell<T>(privdata: *mut c_void) -> Option<&'static T> {
+    // SAFETY: per the contract above.
+    unsafe { privdata.cast::<T>().as_ref() }
+}
+
+unsafe extern "C" fn get_numeric(_: Name, privdata: *mut c_void) -> c_longlong {
+    // SAFETY: Redis passes back the AtomicI64 registered with this config.
+    unsafe { cell::<AtomicI64>(privdata) }.map_or(0, |c| c.load(Relaxed))
 }
 
 unsafe extern "C" fn set_numeric(
-    _name: *const c_char,
-    val: c_longlong,
+    _: Name,
+    v: c_longlong,
     privdata: *mut c_void,
-    _err: *mut *mut raw::RedisModuleString,
+    _: ErrOut,
 ) -> c_int {
     // SAFETY: as in `get_numeric`; Redis checked the value's range.
-    if let Some(cell) = unsafe { privdata.cast::<AtomicI64>().as_ref() } {
-        cell.store(val, Relaxed);
+    if let Some(c) = unsafe { cell::<AtomicI64>(privdata) } {
+        c.store(v, Relaxed);
     }
     raw::REDISMODULE_OK as c_int
 }
 
-unsafe extern "C" fn get_flag(_name: *const c_char, privdata: *mut c_void) -> c_int {
-    // SAFETY: Redis passes back the privdata registered with this config:
-    // a pointer to one of the static AtomicBool cells above.
-    c_int::from(unsafe { privdata.cast::<AtomicBool>().as_ref() }.is_some_and(|c| c.load(Relaxed)))
+unsafe extern "C" fn get_flag(_: Name, privdata: *mut c_void) -> c_int {
+    // SAFETY: Redis passes back the AtomicBool registered with this config.
+    c_int::from(unsafe { cell::<AtomicBool>(privdata) }.is_some_and(|c| c.load(Relaxed)))
 }
 
-unsafe extern "C" fn set_flag(
-    _name: *const c_char,
-    val: c_int,
-    privdata: *mut c_void,
-    _err: *mut *mut raw::RedisModuleString,
-) -> c_int {
+unsafe extern "C" fn set_flag(_: Name, v: c_int, privdata: *mut c_void, _: ErrOut) -> c_int {
     // SAFETY: as in `get_flag`.
-    if let Some(cell) = unsafe { privdata.cast::<AtomicBool>().as_ref() } {
-        cell.store(val != 0, Relaxed);
+    if let Some(c) = unsafe { cell::<AtomicBool>(privdata) } {
+        c.store(v != 0, Relaxed);
     }
     raw::REDISMODULE_OK as c_int
 }
@@ -166,34 +163,33 @@ fn apply_load_args(load_args: &[&[u8]]) -> Result<(), String> {
     }
     for pair in load_args.chunks(2) {
         let [name, value] = pair else { continue };
-        let named = |c: &CStr| name.eq_ignore_ascii_case(c.to_bytes());
         let text = String::from_utf8_lossy(value);
-        if let Some(cfg) = NUMERIC.iter().find(|c| named(c.name)) {
-            let v: i64 = text
-                .parse()
-                .ok()
-                .filter(|v| (cfg.min..=cfg.max).contains(v))
-                .ok_or_else(|| {
-                    format!(
-                        "{} must be an integer in {}..={}",
-                        cfg.name.to_string_lossy(),
-                        cfg.min,
-                        cfg.max
-                    )
-                })?;
-            cfg.cell.store(v, Relaxed);
-        } else if let Some(flag) = FLAGS.iter().find(|c| named(c.name)) {
-            let v = match text.to_ascii_lowercase().as_str() {
-                "yes" => true,
-                "no" => false,
-                _ => return Err(format!("{} must be yes or no", flag.name.to_string_lossy())),
-            };
-            flag.cell.store(v, Relaxed);
-        } else {
-            return Err(format!(
-                "unknown module argument '{}'",
-                String::from_utf8_lossy(name)
-            ));
+        let entry = CONFIGS
+            .iter()
+            .find(|c| name.eq_ignore_ascii_case(c.name.to_bytes()))
+            .ok_or_else(|| {
+                format!(
+                    "unknown module argument '{}'",
+                    String::from_utf8_lossy(name)
+                )
+            })?;
+        let what = entry.name.to_string_lossy();
+        match entry.config {
+            Config::Numeric { cell, range, .. } => {
+                let v: i64 = text
+                    .parse()
+                    .ok()
+                    .filter(|v| (range.0..=range.1).contains(v))
+                    .ok_or_else(|| {
+                        format!("{what} must be an integer in {}..={}", range.0, range.1)
+                    })?;
+                cell.store(v, Relaxed);
+            }
+            Config::Flag { cell, .. } => match text.to_ascii_lowercase().as_str() {
+                "yes" => cell.store(true, Relaxed),
+                "no" => cell.store(false, Relaxed),
+                _ => return Err(format!("{what} must be yes or no")),
+            },
         }
     }
     Ok(())
@@ -203,41 +199,16 @@ fn apply_load_args(load_args: &[&[u8]]) -> Result<(), String> {
 /// module's load arguments. Returns an error message for bad arguments.
 pub fn register(ctx: Ctx<'_>, load_args: &[&[u8]]) -> Result<(), String> {
     apply_load_args(load_args)?;
-    for c in &NUMERIC {
-        let ok = ffi::register_numeric_config(
-            ctx,
-            c.name,
-            c.cell.load(Relaxed),
-            raw::REDISMODULE_CONFIG_DEFAULT,
-            (c.min, c.max),
-            (get_numeric, set_numeric),
-            c.cell,
-        );
-        if !ok {
-            return Err(format!(
-                "could not register config {}",
-                c.name.to_string_lossy()
-            ));
-        }
-    }
-    for f in &FLAGS {
-        let flags = if f.immutable {
+    for c in &CONFIGS {
+        let flags = if c.immutable {
             raw::REDISMODULE_CONFIG_IMMUTABLE
         } else {
             raw::REDISMODULE_CONFIG_DEFAULT
         };
-        let ok = ffi::register_bool_config(
-            ctx,
-            f.name,
-            f.cell.load(Relaxed),
-            flags,
-            (get_flag, set_flag),
-            f.cell,
-        );
-        if !ok {
+        if !ffi::register_config(ctx, c.name, flags, &c.config) {
             return Err(format!(
                 "could not register config {}",
-                f.name.to_string_lossy()
+                c.name.to_string_lossy()
             ));
         }
     }

@@ -18,7 +18,7 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use redis_module::native_types::RedisType;
 use redis_module::raw;
-use throttle_core::codec::{self, CodecError, Encoded};
+use throttle_core::codec::Codec;
 use throttle_core::limiter::{Knobbed, Limiter};
 use throttle_core::permit::PermitState;
 
@@ -33,15 +33,16 @@ const ENCODING_VERSION: i32 = 2;
 /// The command replication and the AOF carry.
 pub const APPLY_COMMAND: &std::ffi::CStr = c"THROTTLE.APPLY";
 
-/// A value stored under one of the module's types.
-pub trait Stored: ModuleType + Clone {
+/// A value stored under one of the module's types: how it is named,
+/// encoded (the core's codec), measured and counted.
+pub trait Stored: ModuleType + Codec + Clone {
     const NAME: &'static str;
-    fn encode(&self) -> Encoded;
-    fn decode(bytes: &[u8]) -> Result<Self, CodecError>;
-    /// Bytes this value holds on the heap (MEMORY USAGE).
-    fn heap_size(&self) -> usize;
     /// How many live values of this type exist (INFO).
-    fn count() -> &'static AtomicU64;
+    const COUNT: &'static AtomicU64;
+    /// Bytes this value holds on the heap (MEMORY USAGE).
+    fn heap_size(&self) -> usize {
+        size_of::<Self>()
+    }
 }
 
 pub static BUCKET_TYPE: RedisType =
@@ -67,37 +68,16 @@ unsafe impl ModuleType for PermitState {
 
 impl Stored for Limiter {
     const NAME: &'static str = "rl-bucket";
-    fn encode(&self) -> Encoded {
-        codec::encode_limiter(self)
-    }
-    fn decode(bytes: &[u8]) -> Result<Self, CodecError> {
-        codec::decode_limiter(bytes)
-    }
+    const COUNT: &'static AtomicU64 = &KEYS.buckets;
     fn heap_size(&self) -> usize {
-        match self {
-            Limiter::Plain(_) => size_of::<Self>(),
-            Limiter::Knobbed(_) => size_of::<Self>() + size_of::<Knobbed>(),
-        }
-    }
-    fn count() -> &'static AtomicU64 {
-        &KEYS.buckets
+        let knobs = matches!(self, Limiter::Knobbed(_)).then_some(size_of::<Knobbed>());
+        size_of::<Self>() + knobs.unwrap_or(0)
     }
 }
 
 impl Stored for PermitState {
     const NAME: &'static str = "rl-permit";
-    fn encode(&self) -> Encoded {
-        codec::encode_permit(self)
-    }
-    fn decode(bytes: &[u8]) -> Result<Self, CodecError> {
-        codec::decode_permit(bytes)
-    }
-    fn heap_size(&self) -> usize {
-        size_of::<Self>()
-    }
-    fn count() -> &'static AtomicU64 {
-        &KEYS.permits
-    }
+    const COUNT: &'static AtomicU64 = &KEYS.permits;
 }
 
 const fn methods<T: Stored>() -> raw::RedisModuleTypeMethods {
@@ -127,7 +107,7 @@ const fn methods<T: Stored>() -> raw::RedisModuleTypeMethods {
 
 /// A new value as the raw pointer Redis stores (counted in INFO).
 fn into_raw<T: Stored>(v: T) -> *mut c_void {
-    T::count().fetch_add(1, Relaxed);
+    T::COUNT.fetch_add(1, Relaxed);
     Box::into_raw(Box::new(v)).cast()
 }
 
@@ -222,7 +202,7 @@ unsafe extern "C" fn digest<T: Stored>(md: *mut raw::RedisModuleDigest, value: *
 
 unsafe extern "C" fn free<T: Stored>(value: *mut c_void) {
     if !value.is_null() {
-        T::count().fetch_sub(1, Relaxed);
+        T::COUNT.fetch_sub(1, Relaxed);
         // SAFETY: Redis frees each value once, and every value of T's type
         // is a Box<T> (ModuleType's contract).
         drop(unsafe { Box::from_raw(value.cast::<T>()) });
@@ -245,5 +225,5 @@ unsafe extern "C" fn copy<T: Stored>(
 
 /// Counts a value Redis now owns (created through `Key::set_value`).
 pub fn counted<T: Stored>() {
-    T::count().fetch_add(1, Relaxed);
+    T::COUNT.fetch_add(1, Relaxed);
 }

@@ -12,9 +12,10 @@
 //! borrowed byte slices, replies are written as they are produced, the key
 //! is opened once.
 
-use std::ffi::{CStr, c_int, c_void};
+use std::ffi::{CStr, c_char, c_int, c_longlong, c_void};
 use std::marker::PhantomData;
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 use redis_module::raw;
 
@@ -53,28 +54,41 @@ const OK: c_int = raw::REDISMODULE_OK as c_int;
 
 // ---- contexts, arguments, strings ------------------------------------------
 
-/// The context of one call into the module.
-#[derive(Clone, Copy)]
-pub struct Ctx<'a> {
-    ptr: NonNull<raw::RedisModuleCtx>,
-    _call: PhantomData<&'a raw::RedisModuleCtx>,
+/// Something Redis lent the module for `'a`: the context of one callback,
+/// an argument, the IO of a type callback. It cannot outlive the call.
+pub struct Lent<'a, T> {
+    ptr: NonNull<T>,
+    _life: PhantomData<&'a T>,
 }
 
-impl<'a> Ctx<'a> {
+impl<T> Clone for Lent<'_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for Lent<'_, T> {}
+
+impl<'a, T> Lent<'a, T> {
     /// # Safety
-    /// `ptr` is the context Redis passed to the running callback, and `'a`
-    /// ends before that callback returns.
-    pub unsafe fn from_raw(ptr: *mut raw::RedisModuleCtx) -> Option<Ctx<'a>> {
-        NonNull::new(ptr).map(|ptr| Ctx {
+    /// `ptr` is NULL, or something Redis passed to the running callback
+    /// that stays valid until it returns, and `'a` ends before that.
+    pub unsafe fn from_raw(ptr: *mut T) -> Option<Lent<'a, T>> {
+        NonNull::new(ptr).map(|ptr| Lent {
             ptr,
-            _call: PhantomData,
+            _life: PhantomData,
         })
     }
 
-    fn raw(self) -> *mut raw::RedisModuleCtx {
+    fn raw(self) -> *mut T {
         self.ptr.as_ptr()
     }
+}
 
+/// The context of one call into the module.
+pub type Ctx<'a> = Lent<'a, raw::RedisModuleCtx>;
+
+impl<'a> Ctx<'a> {
     fn flags(self) -> u32 {
         // SAFETY: a valid context (see `from_raw`).
         let f = unsafe { api!(RedisModule_GetContextFlags)(self.raw()) };
@@ -155,28 +169,24 @@ impl<'a> Ctx<'a> {
 
     /// Propagates `cmd key payload [expire_at_ms]` to replicas and the AOF.
     pub fn replicate(self, cmd: &CStr, key: RStr<'_>, payload: &[u8], expire_at_ms: Option<i64>) {
+        let (c, k, p, n) = (cmd.as_ptr(), key.raw(), payload.as_ptr(), payload.len());
+        // SAFETY: reading the API pointer (see `api!`).
+        let replicate = unsafe { api!(RedisModule_Replicate) };
         // SAFETY: a valid context; `key` is a live Redis string (Redis
         // takes a reference), `payload` is valid for its length (copied),
         // and each format letter matches its argument.
         unsafe {
             match expire_at_ms {
-                Some(at) => api!(RedisModule_Replicate)(
+                Some(at) => replicate(
                     self.raw(),
-                    cmd.as_ptr(),
+                    c,
                     c"sbl".as_ptr(),
-                    key.raw(),
-                    payload.as_ptr(),
-                    payload.len(),
-                    std::ffi::c_longlong::from(at),
+                    k,
+                    p,
+                    n,
+                    c_longlong::from(at),
                 ),
-                None => api!(RedisModule_Replicate)(
-                    self.raw(),
-                    cmd.as_ptr(),
-                    c"sb".as_ptr(),
-                    key.raw(),
-                    payload.as_ptr(),
-                    payload.len(),
-                ),
+                None => replicate(self.raw(), c, c"sb".as_ptr(), k, p, n),
             }
         };
     }
@@ -304,27 +314,9 @@ pub fn log_global(level: &CStr, msg: &str) {
 }
 
 /// A Redis string borrowed for `'a` (a command argument, a key name).
-#[derive(Clone, Copy)]
-pub struct RStr<'a> {
-    ptr: NonNull<raw::RedisModuleString>,
-    _life: PhantomData<&'a raw::RedisModuleString>,
-}
+pub type RStr<'a> = Lent<'a, raw::RedisModuleString>;
 
 impl<'a> RStr<'a> {
-    /// # Safety
-    /// `ptr` is NULL or a Redis string that stays alive for `'a` (one Redis
-    /// passed to the running callback).
-    pub unsafe fn from_raw(ptr: *mut raw::RedisModuleString) -> Option<RStr<'a>> {
-        NonNull::new(ptr).map(|ptr| RStr {
-            ptr,
-            _life: PhantomData,
-        })
-    }
-
-    fn raw(self) -> *mut raw::RedisModuleString {
-        self.ptr.as_ptr()
-    }
-
     /// The bytes, borrowed for as long as the string is.
     pub fn bytes(self) -> &'a [u8] {
         let mut len = 0usize;
@@ -370,11 +362,8 @@ impl<'a> Args<'a> {
 
     /// Argument `i`, if there is one.
     pub fn get(&self, i: usize) -> Option<RStr<'a>> {
-        let p = NonNull::new(*self.argv.get(i)?)?;
-        Some(RStr {
-            ptr: p,
-            _life: PhantomData,
-        })
+        // SAFETY: `argv` holds strings alive for `'a` (see `from_raw`).
+        unsafe { RStr::from_raw(*self.argv.get(i)?) }
     }
 }
 
@@ -661,79 +650,51 @@ pub fn set_acl_categories(
     Some(all)
 }
 
-/// A numeric config's getter and setter.
-pub type NumericGet =
-    unsafe extern "C" fn(*const std::ffi::c_char, *mut c_void) -> std::ffi::c_longlong;
-pub type NumericSet = unsafe extern "C" fn(
-    *const std::ffi::c_char,
-    std::ffi::c_longlong,
-    *mut c_void,
-    *mut *mut raw::RedisModuleString,
-) -> c_int;
-/// A bool config's getter and setter.
-pub type BoolGet = unsafe extern "C" fn(*const std::ffi::c_char, *mut c_void) -> c_int;
-pub type BoolSet = unsafe extern "C" fn(
-    *const std::ffi::c_char,
-    c_int,
-    *mut c_void,
-    *mut *mut raw::RedisModuleString,
-) -> c_int;
-
-/// Registers a numeric module config backed by `cell` (Redis hands it back
-/// to the getter and setter as their private data).
-pub fn register_numeric_config(
-    ctx: Ctx<'_>,
-    name: &CStr,
-    default: i64,
-    flags: u32,
-    range: (i64, i64),
-    access: (NumericGet, NumericSet),
-    cell: &'static std::sync::atomic::AtomicI64,
-) -> bool {
-    let Some(register) = optional_api!(RedisModule_RegisterNumericConfig) else {
-        return false;
-    };
-    // SAFETY: a valid context during load; static name and callbacks.
-    unsafe {
-        register(
-            ctx.raw(),
-            name.as_ptr(),
-            default,
-            flags,
-            range.0,
-            range.1,
-            Some(access.0),
-            Some(access.1),
-            None,
-            std::ptr::from_ref(cell).cast_mut().cast(),
-        ) == OK
-    }
+/// A module config, as registered: a numeric or a bool one, backed by a
+/// static cell that Redis hands back to the getter and setter as their
+/// private data.
+pub enum Config {
+    Numeric {
+        cell: &'static AtomicI64,
+        range: (i64, i64),
+        get: unsafe extern "C" fn(*const c_char, *mut c_void) -> c_longlong,
+        set: unsafe extern "C" fn(
+            *const c_char,
+            c_longlong,
+            *mut c_void,
+            *mut *mut raw::RedisModuleString,
+        ) -> c_int,
+    },
+    Flag {
+        cell: &'static AtomicBool,
+        get: unsafe extern "C" fn(*const c_char, *mut c_void) -> c_int,
+        set: unsafe extern "C" fn(
+            *const c_char,
+            c_int,
+            *mut c_void,
+            *mut *mut raw::RedisModuleString,
+        ) -> c_int,
+    },
 }
 
-/// Registers a bool module config backed by `cell`.
-pub fn register_bool_config(
-    ctx: Ctx<'_>,
-    name: &CStr,
-    default: bool,
-    flags: u32,
-    access: (BoolGet, BoolSet),
-    cell: &'static std::sync::atomic::AtomicBool,
-) -> bool {
-    let Some(register) = optional_api!(RedisModule_RegisterBoolConfig) else {
-        return false;
-    };
-    // SAFETY: a valid context during load; static name and callbacks.
-    unsafe {
-        register(
-            ctx.raw(),
-            name.as_ptr(),
-            c_int::from(default),
-            flags,
-            Some(access.0),
-            Some(access.1),
-            None,
-            std::ptr::from_ref(cell).cast_mut().cast(),
-        ) == OK
+/// Registers a module config (its default: the cell's value now); false
+/// if the server lacks module configs or refused.
+#[rustfmt::skip]
+pub fn register_config(ctx: Ctx<'_>, name: &CStr, flags: u32, config: &Config) -> bool {
+    let data = |cell: *const ()| cell.cast_mut().cast::<c_void>();
+    match *config {
+        Config::Numeric { cell, range, get, set } => {
+            let Some(register) = optional_api!(RedisModule_RegisterNumericConfig) else { return false };
+            let default = cell.load(Ordering::Relaxed);
+            // SAFETY: a valid context during load; a static name, cell and callbacks.
+            unsafe { register(ctx.raw(), name.as_ptr(), default, flags, range.0, range.1, Some(get), Some(set), None, data(std::ptr::from_ref(cell).cast())) == OK }
+        }
+        Config::Flag { cell, get, set } => {
+            let Some(register) = optional_api!(RedisModule_RegisterBoolConfig) else { return false };
+            let default = c_int::from(cell.load(Ordering::Relaxed));
+            // SAFETY: a valid context during load; a static name, cell and callbacks.
+            unsafe { register(ctx.raw(), name.as_ptr(), default, flags, Some(get), Some(set), None, data(std::ptr::from_ref(cell).cast())) == OK }
+        }
     }
 }
 
@@ -760,33 +721,21 @@ pub fn has_server_micros() -> bool {
 
 // ---- persistence callbacks -----------------------------------------------------------
 
-/// An RDB stream handed to a type's `rdb_load` / `rdb_save` callback.
-pub struct Io<'a> {
-    ptr: NonNull<raw::RedisModuleIO>,
-    _call: PhantomData<&'a raw::RedisModuleIO>,
-}
+/// An RDB or AOF stream handed to a type callback.
+pub type Io<'a> = Lent<'a, raw::RedisModuleIO>;
 
 impl Io<'_> {
-    /// # Safety
-    /// `ptr` is the IO Redis passed to the running type callback.
-    pub unsafe fn from_raw(ptr: *mut raw::RedisModuleIO) -> Option<Self> {
-        NonNull::new(ptr).map(|ptr| Io {
-            ptr,
-            _call: PhantomData,
-        })
-    }
-
     /// Reads one string; `None` on an I/O error (with `HANDLE_IO_ERRORS`
     /// set, a short read returns instead of aborting the server).
     pub fn load_bytes(&self) -> Option<Vec<u8>> {
         let mut len = 0usize;
         // SAFETY: a valid IO; Redis returns a buffer we must free.
-        let p = unsafe { api!(RedisModule_LoadStringBuffer)(self.ptr.as_ptr(), &mut len) };
+        let p = unsafe { api!(RedisModule_LoadStringBuffer)(self.raw(), &mut len) };
         if p.is_null() {
             return None;
         }
         // SAFETY: as above.
-        let failed = unsafe { api!(RedisModule_IsIOError)(self.ptr.as_ptr()) } != 0;
+        let failed = unsafe { api!(RedisModule_IsIOError)(self.raw()) } != 0;
         let bytes = (!failed).then(|| {
             // SAFETY: `p` is valid for `len` bytes until freed below.
             unsafe { std::slice::from_raw_parts(p.cast::<u8>(), len) }.to_vec()
@@ -799,33 +748,21 @@ impl Io<'_> {
     pub fn save_bytes(&self, bytes: &[u8]) {
         // SAFETY: a valid IO; Redis copies the bytes.
         unsafe {
-            api!(RedisModule_SaveStringBuffer)(
-                self.ptr.as_ptr(),
-                bytes.as_ptr().cast(),
-                bytes.len(),
-            )
+            api!(RedisModule_SaveStringBuffer)(self.raw(), bytes.as_ptr().cast(), bytes.len())
         };
     }
 
     /// Writes `cmd key payload` to a rewritten AOF (`aof_rewrite`).
     pub fn emit_aof(&self, cmd: &CStr, key: RStr<'_>, payload: &[u8]) {
+        let (c, k, p, n) = (cmd.as_ptr(), key.raw(), payload.as_ptr(), payload.len());
         // SAFETY: a valid AOF IO and the key Redis passed to aof_rewrite;
         // the format matches its arguments.
-        unsafe {
-            api!(RedisModule_EmitAOF)(
-                self.ptr.as_ptr(),
-                cmd.as_ptr(),
-                c"sb".as_ptr(),
-                key.raw(),
-                payload.as_ptr(),
-                payload.len(),
-            )
-        };
+        unsafe { api!(RedisModule_EmitAOF)(self.raw(), c, c"sb".as_ptr(), k, p, n) };
     }
 
     pub fn log(&self, level: &CStr, msg: &str) {
         // SAFETY: a valid IO; the context may be NULL, which Log accepts.
-        let ctx = unsafe { api!(RedisModule_GetContextFromIO)(self.ptr.as_ptr()) };
+        let ctx = unsafe { api!(RedisModule_GetContextFromIO)(self.raw()) };
         log_raw(ctx, level, msg);
     }
 }

@@ -33,6 +33,12 @@ pub struct Target<'a> {
     pub event: &'static CStr,
 }
 
+impl<'a> Target<'a> {
+    pub fn new(name: RStr<'a>, event: &'static CStr) -> Target<'a> {
+        Target { name, event }
+    }
+}
+
 /// Stores `value` at `key` (in place when the key holds a `T`, so it is not
 /// re-created), moves its expiry to `expire_at` (module time) when given,
 /// replicates the effect, signals the key and fires the event.
@@ -71,12 +77,19 @@ pub fn delete(ctx: Ctx<'_>, key: &mut Key<'_>, target: Target<'_>) {
     ctx.notify(target.event, target.name);
 }
 
-/// Carries out a limiter write from the core.
-pub fn write(ctx: Ctx<'_>, key: &mut Key<'_>, target: Target<'_>, write: Write, now: Micros) {
+/// Carries out a limiter write from the core, if there is one.
+pub fn write(
+    ctx: Ctx<'_>,
+    key: &mut Key<'_>,
+    target: Target<'_>,
+    write: Option<Write>,
+    now: Micros,
+) {
     match write {
-        Write::Store { value, expire_at } => {
+        Some(Write::Store { value, expire_at }) => {
             store::<Limiter>(ctx, key, target, value, expire_at, now)
         }
-        Write::Delete => delete(ctx, key, target),
+        Some(Write::Delete) => delete(ctx, key, target),
+        None => {}
     }
 }

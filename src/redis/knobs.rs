@@ -54,11 +54,8 @@ pub fn set(ctx: Ctx<'_>, args: Args<'_>) -> Result<()> {
     let mut key = ctx.open_key(name, true);
     let value = keyspace::load::<Limiter>(&key)?;
     let write = limiter::set_knobs(value, now, &changes, config::knobs_ttl())?;
-    let target = Target {
-        name,
-        event: c"throttle.set",
-    };
-    keyspace::write(ctx, &mut key, target, write, now);
+    let target = Target::new(name, c"throttle.set");
+    keyspace::write(ctx, &mut key, target, Some(write), now);
     drop(key);
     ctx.reply_simple(c"OK");
     Ok(())
@@ -78,13 +75,8 @@ pub fn reset(ctx: Ctx<'_>, args: Args<'_>) -> Result<()> {
     let mut key = ctx.open_key(name, true);
     let write = keyspace::load::<Limiter>(&key)?.and_then(|v| limiter::reset_knobs(v, now));
     let removed = write.is_some();
-    if let Some(w) = write {
-        let target = Target {
-            name,
-            event: c"throttle.reset",
-        };
-        keyspace::write(ctx, &mut key, target, w, now);
-    }
+    let target = Target::new(name, c"throttle.reset");
+    keyspace::write(ctx, &mut key, target, write, now);
     drop(key);
     ctx.reply_i64(i64::from(removed));
     Ok(())
@@ -107,13 +99,8 @@ pub fn refund(ctx: Ctx<'_>, args: Args<'_>) -> Result<()> {
         ctx.reply_null();
         return Ok(());
     };
-    if let Some(w) = write {
-        let target = Target {
-            name,
-            event: c"throttle.refund",
-        };
-        keyspace::write(ctx, &mut key, target, w, now);
-    }
+    let target = Target::new(name, c"throttle.refund");
+    keyspace::write(ctx, &mut key, target, write, now);
     drop(key);
     ctx.reply_i64(clamp_reply(held));
     Ok(())

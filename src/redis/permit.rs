@@ -72,12 +72,15 @@ pub fn permit(ctx: Ctx<'_>, args: Args<'_>) -> Result<()> {
     let decision = permit::decide(state, now, &call.rule, max_wait);
     STATS.permit_calls.fetch_add(1, Relaxed);
     if let Some(next) = decision.next {
-        let target = Target {
-            name,
-            event: c"permit",
-        };
-        let expire_at = next.expires_at(call.rule.interval);
-        keyspace::store(ctx, &mut key, target, next, Some(expire_at), now);
+        let expire_at = Some(next.expires_at(call.rule.interval));
+        keyspace::store(
+            ctx,
+            &mut key,
+            Target::new(name, c"permit"),
+            next,
+            expire_at,
+            now,
+        );
     }
     drop(key);
     match decision.permit {

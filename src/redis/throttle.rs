@@ -98,13 +98,8 @@ pub fn throttle(ctx: Ctx<'_>, args: Args<'_>) -> Result<()> {
     let value = keyspace::load::<Limiter>(&key)?;
     let outcome = limiter::throttle(value, now, call.policy.as_ref(), call.cost, max_wait)?;
     stats::count_throttle(outcome.answer.allowed(), call.cost);
-    if let Some(write) = outcome.write {
-        let target = Target {
-            name,
-            event: c"throttle",
-        };
-        keyspace::write(ctx, &mut key, target, write, now);
-    }
+    let target = Target::new(name, c"throttle");
+    keyspace::write(ctx, &mut key, target, outcome.write, now);
     drop(key);
     let reply = reply(&outcome.answer);
     match outcome.answer.wait() {
