@@ -355,6 +355,24 @@ settle() { # PORT
 
 info_field() { redis-cli -p "$1" INFO "$2" | tr -d '\r' | awk -F: -v k="$3" '$1 == k { print $2 }'; }
 
+# The two limits are one bucket: on a new key 17 calls in a row allow 16
+# (the capacity) on both, and the first call's reset is 2 s (one token).
+# Replies: THROTTLE [allowed, remaining, retry_ms, reset_ms, limit];
+# CL.THROTTLE [limited, limit, remaining, retry_s, reset_s].
+same_limit() {
+  local t c
+  t=$(for _ in $(seq 17); do echo "THROTTLE same:limit 0.5 32 1"; done | redis-cli -p "$T_PORT" |
+    awk 'NR % 5 == 1 && $1 == 1 { a++ } NR == 4 { r = $1 } NR == 5 { l = $1 } END { print a + 0, l, r }')
+  c=$(for _ in $(seq 17); do echo "CL.THROTTLE same:limit 15 30 60 1"; done | redis-cli -p "$C_PORT" |
+    awk 'NR % 5 == 1 && $1 == 0 { a++ } NR == 2 { l = $1 } NR == 5 { r = $1 * 1000 } END { print a + 0, l, r }')
+  redis-cli -p "$T_PORT" DEL same:limit >/dev/null
+  redis-cli -p "$C_PORT" DEL same:limit >/dev/null
+  if [ "$t" != "16 16 2000" ] || [ "$c" != "16 16 2000" ]; then
+    die "THROTTLE and CL.THROTTLE are not the same bucket: allowed, limit, first reset_ms: $t against $c"
+  fi
+  log "same bucket: 16 of 17 allowed, limit 16, first reset 2000 ms on both"
+}
+
 # Every command must work before we time it.
 check_cmd() { # PORT CMD
   local words out
@@ -529,6 +547,7 @@ if [ -z "$REPORT_FROM" ]; then
         check_cmd "$(port_of "$n")" "${rand_cmd[$n]}"
         check_cmd "$(port_of "$n")" "${hot_cmd[$n]}"
       done
+      [ "$CELL" = 0 ] || same_limit
       has_part throughput && throughput "$s"
       if [ "$rep" = no ]; then
         has_part memory && memory "$s"
