@@ -33,6 +33,7 @@
 #   ROUNDS [5*]  REQUESTS [300000*] requests per run at pipeline > 1
 #   REQUESTS_P1 [REQUESTS/10]  LUA_SHARE [4] the Lua runs do REQUESTS/LUA_SHARE
 #   CLIENTS [50]  KEYSPACE [100000] (-r of redis-benchmark)  PIPELINES ["1 16"]
+#   REPLICA_PIPELINES [the largest of PIPELINES] the pipelines run with a replica
 #   MEMKEYS [1000000*] keys per kind for bytes/key
 #   BLOCKERS [1000] clients held by PERMIT BLOCK  BLOCK_INTERVAL_MS [2]
 #   PARTS ["throughput memory blocking"]  OUT [none]
@@ -66,6 +67,7 @@ LUA_SHARE=${LUA_SHARE:-4}
 CLIENTS=${CLIENTS:-50}
 KEYSPACE=${KEYSPACE:-100000}
 PIPELINES=${PIPELINES:-"1 16"}
+REPLICA_PIPELINES=${REPLICA_PIPELINES:-$(echo "$PIPELINES" | tr ' ' '\n' | sort -n | tail -1)}
 MEMKEYS=${MEMKEYS:-$def_memkeys}
 BLOCKERS=${BLOCKERS:-1000}
 BLOCK_INTERVAL_MS=${BLOCK_INTERVAL_MS:-2}
@@ -259,7 +261,7 @@ else
   meta - cell "$([ "$CELL" = 1 ] && echo "redis-cell 0.5.0, $(basename "$CELL_SO") (scripts/cell.sh)" || echo "not run (CELL=0)")"
   meta - pinning "$pinning"
   meta - client "redis-benchmark $(redis-benchmark --version | awk '{ print $2 }') (Debian's, for every server)"
-  meta - setup "-c $CLIENTS, -n $REQUESTS at pipeline > 1 and $REQUESTS_P1 at pipeline 1 (Lua 1/$LUA_SHARE of that), -r $KEYSPACE, $MEMKEYS keys for memory"
+  meta - setup "-c $CLIENTS, -n $REQUESTS at pipeline > 1 and $REQUESTS_P1 at pipeline 1 (Lua 1/$LUA_SHARE of that), -r $KEYSPACE, $MEMKEYS keys for memory; pipelines $PIPELINES without a replica, $REPLICA_PIPELINES with one"
   meta - started "$(date -u '+%Y-%m-%d %H:%M UTC')"
 fi
 
@@ -447,9 +449,10 @@ run() {
 # so a change in the machine's load shifts both. CL.THROTTLE runs right
 # after THROTTLE, so the two are compared under the same load.
 throughput() { # SERVER
-  local s=$1 round pl keys name base
+  local s=$1 round pl keys name base pls=$PIPELINES
+  [ "$REPLICA" = no ] || pls=$REPLICA_PIPELINES
   for round in $(seq 1 "$ROUNDS"); do
-    for pl in $PIPELINES; do
+    for pl in $pls; do
       for keys in random hot; do
         for port in "$T_PORT" ${C_PORT:+"$C_PORT"}; do
           redis-cli -p "$port" FLUSHALL >/dev/null
