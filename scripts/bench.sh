@@ -105,7 +105,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-RESULTS=$tmp/runs.tsv   # server replica round pipeline keys name ops/s p50 p99 allowed% incr_ops/s
+# server replica round pipeline keys name ops/s p50 p99 allowed% incr_ops/s cpu_us/call incr_cpu_us/call
+RESULTS=$tmp/runs.tsv
 MEMRESULTS=$tmp/memory.tsv # server kind label keys bytes/key memory-usage-of-one-key
 META=$tmp/meta.tsv      # server field value (server "-": the whole run)
 : >"$RESULTS"
@@ -153,6 +154,7 @@ label() {
     LUA) echo "Lua EVALSHA" ;;
     PEEK) echo "THROTTLE.PEEK" ;;
     CL) echo "CL.THROTTLE (redis-cell)" ;;
+    CINCR) echo "INCR (redis-cell's server)" ;;
     CMP) echo "$COMPARE_NAME" ;;
     *) echo "$1" ;;
   esac
@@ -355,6 +357,8 @@ settle() { # PORT
   [ "$acked" = 1 ] || die "the replica of port $1 is gone or behind (WAIT: $acked); see $tmp/*/server.log"
 }
 
+# The server's CPU time so far (user + system, all its threads), in seconds.
+cpu_now() { redis-cli -p "$1" INFO cpu | tr -d '\r' | awk -F: '$1 == "used_cpu_sys" || $1 == "used_cpu_user" { t += $2 } END { printf "%.6f", t }'; }
 info_field() { redis-cli -p "$1" INFO "$2" | tr -d '\r' | awk -F: -v k="$3" '$1 == k { print $2 }'; }
 
 # The two limits are one bucket: on a new key 17 calls in a row allow 16
@@ -415,10 +419,11 @@ bench_once() {
   fi
 }
 
-# run SERVER ROUND PIPELINE KEYS NAME BASE: one timed run, one line in RESULTS;
-# BASE is the INCR run just before it (empty for INCR itself); sets RPS.
+# run SERVER ROUND PIPELINE KEYS NAME BASE BASE_CPU: one timed run, one line
+# in RESULTS; BASE and BASE_CPU are the ops/s and CPU µs per call of the INCR
+# run just before it (empty for INCR itself); sets RPS and CPU.
 run() {
-  local s=$1 round=$2 pl=$3 keys=$4 name=$5 base=$6 n cmd a0 t0 a1 t1 mix port cname
+  local s=$1 round=$2 pl=$3 keys=$4 name=$5 base=$6 base_cpu=$7 n cmd a0 t0 a1 t1 mix port cname c0 c1
   cname=$name
   [ "$name" = CINCR ] && cname=INCR
   if [ "$keys" = random ]; then cmd=${rand_cmd[$cname]}; else cmd=${hot_cmd[$cname]}; fi
@@ -427,8 +432,11 @@ run() {
   port=$(port_of "$name")
   settle "$port"
   read -r a0 t0 < <(counters "$name")
+  c0=$(cpu_now "$port")
   bench_once "$port" "$pl" "$n" "$cmd"
+  c1=$(cpu_now "$port")
   read -r a1 t1 < <(counters "$name")
+  CPU=$(awk -v a="$c0" -v b="$c1" -v n="$n" 'BEGIN { printf "%.3f", (b - a) * 1e6 / n }')
   if [ "$t1" -gt "$t0" ]; then
     mix=$(awk -v a=$((a1 - a0)) -v t=$((t1 - t0)) 'BEGIN { printf "%.0f", 100 * a / t }')
   else
@@ -437,10 +445,10 @@ run() {
   # Count CSV fields from the end: a custom command line may contain anything.
   RPS=$(printf '%s' "$LINE" | awk -F'"' '{ print $(NF-13) }')
   printf '%s\n' "$LINE" | awk -F'"' -v s="$s" -v rep="$REPLICA" -v r="$round" -v p="$pl" -v k="$keys" \
-    -v n="$name" -v m="$mix" -v b="${base:-$RPS}" \
-    '{ printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s, rep, r, p, k, n, $(NF-13), $(NF-7), $(NF-3), m, b }' \
+    -v n="$name" -v m="$mix" -v b="${base:-$RPS}" -v c="$CPU" -v bc="${base_cpu:-$CPU}" \
+    '{ printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s, rep, r, p, k, n, $(NF-13), $(NF-7), $(NF-3), m, b, c, bc }' \
     >>"$RESULTS"
-  log "$s replica=$REPLICA round $round P$pl $keys $(label "$name"): $RPS ops/s$([ -z "$base" ] || awk -v a="$RPS" -v b="$base" 'BEGIN { printf " = %.2f x INCR", a / b }')$([ "$mix" = - ] || echo ", allowed $mix%")"
+  log "$s replica=$REPLICA round $round P$pl $keys $(label "$name"): $RPS ops/s, $CPU µs CPU per call$([ -z "$base" ] || awk -v a="$RPS" -v b="$base" -v c="$CPU" -v bc="$base_cpu" 'BEGIN { printf " = %.2f x INCR (CPU: %.2f)", a / b, bc / c }')$([ "$mix" = - ] || echo ", allowed $mix%")"
 }
 
 # One group (pipeline × keys) starts both masters empty with a warmed-up
@@ -455,7 +463,7 @@ throughput() { # SERVER
     for pl in $pls; do
       for keys in random hot; do
         for port in "$T_PORT" ${C_PORT:+"$C_PORT"}; do
-          redis-cli -p "$port" FLUSHALL >/dev/null
+          redis-cli -p "$port" FLUSHALL SYNC >/dev/null
           settle "$port"
           bench_once "$port" 16 $((KEYSPACE * 3)) "${rand_cmd[INCR]}"
         done
@@ -463,8 +471,8 @@ throughput() { # SERVER
           [ -n "$name" ] || continue
           base=INCR
           [ "$name" = CL ] && base=CINCR
-          run "$s" "$round" "$pl" "$keys" "$base" ""
-          run "$s" "$round" "$pl" "$keys" "$name" "$RPS"
+          run "$s" "$round" "$pl" "$keys" "$base" "" ""
+          run "$s" "$round" "$pl" "$keys" "$name" "$RPS" "$CPU"
         done
       done
     done
@@ -505,7 +513,7 @@ memory() { # SERVER
   local s=$1 kind port m0 m1 keys out usage
   for kind in "${mem_kinds[@]}"; do
     port=$(port_of "$kind")
-    redis-cli -p "$port" FLUSHALL >/dev/null
+    redis-cli -p "$port" FLUSHALL SYNC >/dev/null
     m0=$(info_field "$port" memory used_memory)
     out=$(resp_gen "$MEMKEYS" "${mem_cmd[$kind]}" | redis-cli -p "$port" --pipe 2>&1) || true
     case $out in *"errors: 0,"*) ;; *) die "filling '$kind' failed: $(printf '%s' "$out" | tail -2)" ;; esac
@@ -516,7 +524,7 @@ memory() { # SERVER
     printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$s" "$kind" "${mem_label[$kind]}" "$keys" \
       "$(awk -v a="$m0" -v b="$m1" -v k="$keys" 'BEGIN { printf "%.1f", (b - a) / k }')" "$usage" >>"$MEMRESULTS"
     log "$s memory: $kind: $keys keys, $(tail -1 "$MEMRESULTS" | cut -f5) bytes/key, MEMORY USAGE $usage"
-    redis-cli -p "$port" FLUSHALL >/dev/null
+    redis-cli -p "$port" FLUSHALL SYNC >/dev/null
   done
 }
 
@@ -564,7 +572,9 @@ if [ -z "$REPORT_FROM" ]; then
 fi
 
 # ---- report ----------------------------------------------------------------------------
-# stats SERVER REPLICA PIPELINE KEYS NAME → "median_ratio lo hi best_best median_ops p50 p99 allowed"
+# stats SERVER REPLICA PIPELINE KEYS NAME →
+#   "ratio lo hi best_best ops p50 p99 allowed cpu_us cpu_ratio" (medians over rounds;
+#   ratio: ops/s ÷ the INCR run's just before; cpu_ratio: that INCR's CPU per call ÷ this one's)
 stats() {
   local base=INCR
   [ "$5" = CL ] && base=CINCR
@@ -577,7 +587,7 @@ stats() {
     $1 == s && $2 == rep && $4 == p && $5 == k {
       if ($6 == bn && $7 > best_base) best_base = $7
       if ($6 != n) next
-      c++; r[c] = $7 / $11; o[c] = $7; l5[c] = $8; l9[c] = $9
+      c++; r[c] = $7 / $11; o[c] = $7; l5[c] = $8; l9[c] = $9; cpu[c] = $12; cr[c] = ($12 > 0 ? $13 / $12 : 0)
       if ($7 > best) best = $7
       if (c == 1 || r[c] < lo) lo = r[c]
       if (c == 1 || r[c] > hi) hi = r[c]
@@ -585,8 +595,24 @@ stats() {
     }
     END {
       if (c == 0) { print "-"; exit }
-      printf "%.2f %.2f %.2f %.2f %.0f %.3f %.3f %s\n", med(r, c), lo, hi, (best_base > 0 ? best / best_base : 0),
-        med(o, c), med(l5, c), med(l9, c), (m ? sprintf("%.0f%%", med(al, m)) : "n/a")
+      printf "%.2f %.2f %.2f %.2f %.0f %.3f %.3f %s %.2f %.2f\n", med(r, c), lo, hi, (best_base > 0 ? best / best_base : 0),
+        med(o, c), med(l5, c), med(l9, c), (m ? sprintf("%.0f%%", med(al, m)) : "n/a"), med(cpu, c), med(cr, c)
+    }' "$RESULTS"
+}
+# paired SERVER REPLICA PIPELINE KEYS A B → "ops cpu": medians over rounds of
+# A's ops/s ÷ B's, and of B's CPU per call ÷ A's, the two measured back to back.
+paired() {
+  awk -F'\t' -v s="$1" -v rep="$2" -v p="$3" -v k="$4" -v a="$5" -v b="$6" '
+    function med(x, c,   i, j, t) {
+      if (c == 0) return "-"
+      for (i = 2; i <= c; i++) { t = x[i]; for (j = i - 1; j >= 1 && x[j] > t; j--) x[j + 1] = x[j]; x[j + 1] = t }
+      return sprintf("%.2f", (c % 2) ? x[(c + 1) / 2] : (x[c / 2] + x[c / 2 + 1]) / 2)
+    }
+    $1 == s && $2 == rep && $4 == p && $5 == k && $6 == a { ao[$3] = $7; ac[$3] = $12 }
+    $1 == s && $2 == rep && $4 == p && $5 == k && $6 == b { bo[$3] = $7; bc[$3] = $12 }
+    END {
+      for (r in ao) if ((r in bo) && bo[r] > 0 && ac[r] > 0) { c++; o[c] = ao[r] / bo[r]; u[c] = bc[r] / ac[r] }
+      print med(o, c), med(u, c)
     }' "$RESULTS"
 }
 big_pipeline() { echo "$PIPELINES" | tr ' ' '\n' | sort -n | tail -1; }
@@ -594,6 +620,7 @@ mem_of() { awk -F'\t' -v s="$1" -v k="$2" '$1 == s && $2 == k { v = $5 } END { p
 verdict() { awk -v v="$1" -v t="$2" -v dir="$3" 'BEGIN { if (v == "" || v == "-") print "not measured"; else if ((dir == ">=" && v + 0 >= t) || (dir == "<=" && v + 0 <= t)) print "met"; else print "**not met**" }'; }
 div() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || a == "-" || b == "-" || b + 0 == 0) print "-"; else printf "%.2f", a / b }'; }
 kv() { printf '%s\n' "$1" | tr ' ' '\n' | awk -F= -v k="$2" '$1 == k { print $2 }'; }
+short_version() { meta_get "$1" version | cut -d' ' -f1-2; }
 
 server_section() { # SERVER
   local s=$1 rep keys pl n st bl
@@ -607,22 +634,21 @@ server_section() { # SERVER
         echo "### Throughput, with a replica attached"
         echo
         echo "Each master feeds a replica (same server, same module, \`REPLICAOF\`); before every run the master"
-        echo "waits (\`WAIT 1\`) until the replica has applied everything."
+        echo "waits (\`WAIT 1\`) until the replica has applied everything. CPU: the master's only."
       else
         echo "### Throughput, no replica"
       fi
       echo
-      echo "| keys | pipeline | command | ops/s | × INCR | range | best/best | p50 ms | p99 ms | allowed |"
-      echo "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"
+      echo "| keys | pipeline | command | ops/s | × INCR | range | best/best | CPU µs/call | CPU × INCR | p50 ms | p99 ms | allowed |"
+      echo "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
       for keys in random hot; do
         for pl in $PIPELINES; do
           for n in INCR "${names[@]}"; do
-            [ -n "$n" ] || continue
             st=$(stats "$s" "$rep" "$pl" "$keys" "$n")
             [ "$st" != - ] || continue
             # shellcheck disable=SC2086
             set -- $st
-            echo "| $keys | $pl | $(label "$n") | $5 | $1 | $2–$3 | $4 | $6 | $7 | $8 |"
+            echo "| $keys | $pl | $(label "$n") | $5 | $1 | $2–$3 | $4 | $9 | ${10} | $6 | $7 | $8 |"
           done
         done
       done
@@ -652,37 +678,38 @@ server_section() { # SERVER
 }
 
 summary() {
-  local s rep keys big t c tb cb r rb peek mt mc
+  local s rep keys big t c tu cu po pc peek pu mt mc r
   big=$(big_pipeline)
   echo "## Summary (issue 15)"
   echo
   if has_word "$PARTS" throughput && has_word "${names[*]}" CL; then
-    echo "Pipeline $big, same limit for both modules (capacity 16 at 0.5 tokens/s: \`THROTTLE k 0.5 32 1\`,"
+    echo "Pipeline $big, the same limit for both modules (capacity 16 at 0.5 tokens/s: \`THROTTLE k 0.5 32 1\`,"
     echo "\`CL.THROTTLE k 15 30 60 1\`). × INCR: median over rounds of the ratio to the INCR run just before, on the"
-    echo "same server; in brackets best/best. THROTTLE ÷ CL.THROTTLE: the ratio of the two medians (of best/best)."
+    echo "same server (in brackets: the same for the server's CPU time per call). THROTTLE ÷ CL.THROTTLE: median over"
+    echo "rounds of the ratio of the two runs, measured back to back: ops/s, and the inverse ratio of CPU per call."
+    echo "CPU time counts only what the server itself ran, so it moves less with other work on the machine."
     echo
-    echo "| server | replica | keys | THROTTLE | CL.THROTTLE (redis-cell) | THROTTLE ÷ CL.THROTTLE | goal ≥ 2× |"
-    echo "|---|---|---|---:|---:|---:|---|"
+    echo "| server | replica | keys | THROTTLE × INCR | CL.THROTTLE × INCR | THROTTLE ÷ CL.THROTTLE, ops/s | by CPU per call | goal ≥ 2× (ops; CPU) |"
+    echo "|---|---|---|---:|---:|---:|---:|---|"
     for s in $SERVERS; do
       for rep in $REPLICAS; do
         for keys in random hot; do
-          read -r t _ _ tb _ < <(stats "$s" "$rep" "$big" "$keys" THROTTLE)
-          read -r c _ _ cb _ < <(stats "$s" "$rep" "$big" "$keys" CL)
-          r=$(div "$t" "$c")
-          rb=$(div "$tb" "$cb")
-          echo "| $(meta_get "$s" version | cut -d' ' -f1-2) | $rep | $keys | ${t}× INCR (${tb}) | ${c}× INCR (${cb}) | **${r}×** (${rb}) | $(verdict "$r" 2 ">=") |"
+          read -r t _ _ _ _ _ _ _ _ tu < <(stats "$s" "$rep" "$big" "$keys" THROTTLE)
+          read -r c _ _ _ _ _ _ _ _ cu < <(stats "$s" "$rep" "$big" "$keys" CL)
+          read -r po pc < <(paired "$s" "$rep" "$big" "$keys" THROTTLE CL)
+          echo "| $(short_version "$s") | $rep | $keys | $t (${tu:--}) | $c (${cu:--}) | **${po}×** | ${pc}× | $(verdict "$po" 2 ">="); $(verdict "$pc" 2 ">=") |"
         done
       done
     done
     echo
   fi
   if has_word "$PARTS" throughput; then
-    echo "| server | replica | THROTTLE.PEEK × INCR, random keys (best/best) | goal ≥ 0.8× |"
+    echo "| server | replica | THROTTLE.PEEK × INCR, random keys (by CPU per call) | goal ≥ 0.8× (ops; CPU) |"
     echo "|---|---|---:|---|"
     for s in $SERVERS; do
       for rep in $REPLICAS; do
-        read -r peek _ _ tb _ < <(stats "$s" "$rep" "$big" random PEEK)
-        echo "| $(meta_get "$s" version | cut -d' ' -f1-2) | $rep | ${peek}× (${tb}) | $(verdict "$peek" 0.8 ">=") |"
+        read -r peek _ _ _ _ _ _ _ _ pu < <(stats "$s" "$rep" "$big" random PEEK)
+        echo "| $(short_version "$s") | $rep | ${peek} (${pu:--}) | $(verdict "$peek" 0.8 ">="); $(verdict "${pu:--}" 0.8 ">=") |"
       done
     done
     echo
@@ -696,7 +723,7 @@ summary() {
       mt=$(mem_of "$s" THROTTLE)
       mc=$(mem_of "$s" CL)
       r=$(div "$mt" "$mc")
-      echo "| $(meta_get "$s" version | cut -d' ' -f1-2) | $(mem_of "$s" INCR) | $(mem_of "$s" LUA) | $(mem_of "$s" PERMIT) | $mt | ${mc:--} | $r | $(verdict "$r" 0.95 "<=") |"
+      echo "| $(short_version "$s") | $(mem_of "$s" INCR) | $(mem_of "$s" LUA) | $(mem_of "$s" PERMIT) | $mt | ${mc:--} | $r | $(verdict "$r" 0.95 "<=") |"
     done
     echo
   fi
