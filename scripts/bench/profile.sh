@@ -12,7 +12,8 @@
 #   scripts/bench/profile.sh                       # everything, ~10-15 min (~5 on an idle machine)
 #   REPLICAS=no WORKLOADS="incr throttle" N=50000 scripts/bench/profile.sh
 #   MODULE=/tmp/before.so scripts/bench/profile.sh # a prebuilt module
-#   BEFORE=scripts/bench/before-issue-15.profile.tsv scripts/bench/profile.sh   # before/after table
+#   BEFORE=scripts/bench/before-issue-15/profile.tsv scripts/bench/profile.sh  # before/after table
+#   BEFORE=old.tsv AFTER=new.tsv scripts/bench/profile.sh   # the table of two saved runs, runs nothing
 #
 # Prints a markdown table on stdout (Ir per call without and with a
 # replica, and INCR's Ir ÷ this); with BEFORE (a profile.tsv of an earlier
@@ -24,7 +25,8 @@
 # Environment: N [100000] calls measured per workload; WARMUP [300000];
 # KEYSPACE [100000]; CLIENTS [50]; REPLICAS ["no yes"]; WORKLOADS [all
 # below]; SERVER [redis-7.0] a name for scripts/servers.sh or a binary's
-# path; MODULE [build with cargo]; CELL_SO [scripts/cell.sh]; DIR; BEFORE.
+# path; MODULE [build with cargo]; CELL_SO [scripts/cell.sh]; DIR; BEFORE;
+# AFTER (a saved profile.tsv: render BEFORE against it, run nothing).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -38,6 +40,7 @@ CELL_SO=${CELL_SO:-}
 SERVER=${SERVER:-redis-7.0}
 REPLICAS=${REPLICAS:-"no yes"}
 BEFORE=${BEFORE:-}
+AFTER=${AFTER:-}
 ALL="incr throttle throttle_hot peek permit permit_hot throttle_cl cell throttle_cl_hot cell_hot"
 WORKLOADS=${WORKLOADS:-$ALL}
 
@@ -78,6 +81,84 @@ declare -A what=(
 for w in $WORKLOADS; do [ -n "${cmd[$w]:-}" ] || die "unknown workload $w (known: $ALL)"; done
 is_cell() { case $1 in cell | cell_hot) return 0 ;; *) return 1 ;; esac; }
 
+# ---- the table -------------------------------------------------------------------------
+ir() { awk -F'\t' -v w="$2" -v r="$3" '$1 == w && $2 == r { v = $3 } END { print v }' "$1"; }
+fmt() { # 13192 → 13,192
+  [ -n "$1" ] || { echo "—"; return; }
+  awk -v n="$1" 'BEGIN { s = sprintf("%d", n); while (s ~ /[0-9][0-9][0-9][0-9]/) sub(/[0-9][0-9][0-9]($|,)/, ",&", s); print s }'
+}
+change() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || a == 0) print "—"; else printf "%+.1f%%", 100 * (b - a) / a }'; }
+about() { sed -n 's/^# //p' "$1" | head -1; }
+render() {
+  local head rule rep suffix w line a b r base first
+  echo "Instructions per call (Ir, callgrind, master only, pipeline 16):"
+  echo
+  if [ -n "$BEFORE" ]; then
+    [ -f "$BEFORE" ] || die "no such file: $BEFORE"
+    echo "- before: $(about "$BEFORE")"
+    echo "- after: $(about "$TSV")"
+    echo
+    head="| workload |"
+    rule="|---|"
+    for rep in $REPLICAS; do
+      suffix=""
+      [ "$rep" = yes ] && suffix=", replica"
+      head="$head before$suffix | after$suffix | change |"
+      rule="$rule---:|---:|---:|"
+    done
+    echo "$head"
+    echo "$rule"
+    for w in $WORKLOADS; do
+      line="| ${what[$w]} |"
+      for rep in $REPLICAS; do
+        b=$(ir "$BEFORE" "$w" "$rep")
+        a=$(ir "$TSV" "$w" "$rep")
+        line="$line $(fmt "$b") | $(fmt "$a") | $(change "$b" "$a") |"
+      done
+      echo "$line"
+    done
+  else
+    about "$TSV"
+    echo
+    head="| workload | command |"
+    rule="|---|---|"
+    for rep in $REPLICAS; do
+      if [ "$rep" = yes ]; then head="$head Ir per call, replica |"; else head="$head Ir per call |"; fi
+      rule="$rule---:|"
+    done
+    echo "$head INCR's Ir ÷ this |"
+    echo "$rule---:|"
+    first=${REPLICAS%% *}
+    for w in $WORKLOADS; do
+      line="| ${what[$w]} | \`${cmd[$w]}\` |"
+      for rep in $REPLICAS; do line="$line $(fmt "$(ir "$TSV" "$w" "$rep")") |"; done
+      base=$(ir "$TSV" incr "$first")
+      r=$(awk -v a="$base" -v b="$(ir "$TSV" "$w" "$first")" 'BEGIN { if (a == "" || b == "" || b == 0) print "—"; else printf "%.2f", a / b }')
+      echo "$line $r |"
+    done
+  fi
+  echo
+  for rep in $REPLICAS; do
+    for w in throttle_cl throttle_cl_hot; do
+      a=$(ir "$TSV" "$w" "$rep")
+      b=$(ir "$TSV" "cell${w#throttle_cl}" "$rep")
+      if [ -z "$a" ] || [ -z "$b" ]; then continue; fi
+      echo "CL.THROTTLE's Ir ÷ THROTTLE's, the same limit, $([ "$w" = throttle_cl ] && echo random keys || echo hot key)$([ "$rep" = no ] || echo ", replica"): $(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.2f", b / a }')× (goal ≥ 2× in speed)."
+    done
+  done
+  a=$(ir "$TSV" throttle "${REPLICAS%% *}")
+  [ -z "$a" ] || echo "Goal (issue 15): an allowed THROTTLE on random keys ≤ 9,500 Ir: $(fmt "$a") — $([ "$a" -le 9500 ] && echo met || echo "**not met**")."
+  [ -n "$AFTER" ] || printf '\nRaw: %s; reports: %s/<workload>.<replica>.inclusive.txt and .self.txt (callgrind_annotate).\n' \
+    "${TSV#"$ROOT"/}" "${DIR#"$ROOT"/}"
+}
+
+if [ -n "$AFTER" ]; then
+  [ -n "$BEFORE" ] || die "AFTER needs BEFORE"
+  [ -f "$AFTER" ] || die "no such file: $AFTER"
+  TSV=$AFTER
+  render
+  exit 0
+fi
 if ! command -v valgrind >/dev/null 2>&1; then
   [ "$(id -u)" = 0 ] || die "valgrind is required (apt-get install valgrind)"
   log "installing valgrind"
@@ -105,7 +186,9 @@ fi
 mkdir -p "$DIR"
 rm -f "$DIR"/cg.out* "$DIR"/*.inclusive.txt "$DIR"/*.self.txt
 TSV=$DIR/profile.tsv
-: >"$TSV"
+printf '# %s, N=%s after %s warm-up calls, -r %s, -c %s; module sha1 %s%s\n' \
+  "$("$server_bin" --version | sed -n 's/^\([A-Za-z]*\) server v=\([^ ]*\).*/\1 \2/p')" "$N" "$WARMUP" "$KEYSPACE" "$CLIENTS" \
+  "$(sha1sum "$MODULE" | cut -c1-12)" "$([ -z "$CELL_SO" ] || echo ", redis-cell sha1 $(sha1sum "$CELL_SO" | cut -c1-12)")" >"$TSV"
 
 free_port() {
   local attempt p
@@ -207,58 +290,4 @@ for rep in $REPLICAS; do
   fi
 done
 log "took $((SECONDS - t0)) s"
-
-# ---- the table -------------------------------------------------------------------------
-ir() { awk -F'\t' -v w="$2" -v r="$3" '$1 == w && $2 == r { v = $3 } END { print v }' "$1"; }
-fmt() { # 13192 → 13,192
-  [ -n "$1" ] || { echo "—"; return; }
-  awk -v n="$1" 'BEGIN { s = sprintf("%d", n); while (s ~ /[0-9][0-9][0-9][0-9]/) sub(/[0-9][0-9][0-9]($|,)/, ",&", s); print s }'
-}
-change() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || a == 0) print "—"; else printf "%+.1f%%", 100 * (b - a) / a }'; }
-version=$("$server_bin" --version | sed -n 's/^\([A-Za-z]*\) server v=\([^ ]*\).*/\1 \2/p')
-echo "Instructions per call (Ir, callgrind, master only; $version, pipeline 16, N=$N after $WARMUP warm-up calls, -r $KEYSPACE):"
-echo
-if [ -n "$BEFORE" ]; then
-  [ -f "$BEFORE" ] || die "no such file: $BEFORE"
-  head="| workload |"
-  rule="|---|"
-  for rep in $REPLICAS; do
-    suffix=""
-    [ "$rep" = yes ] && suffix=", replica"
-    head="$head before$suffix | after$suffix | change |"
-    rule="$rule---:|---:|---:|"
-  done
-  echo "$head"
-  echo "$rule"
-  for w in $WORKLOADS; do
-    line="| ${what[$w]} |"
-    for rep in $REPLICAS; do
-      b=$(ir "$BEFORE" "$w" "$rep")
-      a=$(ir "$TSV" "$w" "$rep")
-      line="$line $(fmt "$b") | $(fmt "$a") | $(change "$b" "$a") |"
-    done
-    echo "$line"
-  done
-else
-  head="| workload | command |"
-  rule="|---|---|"
-  for rep in $REPLICAS; do
-    if [ "$rep" = yes ]; then head="$head Ir per call, replica |"; else head="$head Ir per call |"; fi
-    rule="$rule---:|"
-  done
-  echo "$head INCR's Ir ÷ this |"
-  echo "$rule---:|"
-  first=${REPLICAS%% *}
-  for w in $WORKLOADS; do
-    line="| ${what[$w]} | \`${cmd[$w]}\` |"
-    for rep in $REPLICAS; do line="$line $(fmt "$(ir "$TSV" "$w" "$rep")") |"; done
-    base=$(ir "$TSV" incr "$first")
-    r=$(awk -v a="$base" -v b="$(ir "$TSV" "$w" "$first")" 'BEGIN { if (a == "" || b == "" || b == 0) print "—"; else printf "%.2f", a / b }')
-    echo "$line $r |"
-  done
-fi
-echo
-a=$(ir "$TSV" throttle "${REPLICAS%% *}")
-[ -z "$a" ] || echo "Goal (issue 15): an allowed THROTTLE on random keys ≤ 9,500 Ir: $(fmt "$a") — $([ "$a" -le 9500 ] && echo met || echo "**not met**")."
-echo
-echo "Raw: $TSV; reports: $DIR/<workload>.<replica>.inclusive.txt and .self.txt (callgrind_annotate)."
+render
