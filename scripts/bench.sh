@@ -237,7 +237,16 @@ else
       *) server_bin[$s]=$(scripts/servers.sh bin "$s") || die "no server $s (scripts/servers.sh list)" ;;
     esac
     "${server_bin[$s]}" --version >/dev/null 2>&1 || die "cannot run ${server_bin[$s]}"
+    # A private copy: on a shared machine a package upgrade may replace the
+    # original while the benchmark runs (Debian's redis-server is a link to
+    # redis-check-rdb and picks its role from its name: keep the name).
+    mkdir -p "$tmp/bin/$s"
+    cp -L "${server_bin[$s]}" "$tmp/bin/$s/$(basename "${server_bin[$s]}")"
+    server_bin[$s]=$tmp/bin/$s/$(basename "${server_bin[$s]}")
   done
+  # The same for the client tools.
+  cp -L "$(command -v redis-cli)" "$(command -v redis-benchmark)" "$tmp/bin/"
+  PATH=$tmp/bin:$PATH
   if [ "$ncpu" -ge 2 ] && command -v taskset >/dev/null 2>&1; then
     pinning_ok=1
     pinning="servers on CPU $SERVER_CPU, redis-benchmark on CPU $CLIENT_CPU, replicas on CPU $REPLICA_CPU (taskset)"
