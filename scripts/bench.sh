@@ -6,9 +6,9 @@
 # report on stdout: one section per server, then a summary in the shape of
 # issue 15's table.
 #
-#   scripts/bench.sh                                  # Redis 7.0, 7.4.1, Valkey 8.0.1: ~8-10 min each
+#   scripts/bench.sh                                  # Redis 7.0, 7.4.1, Valkey 8.0.1: 5-7 min each
 #   SERVERS=redis-7.0 scripts/bench.sh                # one server
-#   QUICK=1 SERVERS=redis-7.0 scripts/bench.sh        # ~2 min: 2 rounds, fewer requests and keys
+#   QUICK=1 SERVERS=redis-7.0 scripts/bench.sh        # ~2-3 min: 2 rounds, fewer requests and keys
 #   OUT=bench.md scripts/bench.sh                     # keep the report and the raw runs beside it
 #   MODULE=/tmp/before.so scripts/bench.sh            # a prebuilt module (e.g. the "before" build)
 #   REPORT_FROM=bench.runs.tsv scripts/bench.sh       # re-render a saved run, run nothing

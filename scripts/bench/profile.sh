@@ -9,7 +9,7 @@
 # attached (a plain server with the same module, `--replicaof`; only the
 # master runs under callgrind), so the master's cost of feeding it counts.
 #
-#   scripts/bench/profile.sh                       # everything, ~10-15 min (~5 on an idle machine)
+#   scripts/bench/profile.sh                       # everything, ~11 min on 2 busy cores
 #   REPLICAS=no WORKLOADS="incr throttle" N=50000 scripts/bench/profile.sh
 #   MODULE=/tmp/before.so scripts/bench/profile.sh # a prebuilt module
 #   BEFORE=scripts/bench/before-issue-15/profile.tsv scripts/bench/profile.sh  # before/after table
@@ -97,6 +97,9 @@ render() {
     [ -f "$BEFORE" ] || die "no such file: $BEFORE"
     echo "- before: $(about "$BEFORE")"
     echo "- after: $(about "$TSV")"
+    if [ "$(about "$BEFORE" | sed 's/; module.*//')" != "$(about "$TSV" | sed 's/; module.*//')" ]; then
+      echo "- **not comparable**: the two runs differ in server, N, warm-up, keys or clients"
+    fi
     echo
     head="| workload |"
     rule="|---|"
