@@ -22,17 +22,11 @@ use super::config;
 use super::datatype::Stored;
 use super::error::{Error, Range, Result};
 use super::ffi::{Args, Ctx, Key};
+use super::keyspace;
 
 fn replace<T: Stored>(key: &mut Key<'_>, payload: &[u8]) -> Result<()> {
     let value = T::decode(payload).map_err(|why| Error::Payload { what: T::NAME, why })?;
-    match key.value_mut::<T>() {
-        Some(slot) => *slot = value,
-        None => {
-            if key.set_value(Box::new(value)) {
-                super::datatype::counted::<T>();
-            }
-        }
-    }
+    keyspace::put(key, value);
     Ok(())
 }
 
@@ -61,7 +55,7 @@ pub fn apply(ctx: Ctx<'_>, args: Args<'_>) -> Result<()> {
         }
     }
     if expire_at_ms > 0 {
-        key.set_expire_at_ms(expire_at_ms, super::clock::real().reply_ms_floor());
+        keyspace::expire_at_ms(&mut key, expire_at_ms);
     }
     drop(key);
     ctx.signal_modified(name);

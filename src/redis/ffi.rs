@@ -12,6 +12,7 @@
 //! borrowed byte slices, replies are written as they are produced, the key
 //! is opened once.
 
+use std::cell::Cell;
 use std::ffi::{CStr, c_char, c_int, c_longlong, c_void};
 use std::marker::PhantomData;
 use std::ptr::NonNull;
@@ -236,6 +237,7 @@ impl<'a> Ctx<'a> {
         let ptr = unsafe { api!(RedisModule_OpenKey)(self.raw(), name.raw(), mode as c_int) };
         Key {
             ptr: ptr.cast(),
+            found: Cell::new(None),
             _ctx: PhantomData,
         }
     }
@@ -394,50 +396,74 @@ pub enum Holds {
 /// no handle (Redis returns NULL) and holds nothing.
 pub struct Key<'a> {
     ptr: *mut raw::RedisModuleKey,
+    /// The module value this handle last found or stored, with its type,
+    /// so a command checks the key's type once: the key changes only
+    /// through this handle's `&mut self` methods, which keep it current.
+    found: Cell<Option<(*mut raw::RedisModuleType, NonNull<c_void>)>>,
     _ctx: PhantomData<Ctx<'a>>,
 }
 
 impl Key<'_> {
     /// What the key holds, with `T` as "ours".
     pub fn holds<T: ModuleType>(&self) -> Holds {
+        match self.value_ptr::<T>() {
+            Ok(Some(_)) => Holds::Ours,
+            Ok(None) => Holds::Nothing,
+            Err(other) => other,
+        }
+    }
+
+    /// One type check: the value when the key holds a `T`, else what it
+    /// holds instead (`Ok(None)`: nothing). The common case, a key of ours,
+    /// takes two API calls (the type, then the value).
+    fn value_ptr<T: ModuleType>(&self) -> std::result::Result<Option<NonNull<T>>, Holds> {
+        let ty = T::redis_type();
+        if let Some((found_ty, value)) = self.found.get()
+            && found_ty == ty
+        {
+            return Ok(Some(value.cast()));
+        }
         if self.ptr.is_null() {
-            return Holds::Nothing;
+            return Ok(None);
+        }
+        // SAFETY: an open key handle; Redis answers NULL for an empty key
+        // or one that holds no module value.
+        let got = unsafe { api!(RedisModule_ModuleTypeGetType)(self.ptr) };
+        if got == ty {
+            // SAFETY: the key holds a value of T's module type (just checked).
+            let value = NonNull::new(unsafe { api!(RedisModule_ModuleTypeGetValue)(self.ptr) });
+            self.found.set(value.map(|v| (ty, v)));
+            return Ok(value.map(NonNull::cast));
+        }
+        if !got.is_null() {
+            return Err(Holds::Other);
         }
         // SAFETY: an open key handle.
         let kt = unsafe { api!(RedisModule_KeyType)(self.ptr) } as isize;
         match kt {
-            _ if kt == raw::REDISMODULE_KEYTYPE_EMPTY => Holds::Nothing,
-            _ if kt == raw::REDISMODULE_KEYTYPE_STRING => Holds::String,
-            // SAFETY: an open key holding a module value.
-            _ if kt == raw::REDISMODULE_KEYTYPE_MODULE
-                && unsafe { api!(RedisModule_ModuleTypeGetType)(self.ptr) } == T::redis_type() =>
-            {
-                Holds::Ours
-            }
-            _ => Holds::Other,
+            _ if kt == raw::REDISMODULE_KEYTYPE_EMPTY => Ok(None),
+            _ if kt == raw::REDISMODULE_KEYTYPE_STRING => Err(Holds::String),
+            _ => Err(Holds::Other),
         }
     }
 
-    fn value_ptr<T: ModuleType>(&self) -> Option<NonNull<T>> {
-        if self.holds::<T>() != Holds::Ours {
-            return None;
-        }
-        // SAFETY: the key holds a value of T's module type (just checked).
-        NonNull::new(unsafe { api!(RedisModule_ModuleTypeGetValue)(self.ptr) }.cast::<T>())
-    }
-
-    /// The value, when the key holds one of type `T`.
-    pub fn value<T: ModuleType>(&self) -> Option<&T> {
+    /// The value when the key holds one of type `T` (`Ok(None)`: nothing
+    /// there), else what it holds instead.
+    pub fn get<T: ModuleType>(&self) -> std::result::Result<Option<&T>, Holds> {
         // SAFETY: values of T's type are Box<T> (ModuleType's contract),
         // owned by the keyspace, which nothing else touches while this
         // command runs; the borrow ends with the key handle's.
-        self.value_ptr::<T>().map(|p| unsafe { &*p.as_ptr() })
+        self.value_ptr::<T>()
+            .map(|p| p.map(|p| unsafe { &*p.as_ptr() }))
     }
 
     /// The value, mutably, when the key holds one of type `T`.
     pub fn value_mut<T: ModuleType>(&mut self) -> Option<&mut T> {
-        // SAFETY: as in `value`; `&mut self` makes this the only borrow.
-        self.value_ptr::<T>().map(|p| unsafe { &mut *p.as_ptr() })
+        // SAFETY: as in `get`; `&mut self` makes this the only borrow.
+        self.value_ptr::<T>()
+            .ok()
+            .flatten()
+            .map(|p| unsafe { &mut *p.as_ptr() })
     }
 
     /// Stores a new value at an empty key, or in place of whatever the key
@@ -452,11 +478,14 @@ impl Key<'_> {
             drop(unsafe { Box::from_raw(p.cast::<T>()) });
             return false;
         }
+        self.found
+            .set(NonNull::new(p).map(|v| (T::redis_type(), v)));
         true
     }
 
-    /// Sets the absolute expiry in Unix milliseconds (server time).
-    pub fn set_expire_at_ms(&mut self, at_ms: i64, server_now_ms: i64) {
+    /// Sets the absolute expiry in Unix milliseconds (server time);
+    /// `server_now_ms` is read only on servers without `SetAbsExpire`.
+    pub fn set_expire_at_ms(&mut self, at_ms: i64, server_now_ms: impl FnOnce() -> i64) {
         match optional_api!(RedisModule_SetAbsExpire) {
             // SAFETY: a key opened for writing that holds a value.
             Some(f) => unsafe {
@@ -464,7 +493,7 @@ impl Key<'_> {
             },
             // SAFETY: as above (the relative form, for servers without SetAbsExpire).
             None => unsafe {
-                api!(RedisModule_SetExpire)(self.ptr, at_ms.saturating_sub(server_now_ms).max(1));
+                api!(RedisModule_SetExpire)(self.ptr, at_ms.saturating_sub(server_now_ms()).max(1));
             },
         }
     }
@@ -491,6 +520,7 @@ impl Key<'_> {
     pub fn delete(&mut self) {
         // SAFETY: a key opened for writing (a no-op on an empty key).
         unsafe { api!(RedisModule_DeleteKey)(self.ptr) };
+        self.found.set(None);
     }
 }
 

@@ -15,15 +15,11 @@ use throttle_core::limiter::{Limiter, Write};
 use super::clock;
 use super::datatype::{APPLY_COMMAND, Stored, counted};
 use super::error::{Error, Result};
-use super::ffi::{Ctx, Holds, Key, RStr};
+use super::ffi::{Ctx, Key, RStr};
 
 /// The value of type `T` at an open key; `None` for a missing key.
 pub fn load<'k, T: Stored>(key: &'k Key<'_>) -> Result<Option<&'k T>> {
-    match key.holds::<T>() {
-        Holds::Nothing => Ok(None),
-        Holds::Ours => Ok(key.value::<T>()),
-        Holds::String | Holds::Other => Err(Error::WrongType),
-    }
+    key.get::<T>().map_err(|_| Error::WrongType)
 }
 
 /// A write's identity: the key's name and the event it fires.
@@ -51,6 +47,20 @@ pub fn store<T: Stored>(
     now: Micros,
 ) {
     let payload = value.encode();
+    put(key, value);
+    let expire_ms = expire_at.map(|at| {
+        let at_ms = clock::to_server(at, now).reply_ms_ceil();
+        expire_at_ms(key, at_ms);
+        at_ms
+    });
+    ctx.replicate(APPLY_COMMAND, target.name, payload.as_bytes(), expire_ms);
+    ctx.signal_modified(target.name);
+    ctx.notify(target.event, target.name);
+}
+
+/// Puts `value` at `key`: in place when it holds a `T` (not re-created),
+/// else as a new value replacing whatever was there.
+pub fn put<T: Stored>(key: &mut Key<'_>, value: T) {
     match key.value_mut::<T>() {
         Some(slot) => *slot = value,
         None => {
@@ -59,14 +69,11 @@ pub fn store<T: Stored>(
             }
         }
     }
-    let expire_ms = expire_at.map(|at| {
-        let at_ms = clock::to_server(at, now).reply_ms_ceil();
-        key.set_expire_at_ms(at_ms, clock::real().reply_ms_floor());
-        at_ms
-    });
-    ctx.replicate(APPLY_COMMAND, target.name, payload.as_bytes(), expire_ms);
-    ctx.signal_modified(target.name);
-    ctx.notify(target.event, target.name);
+}
+
+/// Sets the key's absolute expiry, in server milliseconds.
+pub fn expire_at_ms(key: &mut Key<'_>, at_ms: i64) {
+    key.set_expire_at_ms(at_ms, || clock::real().reply_ms_floor());
 }
 
 /// Deletes the key (replicated as `DEL`).

@@ -33,16 +33,19 @@ fn parse(args: &Args<'_>, command: &'static str, allow_wait: bool) -> Result<Cal
     if n < 2 {
         return Err(Error::Arity(command));
     }
+    // Each argument is read once.
     let bytes = |i: usize| args.get(i).map_or(&[][..], |a| a.bytes());
-    let full = n >= 5 && !args::is_option(bytes(3), "WAIT");
+    let third = if n >= 5 { bytes(3) } else { &[] };
+    let full = n >= 5 && !args::is_option(third, "WAIT");
     let (policy, mut i) = if full {
-        (Some(args::limitlion(bytes(2), bytes(3), bytes(4))?), 5)
+        (Some(args::limitlion(bytes(2), third, bytes(4))?), 5)
     } else {
         (None, 2)
     };
     let mut cost = 1;
-    if i < n && !args::is_option(bytes(i), "WAIT") {
-        cost = args::count(bytes(i), "tokens")?;
+    let tokens = if i < n { bytes(i) } else { &[] };
+    if i < n && !args::is_option(tokens, "WAIT") {
+        cost = args::count(tokens, "tokens")?;
         i += 1;
     }
     let mut wait = None;
