@@ -17,6 +17,7 @@ import argparse
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -96,6 +97,8 @@ class Server:
 
 
 def main():
+    # A SIGTERM (a timeout) still stops the servers and the cluster below.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("markdown", nargs="*", default=["README.md"])
     ap.add_argument("--python", default=sys.executable, help="interpreter for python blocks")

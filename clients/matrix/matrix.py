@@ -319,6 +319,9 @@ def main():
                         socket_timeout=BLOCK_TIMEOUT_S,
                     )
                     try:
+                        # Without it the first command goes out before the
+                        # slot map is loaded and costs a MOVED redirect.
+                        await rc.initialize()
                         before = moved_total(nodes)
                         errors = []
                         for part in (run_async(rc, ns, protocol), cluster_routing_async(rc, ns)):

@@ -104,8 +104,9 @@ cli_checks() { # every check runs; prints each mismatch; fails if any
     "$("${c[@]}" THROTTLE.ALL 1 "cli:$$:a" 5 1 1 "cli:$$:b" 1 100 1 2>&1 | tr '\n' ' ')"
   expect PERMIT "0 * 9007199254740991 " "$("${c[@]}" PERMIT "cli:$$:p" 300 5 | tr '\n' ' ')"
   expect "PERMIT BLOCK" "0 * * " "$("${c[@]}" PERMIT "cli:$$:p" 300 5 BLOCK 5000 | tr '\n' ' ')"
+  "${c[@]}" THROTTLE "cli:$$:g" 5 2 8 >/dev/null
   expect THROTTLE.GET "tokens * limit 80 rps 5 burst  window  source last-call *" \
-    "$("${c[@]}" THROTTLE.GET "cli:$$:1" | tr '\n' ' ')"
+    "$("${c[@]}" THROTTLE.GET "cli:$$:g" | tr '\n' ' ')"
   return "$bad"
 }
 status=0
