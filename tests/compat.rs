@@ -11,7 +11,6 @@
 //! What RDB files and DUMP payloads of one version do on another is in
 //! `tests/crossversion.rs` (it starts servers of different versions).
 
-mod cluster_support;
 mod common;
 
 use std::time::{Duration, Instant};
@@ -440,30 +439,100 @@ fn blocked_clients_are_unblocked_when_their_master_becomes_a_replica() {
     assert_eq!(info(&mut c, "clients")["blocked_clients"], "0");
 }
 
+/// A cluster of one master (every slot) and its replica: the least a
+/// planned failover needs.
+fn master_and_replica_cluster() -> (Server, Server) {
+    let node = || {
+        Server::builder()
+            .args([
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+                "--cluster-node-timeout",
+                "2000",
+                "--cluster-port",
+                &testkit::free_port().to_string(),
+            ])
+            .start()
+    };
+    let (master, replica) = (node(), node());
+    let mut m = master.conn();
+    let mut r = replica.conn();
+    let _: () = redis::cmd("CLUSTER")
+        .arg(&["ADDSLOTSRANGE", "0", "16383"])
+        .query(&mut m)
+        .expect("ADDSLOTSRANGE");
+    let master_id: String = redis::cmd("CLUSTER")
+        .arg("MYID")
+        .query(&mut m)
+        .expect("MYID");
+    let port = master.port().to_string();
+    let bus_port: String = redis::cmd("CONFIG")
+        .arg(&["GET", "cluster-port"])
+        .query::<Vec<String>>(&mut m)
+        .expect("CONFIG GET")[1]
+        .clone();
+    let _: () = redis::cmd("CLUSTER")
+        .arg(&["MEET", "127.0.0.1", &port, &bus_port])
+        .query(&mut r)
+        .expect("MEET");
+    testkit::wait_for(
+        Duration::from_secs(10),
+        "the replica to know the master",
+        || {
+            let nodes: String = redis::cmd("CLUSTER").arg("NODES").query(&mut r).ok()?;
+            nodes.contains(&master_id).then_some(())
+        },
+    );
+    testkit::wait_for(Duration::from_secs(10), "CLUSTER REPLICATE", || {
+        redis::cmd("CLUSTER")
+            .arg(&["REPLICATE", &master_id])
+            .query::<()>(&mut r)
+            .ok()
+    });
+    testkit::wait_for(
+        Duration::from_secs(20),
+        "the cluster and the replica link",
+        || {
+            let ok = |c: &mut redis::Connection| {
+                redis::cmd("CLUSTER")
+                    .arg("INFO")
+                    .query::<String>(c)
+                    .is_ok_and(|i| i.contains("cluster_state:ok"))
+            };
+            let linked = info(&mut r, "replication")
+                .get("master_link_status")
+                .map(String::as_str)
+                == Some("up");
+            (ok(&mut m) && ok(&mut r) && linked).then_some(())
+        },
+    );
+    (master, replica)
+}
+
 /// Clients held by PERMIT … BLOCK through a planned cluster failover
 /// (CLUSTER FAILOVER on the replica). Redis 7.0–7.4 and Valkey 8 answer
 /// `-UNBLOCKED` at once; Valkey 9 keeps them and answers at their slot.
 #[test]
 fn blocked_clients_through_a_planned_cluster_failover() {
-    let cluster = cluster_support::Cluster::start();
-    let master = cluster.masters()[0];
-    let replica = cluster.replica_of(master);
-    let mut c = cluster_support::node_conn(master);
+    let (master, replica) = master_and_replica_cluster();
+    let mut c = master.conn();
     let id = Identity::of(&mut c);
-    let key = format!("{}:p", cluster.tag_on(master, "fo"));
     let first: Vec<i64> = redis::cmd("PERMIT")
-        .arg(&key)
+        .arg("fo:p")
         .arg(&["1000", "5"])
         .query(&mut c)
         .expect("PERMIT");
     let held = {
-        let key = key.clone();
+        let url = master.url();
         std::thread::spawn(move || {
-            let mut conn = cluster_support::node_conn(master);
+            let client = redis::Client::open(url).expect("url");
+            let mut conn = client.get_connection().expect("connect");
             conn.set_read_timeout(Some(Duration::from_secs(20)))
                 .expect("timeout");
             redis::cmd("PERMIT")
-                .arg(&key)
+                .arg("fo:p")
                 .arg(&["1000", "5", "BLOCK", "10000"])
                 .query::<Option<Vec<i64>>>(&mut conn)
         })
@@ -473,7 +542,7 @@ fn blocked_clients_through_a_planned_cluster_failover() {
     });
     let _: () = redis::cmd("CLUSTER")
         .arg("FAILOVER")
-        .query(&mut cluster_support::node_conn(replica))
+        .query(&mut replica.conn())
         .expect("CLUSTER FAILOVER");
     let reply = held.join().expect("blocked client");
     if id.valkey && id.version >= (9, 0, 0) {
@@ -486,7 +555,11 @@ fn blocked_clients_through_a_planned_cluster_failover() {
         let e = reply.expect_err("answered at once");
         assert_eq!(e.code(), Some("UNBLOCKED"), "{id:?}: {e}");
     }
-    cluster.wait_master(replica, Duration::from_secs(20));
+    let mut rc = replica.conn();
+    testkit::wait_for(Duration::from_secs(20), "the replica to take over", || {
+        (info(&mut rc, "replication").get("role").map(String::as_str) == Some("master"))
+            .then_some(())
+    });
 }
 
 /// A limiter whose expiry has passed reads as missing (a full bucket) on a

@@ -21,12 +21,105 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{digest_value, info, pexpiretime};
-use testkit::{Server, wait_for};
+use testkit::wait_for;
+
+/// A server of one given binary (testkit's servers all run the one that
+/// `REDIS_SERVER` names), with the module, on a free port, in its own
+/// directory. Killed, and its directory removed, on drop.
+struct Node {
+    child: Child,
+    port: u16,
+    dir: PathBuf,
+}
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+impl Node {
+    /// Starts `binary` in a new directory, or in `dir` (which may hold a
+    /// dump.rdb to load). Err: the server exited, with its log.
+    fn start(binary: &str, dir: Option<&Path>, args: &[&str]) -> Result<Node, String> {
+        let dir = match dir {
+            Some(d) => d.to_path_buf(),
+            None => {
+                let d = std::env::temp_dir().join(format!(
+                    "throttle-xv-{}-{}",
+                    std::process::id(),
+                    SEQ.fetch_add(1, Ordering::Relaxed)
+                ));
+                let _ = std::fs::remove_dir_all(&d);
+                std::fs::create_dir_all(&d).map_err(|e| e.to_string())?;
+                d
+            }
+        };
+        let port = testkit::free_port();
+        let child = Command::new(binary)
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
+            .args([
+                "--enable-debug-command",
+                "yes",
+                "--repl-diskless-sync-delay",
+                "0",
+            ])
+            .arg("--dir")
+            .arg(&dir)
+            .args(["--logfile", "server.log", "--loadmodule"])
+            .arg(testkit::module_path())
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("spawn {binary}: {e}"))?;
+        let mut node = Node { child, port, dir };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(Some(status)) = node.child.try_wait() {
+                return Err(format!("exited with {status}: {}", node.log()));
+            }
+            if let Ok(c) = redis::Client::open(format!("redis://127.0.0.1:{port}/"))
+                && let Ok(mut c) = c.get_connection_with_timeout(Duration::from_millis(200))
+                && redis::cmd("PING").query::<String>(&mut c).is_ok()
+            {
+                return Ok(node);
+            }
+            if Instant::now() > deadline {
+                return Err(format!("no PONG within 10 s: {}", node.log()));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn conn(&self) -> redis::Connection {
+        redis::Client::open(format!("redis://127.0.0.1:{}/", self.port))
+            .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(2)))
+            .unwrap_or_else(|e| panic!("connect to {}: {e}", self.port))
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
 
 /// One server binary under test.
 #[derive(Clone, Debug)]
@@ -41,8 +134,8 @@ struct Version {
 }
 
 impl Version {
-    fn start(&self) -> Server {
-        Server::builder().binary(&self.binary).start()
+    fn start(&self) -> Node {
+        Node::start(&self.binary, None, &[]).unwrap_or_else(|e| panic!("{}: {e}", self.label))
     }
 
     /// Whether this server reads data in RDB format version `v`.
@@ -69,7 +162,7 @@ fn versions() -> Vec<Version> {
     pairs
         .into_iter()
         .map(|(label, binary)| {
-            let s = Server::builder().binary(&binary).start();
+            let s = Node::start(&binary, None, &[]).unwrap_or_else(|e| panic!("{label}: {e}"));
             let mut c = s.conn();
             let i = info(&mut c, "server");
             let valkey = i.get("server_name").map(String::as_str) == Some("valkey");
@@ -141,7 +234,7 @@ fn fingerprint(c: &mut redis::Connection) -> Vec<(String, i64)> {
 #[test]
 fn dump_payloads_restore_where_the_rdb_version_allows() {
     let all = versions();
-    let servers: Vec<Server> = all.iter().map(Version::start).collect();
+    let servers: Vec<Node> = all.iter().map(Version::start).collect();
     let mut outcomes = Vec::new();
     for (w, writer) in all.iter().enumerate() {
         let mut wc = servers[w].conn();
@@ -227,68 +320,16 @@ fn dump_payloads_restore_where_the_rdb_version_allows() {
     }
 }
 
-/// Starts `binary` on `dir/dump.rdb` and waits until it either serves (Ok)
-/// or exits (Err with its log).
-fn start_on_rdb(v: &Version, dir: &Path) -> Result<Server, String> {
-    let port = testkit::free_port();
-    let log = dir.join("server.log");
-    let mut child = Command::new(&v.binary)
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-        ])
-        .arg("--dir")
-        .arg(dir)
-        .arg("--logfile")
-        .arg(&log)
-        .arg("--loadmodule")
-        .arg(testkit::module_path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("spawn {}: {e}", v.binary))?;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Err(format!(
-                "exited with {status}: {}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            ));
-        }
-        if let Ok(c) = redis::Client::open(format!("redis://127.0.0.1:{port}/"))
-            && let Ok(mut c) = c.get_connection_with_timeout(Duration::from_millis(200))
-            && redis::cmd("PING").query::<String>(&mut c).is_ok()
-        {
-            let _ = child.kill();
-            let _ = child.wait();
-            // Serve it again through testkit, which owns the process.
-            return Ok(Server::builder().binary(&v.binary).dir(dir).start());
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} neither served nor exited on {}",
-            v.label,
-            dir.display()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn rdb_files_load_where_the_rdb_version_allows() {
     let all = versions();
     for writer in &all {
-        let mut w = writer.start();
+        let w = writer.start();
         let mut wc = w.conn();
         write_state(&mut wc);
         let want = fingerprint(&mut wc);
         let _: () = redis::cmd("SAVE").query(&mut wc).expect("SAVE");
-        let rdb = w.dir().join("dump.rdb");
+        let rdb = w.dir.join("dump.rdb");
         // "REDIS0011"; Valkey 9 writes "VALKEY080", a signature older
         // servers (Redis, Valkey 8) do not know at all.
         let magic = std::fs::read(&rdb).expect("read dump.rdb")[..9].to_vec();
@@ -306,7 +347,7 @@ fn rdb_files_load_where_the_rdb_version_allows() {
             let _ = std::fs::remove_dir_all(&dir);
             std::fs::create_dir_all(&dir).expect("dir");
             std::fs::copy(&rdb, dir.join("dump.rdb")).expect("copy dump.rdb");
-            match start_on_rdb(reader, &dir) {
+            match Node::start(&reader.binary, Some(&dir), &[]) {
                 Ok(s) => {
                     assert!(
                         reader.reads(writer.rdb),
@@ -332,7 +373,6 @@ fn rdb_files_load_where_the_rdb_version_allows() {
             }
             let _ = std::fs::remove_dir_all(&dir);
         }
-        w.kill();
     }
 }
 
@@ -348,17 +388,16 @@ fn sync_format(master: &Version, replica: &Version) -> u16 {
     }
 }
 
-fn start_replica(v: &Version, master: &Server, args: &[&str]) -> Server {
-    Server::builder()
-        .binary(&v.binary)
-        .args(["--replicaof", "127.0.0.1", &master.port().to_string()])
-        .args(args.iter().copied())
-        .start()
+fn start_replica(v: &Version, master: &Node, args: &[&str]) -> Node {
+    let port = master.port.to_string();
+    let mut all = vec!["--replicaof", "127.0.0.1", &port];
+    all.extend_from_slice(args);
+    Node::start(&v.binary, None, &all).unwrap_or_else(|e| panic!("{}: {e}", v.label))
 }
 
 /// Waits for the full sync, makes more calls on the master, and checks the
 /// replica ends with the same state and expiry.
-fn assert_in_sync(mc: &mut redis::Connection, replica: &Server, what: &str) {
+fn assert_in_sync(mc: &mut redis::Connection, replica: &Node, what: &str) {
     let mut rc = replica.conn();
     wait_for(Duration::from_secs(10), what, || {
         let i = info(&mut rc, "replication");

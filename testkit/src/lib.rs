@@ -107,7 +107,6 @@ pub struct ServerBuilder {
     args: Vec<String>,
     dir: Option<PathBuf>,
     port: Option<u16>,
-    binary: Option<String>,
 }
 
 impl Default for ServerBuilder {
@@ -118,7 +117,6 @@ impl Default for ServerBuilder {
             args: Vec::new(),
             dir: None,
             port: None,
-            binary: None,
         }
     }
 }
@@ -149,12 +147,6 @@ impl ServerBuilder {
         self.port = Some(port);
         self
     }
-    /// Run this server binary instead of [`server_binary`] (tests that
-    /// start servers of different versions side by side).
-    pub fn binary(mut self, path: impl Into<String>) -> Self {
-        self.binary = Some(path.into());
-        self
-    }
 
     /// Start the server and wait until it answers PING.
     pub fn start(self) -> Server {
@@ -178,7 +170,7 @@ impl ServerBuilder {
             None => (scratch_dir(&port.to_string()), true),
         };
         let log = dir.join("server.log");
-        let mut cmd = Command::new(self.binary.clone().unwrap_or_else(server_binary));
+        let mut cmd = Command::new(server_binary());
         cmd.arg("--port")
             .arg(port.to_string())
             .arg("--bind")
