@@ -12,6 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 so=$(scripts/build.sh)
+clients/matrix/setup.sh # python3-venv, node and the pinned node_modules
 venv=$PWD/target/snippets-venv
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 "$venv/bin/python" -c 'import redis' 2>/dev/null ||
@@ -19,6 +20,5 @@ venv=$PWD/target/snippets-venv
 if [ -d clients/python ]; then # the repository's own package, as a user installs it
   "$venv/bin/pip" install -q --disable-pip-version-check ./clients/python >&2
 fi
-clients/matrix/setup.sh node
 exec "$venv/bin/python" scripts/snippets.py --python "$venv/bin/python" --module "$so" \
   --server "${REDIS_SERVER:-redis-server}" "$@"

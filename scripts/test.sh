@@ -192,6 +192,8 @@ lane_tools() { # everything that needs one server of each kind or none
     record tools "$default" "python.sh" "$logs/tools.python.log" -- bash scripts/python.sh
     record tools "$default" "python.sh --without-module" "$logs/tools.python-without.log" -- \
       bash scripts/python.sh --without-module
+  elif [ -f scripts/examples.sh ]; then
+    record tools "$default" "examples/python" "$logs/tools.examples.log" -- bash scripts/examples.sh
   fi
 }
 

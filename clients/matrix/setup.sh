@@ -33,7 +33,13 @@ setup_node() {
 }
 
 setup_python() {
-  local venv=$root/target/matrix-venv want
+  local venv=$root/target/matrix-venv want sudo=""
+  if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+    echo "matrix: installing python3-venv" >&2
+    [ "$(id -u)" = 0 ] || sudo=sudo
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends python3-venv >&2
+  fi
   want=$(sed -n 's/^redis==//p' "$here/requirements.txt")
   if [ "$("$venv/bin/python" -c 'import redis; print(redis.__version__)' 2>/dev/null)" != "$want" ]; then
     echo "matrix: installing redis-py $want into $venv" >&2
