@@ -4,7 +4,9 @@
 #      builds the servers (scripts/servers.sh: Redis 7.2.6, 7.4.1 and
 #      Valkey 8.0.1 from ../shared/servers into ~/.cache/redis-throttle,
 #      once), installs Valkey 9 (scripts/valkey.sh) and the client
-#      matrix's pinned clients (clients/matrix/setup.sh);
+#      matrix's pinned clients (clients/matrix/setup.sh), builds
+#      redis-cell (scripts/cell.sh, once, cached) and the module's
+#      fault-injection variant (its own target dir: other features);
 #   2. cargo fmt --check; ONE release build of the whole workspace, every
 #      target (each test binary is then run directly, so nothing is built
 #      twice: no `cargo test -p`, whose feature resolution differs);
@@ -60,13 +62,24 @@ record() {
 }
 
 # -------------------------------------------------- 1. background set-up
-echo "== set-up in the background: servers, Valkey 9, client packages"
+echo "== set-up in the background: servers, Valkey 9, client packages, redis-cell, the fault-injection build"
 (scripts/servers.sh build-all >"$logs/setup-servers.log" 2>&1; echo $? >"$logs/setup-servers.rc") &
 setup_servers=$!
 (bash scripts/valkey.sh >"$logs/setup-valkey.log" 2>&1; echo $? >"$logs/setup-valkey.rc") &
 setup_valkey=$!
 (clients/matrix/setup.sh >"$logs/setup-clients.log" 2>&1; echo $? >"$logs/setup-clients.rc") &
 setup_clients=$!
+# redis-cell 0.5.0, the peer tests/cell.rs compares against (built once, cached).
+(scripts/cell.sh >"$logs/setup-cell.out" 2>"$logs/setup-cell.log"; echo $? >"$logs/setup-cell.rc") &
+setup_cell=$!
+# The fault-injection variant of the module (tests/ops.rs makes it panic on
+# purpose): another feature set, so its own target directory, built beside
+# the main build.
+(cargo build --release -p redis-throttle --features fault-injection --target-dir target/fault-build \
+  >"$logs/setup-fault.log" 2>&1 && mkdir -p target/fault &&
+  cp target/fault-build/release/libredis_throttle.so target/fault/
+  echo $? >"$logs/setup-fault.rc") &
+setup_fault=$!
 
 # ------------------------------------------------------ 2. build, lint
 echo "== cargo fmt --check"
@@ -149,6 +162,10 @@ echo "== waiting for the servers' set-up"
 wait_setup servers "$setup_servers"
 wait_setup valkey "$setup_valkey"
 wait_setup clients "$setup_clients"
+wait_setup cell "$setup_cell"
+wait_setup fault "$setup_fault"
+CELL_MODULE=$(cat "$logs/setup-cell.out")
+export CELL_MODULE THROTTLE_FAULT_MODULE=$root/target/fault/libredis_throttle.so
 declare -A bin label
 for s in "${servers[@]}" "${cluster_servers[@]}"; do
   [ -n "${bin[$s]:-}" ] && continue

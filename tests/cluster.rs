@@ -3,7 +3,7 @@
 //! blocked PERMIT clients during a failover.
 //!
 //! Each test starts its own 3 + 3 cluster on free loopback ports (see
-//! `cluster_support`) and tears it down on drop; the tests run one at a
+//! `testkit::cluster`) and tears it down on drop; the tests run one at a
 //! time because failover timing on a 2-core machine does not like company.
 //!
 //! ```text
@@ -15,13 +15,12 @@
 //! Every command the module registers must have a routing sample in
 //! [`samples`]; the routing test fails on one that has none.
 
-mod cluster_support;
-
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use cluster_support::*;
 use redis::Value;
+use testkit::cluster::load::*;
+use testkit::cluster::*;
 
 /// One cluster at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -56,7 +55,11 @@ fn samples(bucket: &str, day: &str, permit: &str) -> Vec<Sample> {
     add("THROTTLE", &[bucket, r, b, w, "2", "WAIT", "50"], &[bucket]);
     add("THROTTLE.PEEK", &[bucket, r, b, w], &[bucket]);
     add("PERMIT", &[permit, "100", "5"], &[permit]);
-    add("PERMIT", &[permit, "100", "5", "BLOCK", "1000"], &[permit]);
+    add(
+        "PERMIT",
+        &[permit, "100", "5", "BLOCK", "1000", "GRACE", "5000"],
+        &[permit],
+    );
     add(
         "THROTTLE.SET",
         &[bucket, "RPS", r, "BURST", b, "WINDOW", w],
@@ -70,6 +73,9 @@ fn samples(bucket: &str, day: &str, permit: &str) -> Vec<Sample> {
         &["1", bucket, r, b, w, day, "0.001", "1000", "86400"],
         &[bucket, day],
     );
+    // redis-cell's command, on a key of its own in the same slot.
+    let cell = format!("{permit}:cell");
+    add("CL.THROTTLE", &[&cell, "15", "30", "60"], &[&cell]);
     out
 }
 
@@ -94,6 +100,14 @@ fn module_commands(conn: &mut redis::Connection) -> Vec<String> {
     names.into_iter().map(|n| n.to_ascii_lowercase()).collect()
 }
 
+/// `WAIT 1 1000` on the master of `tag`'s slot: how many replicas acked.
+fn wait_replica(client: &mut redis::cluster::ClusterConnection, tag: &str) -> i64 {
+    client
+        .route_command(redis::cmd("WAIT").arg(1).arg(1000), route_to(tag, false))
+        .and_then(|v| Ok(redis::from_redis_value(v)?))
+        .expect("WAIT")
+}
+
 fn query_value(cmd: &redis::Cmd, conn: &mut redis::Connection) -> redis::RedisResult<Value> {
     cmd.query(conn)
 }
@@ -101,19 +115,13 @@ fn query_value(cmd: &redis::Cmd, conn: &mut redis::Connection) -> redis::RedisRe
 #[test]
 fn routing_reaches_the_slot_owner_and_others_answer_moved() {
     let _serial = serial();
-    let cluster = Cluster::start();
+    let cluster = Cluster::start(true);
     let mut any = node_conn(cluster.ports()[0]);
 
     // Our slot function is the server's.
-    for key in [
-        &b"a"[..],
-        b"user:1",
-        b"{user:1}:sec",
-        b"foo{}{bar}",
-        b"foo{{bar}}zap",
-        b"{}x",
-        b"\0\xff\xfe binary",
-    ] {
+    let texts = "a user:1 {user:1}:sec foo{}{bar} foo{{bar}}zap {}x".split(' ');
+    let keys = texts.map(str::as_bytes).chain([&b"\0\xff\xfe binary"[..]]);
+    for key in keys {
         let slot: u16 = redis::cmd("CLUSTER")
             .arg("KEYSLOT")
             .arg(key)
@@ -199,6 +207,9 @@ fn routing_reaches_the_slot_owner_and_others_answer_moved() {
         .expect_err("THROTTLE.APPLY on a non-owner");
     assert_eq!(err.code(), Some("MOVED"), "{err}");
     covered.insert("throttle.apply".to_string());
+    // THROTTLE.CLOCK (the test clock) has no key: it acts on the node it is
+    // sent to, so there is nothing to route.
+    covered.insert("throttle.clock".to_string());
 
     // Every command the module registers has a sample above.
     let uncovered: Vec<String> = module_commands(&mut any)
@@ -214,7 +225,7 @@ fn routing_reaches_the_slot_owner_and_others_answer_moved() {
 #[test]
 fn multi_limit_needs_one_slot_and_hash_tags_give_it() {
     let _serial = serial();
-    let cluster = Cluster::start();
+    let cluster = Cluster::start(true);
     let masters = cluster.masters();
     let (a, b) = (
         cluster.tag_on(masters[0], "ml"),
@@ -270,7 +281,7 @@ fn multi_limit_needs_one_slot_and_hash_tags_give_it() {
 #[test]
 fn replicas_with_readonly_answer_peek_like_their_master() {
     let _serial = serial();
-    let cluster = Cluster::start();
+    let cluster = Cluster::start(true);
     let mut client = cluster.client();
     for master in cluster.masters() {
         let replica = cluster.replica_of(master);
@@ -290,10 +301,7 @@ fn replicas_with_readonly_answer_peek_like_their_master() {
                 .query(&mut client)
                 .expect("PERMIT");
         }
-        let acked: i64 = client
-            .route_command(redis::cmd("WAIT").arg(1).arg(1000), route_to(&tag, false))
-            .and_then(|v| Ok(redis::from_redis_value(v)?))
-            .expect("WAIT");
+        let acked: i64 = wait_replica(&mut client, &tag);
         assert_eq!(acked, 1, "WAIT on master {master}");
 
         let peek = || {
@@ -382,10 +390,7 @@ fn replicas_with_readonly_answer_peek_like_their_master() {
             .arg(&["RPS", "0.02", "BURST", "100", "WINDOW", "100"])
             .query(&mut client)
             .expect("THROTTLE.SET");
-        let _: i64 = client
-            .route_command(redis::cmd("WAIT").arg(1).arg(1000), route_to(&tag, false))
-            .and_then(|v| Ok(redis::from_redis_value(v)?))
-            .expect("WAIT");
+        let _: i64 = wait_replica(&mut client, &tag);
         let from_master = get_fields(&mut node_conn(master), &bucket);
         let from_replica = get_fields(&mut on_replica, &bucket);
         assert_eq!(
@@ -603,7 +608,7 @@ fn spread_worker(cluster: &Cluster, except: &[u16]) -> WorkerKeys {
 #[test]
 fn resharding_moves_state_and_ttls_while_clients_keep_calling() {
     let _serial = serial();
-    let cluster = Cluster::start();
+    let cluster = Cluster::start(true);
     let mut client = cluster.client();
     let masters = cluster.masters();
     let (source, target) = (masters[0], masters[1]);
@@ -695,7 +700,7 @@ fn resharding_moves_state_and_ttls_while_clients_keep_calling() {
 #[test]
 fn planned_failover_loses_nothing() {
     let _serial = serial();
-    let cluster = Cluster::start();
+    let cluster = Cluster::start(true);
     let mut client = cluster.client();
     let master = cluster.masters()[0];
     let replica = cluster.replica_of(master);
@@ -717,17 +722,22 @@ fn planned_failover_loses_nothing() {
     std::thread::sleep(Duration::from_millis(500));
     let report = load.stop();
 
-    // Nothing lost: byte-identical state, same expiry, every admitted call
-    // still counted on the new master.
+    // Nothing lost and no client saw an error: byte-identical state, same
+    // expiry, and every admitted call counted exactly once on the new master.
+    assert_eq!(
+        report.errors, 0,
+        "clients saw errors across a planned failover: {:?}",
+        report.first_errors
+    );
+    assert!(report.calls > 0, "no load");
     assert_same_state(replica, &before, 0);
     for (key, t) in &report.tallies {
         if key.contains(":acct") {
             let port = cluster.owner_of_key(key);
-            let used = consumed(port, key);
-            assert!(
-                used >= t.allowed as i64,
-                "{key}: {} admitted but only {used} consumed on the new master",
-                t.allowed
+            assert_eq!(
+                consumed(port, key),
+                i64::try_from(t.allowed).unwrap(),
+                "{key}: tokens consumed on the new master vs admitted"
             );
         }
         assert_spacing(key, &t.valid_at);
@@ -739,18 +749,16 @@ fn planned_failover_loses_nothing() {
         "old master now replica"
     );
     eprintln!(
-        "planned failover: {} ms, {} calls, {} errors {:?}",
+        "planned failover: {} ms, {} calls, 0 errors",
         took.as_millis(),
-        report.calls,
-        report.errors,
-        report.first_errors
+        report.calls
     );
 }
 
 #[test]
 fn killed_master_fails_over_without_losing_acknowledged_state() {
     let _serial = serial();
-    let mut cluster = Cluster::start();
+    let mut cluster = Cluster::start(true);
     let mut client = cluster.client();
     let master = cluster.masters()[0];
     let replica = cluster.replica_of(master);
@@ -758,18 +766,18 @@ fn killed_master_fails_over_without_losing_acknowledged_state() {
 
     // Acknowledged state: partially used buckets and reserved permits.
     let statics = make_static_keys(&mut client, &tag);
-    let acked: i64 = client
-        .route_command(redis::cmd("WAIT").arg(1).arg(1000), route_to(&tag, false))
-        .and_then(|v| Ok(redis::from_redis_value(v)?))
-        .expect("WAIT");
+    let acked: i64 = wait_replica(&mut client, &tag);
     assert_eq!(acked, 1, "replica acknowledged the state");
     let before = snapshot(master, &statics);
-    let last_permit: Vec<i64> = redis::cmd("PERMIT")
-        .arg(format!("{tag}:permit3"))
-        .arg(60_000)
-        .arg(5)
-        .query(&mut node_conn(master))
-        .expect("PERMIT");
+    let permit3 = |port: u16, max_waiting: u32| -> Vec<i64> {
+        redis::cmd("PERMIT")
+            .arg(format!("{tag}:permit3"))
+            .arg(60_000)
+            .arg(max_waiting)
+            .query(&mut node_conn(port))
+            .unwrap_or_else(|e| panic!("PERMIT on {port}: {e}"))
+    };
+    let last_permit = permit3(master, 5);
     // That PERMIT reserved one more slot; acknowledge it as well.
     let _: i64 = redis::cmd("WAIT")
         .arg(1)
@@ -817,12 +825,7 @@ fn killed_master_fails_over_without_losing_acknowledged_state() {
         .expect("PEEK");
     assert_eq!(peek[1], 100 - 38, "bucket7 keeps what was consumed");
     // The permit schedule continues after the last acknowledged slot.
-    let next: Vec<i64> = redis::cmd("PERMIT")
-        .arg(format!("{tag}:permit3"))
-        .arg(60_000)
-        .arg(6)
-        .query(&mut node_conn(replica))
-        .expect("PERMIT on the new master");
+    let next = permit3(replica, 6);
     assert_eq!(next[1], last_permit[1] + 60_000, "next permit slot");
 
     // Under load: whatever a WAIT confirmed is still there; at most the
@@ -867,52 +870,98 @@ fn killed_master_fails_over_without_losing_acknowledged_state() {
     );
 }
 
-/// Outcome of one blocked PERMIT call.
-#[derive(Debug)]
+/// What a client held by `PERMIT … BLOCK` got when its master went away.
+#[derive(Debug, Clone, PartialEq)]
 enum Released {
-    Reply(Option<Vec<i64>>),
-    Error(String),
+    /// The normal reply: `[0, valid_at_ms, expires_at_ms]`.
+    Reply(Vec<i64>),
+    Nil,
+    /// `-UNBLOCKED …`: the server released it without an answer.
+    Unblocked(String),
+    /// The connection broke (the node died).
+    ConnectionLost(String),
+    Other(String),
 }
 
-/// Blocks `direct` plain connections and `clustered` cluster-client
-/// connections on `PERMIT key 700 20 BLOCK 0`; returns their threads.
+impl Released {
+    fn of(r: redis::RedisResult<Option<Vec<i64>>>) -> Released {
+        match r {
+            Ok(Some(v)) => Released::Reply(v),
+            Ok(None) => Released::Nil,
+            Err(e) if e.code() == Some("UNBLOCKED") => Released::Unblocked(e.to_string()),
+            Err(e) if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() => {
+                Released::ConnectionLost(e.to_string())
+            }
+            Err(e) => Released::Other(e.to_string()),
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            Released::Reply(_) => "reply",
+            Released::Nil => "nil",
+            Released::Unblocked(_) => "unblocked",
+            Released::ConnectionLost(_) => "connection lost",
+            Released::Other(_) => "other",
+        }
+    }
+}
+
+/// Held clients: how each connects, its thread, and when it started.
+struct Held {
+    clustered: bool,
+    thread: std::thread::JoinHandle<Released>,
+}
+
+/// Blocks `direct` plain connections to `port`, then `clustered`
+/// cluster-client connections, on `PERMIT key 700 20 BLOCK 0`, one at a
+/// time (each is parked before the next is sent), so the i-th holds slot
+/// i + 1 after the key's first permit.
 fn block_clients(
     cluster: &Cluster,
     port: u16,
     key: &str,
     direct: usize,
     clustered: usize,
-) -> Vec<std::thread::JoinHandle<(Released, Duration)>> {
-    let mut handles = Vec::new();
+) -> Vec<Held> {
+    let mut held = Vec::new();
     for i in 0..direct + clustered {
         let key = key.to_string();
         let builder = cluster
             .client_builder()
             .retries(3)
             .response_timeout(Duration::from_secs(15));
-        handles.push(std::thread::spawn(move || {
-            let started = Instant::now();
+        let is_clustered = i >= direct;
+        let thread = std::thread::spawn(move || {
             let mut cmd = redis::cmd("PERMIT");
-            cmd.arg(&key).arg(700).arg(20).arg("BLOCK").arg(0);
-            let r: redis::RedisResult<Option<Vec<i64>>> = if i < direct {
-                let mut c = node_conn(port);
-                c.set_read_timeout(Some(Duration::from_secs(15)))
-                    .expect("timeout");
-                cmd.query(&mut c)
-            } else {
+            cmd.arg(&key)
+                .arg(700)
+                .arg(20)
+                .arg("BLOCK")
+                .arg(0)
+                .arg("GRACE")
+                .arg(5000);
+            Released::of(if is_clustered {
                 builder
                     .build()
                     .and_then(|c| c.get_connection())
                     .and_then(|mut c| cmd.query(&mut c))
-            };
-            let out = match r {
-                Ok(v) => Released::Reply(v),
-                Err(e) => Released::Error(e.to_string()),
-            };
-            (out, started.elapsed())
-        }));
+            } else {
+                let mut c = node_conn(port);
+                c.set_read_timeout(Some(Duration::from_secs(15)))
+                    .expect("timeout");
+                cmd.query(&mut c)
+            })
+        });
+        held.push(Held {
+            clustered: is_clustered,
+            thread,
+        });
+        testkit::wait_for(Duration::from_secs(10), "the client to block", || {
+            (blocked_now(port) == i64::try_from(i).unwrap() + 1).then_some(())
+        });
     }
-    handles
+    held
 }
 
 fn blocked_now(port: u16) -> i64 {
@@ -921,63 +970,103 @@ fn blocked_now(port: u16) -> i64 {
         .unwrap_or(-1)
 }
 
-fn assert_released(handles: Vec<std::thread::JoinHandle<(Released, Duration)>>, what: &str) {
-    for h in handles {
-        let (out, took) = h.join().expect("blocked client thread");
-        eprintln!("{what}: {out:?} after {} ms", took.as_millis());
-        assert!(took < Duration::from_secs(12), "{what}: held {took:?}");
-        match &out {
-            // Released at its slot (or, through a cluster client that
-            // retried on the new master, granted or refused there).
-            Released::Reply(Some(v)) => assert_eq!(v.len(), 3, "{what}: {v:?}"),
-            Released::Reply(None) => {}
-            Released::Error(e) => assert!(
-                !e.to_lowercase().contains("timed out") && !e.contains("WouldBlock"),
-                "{what}: the client hung until its own timeout: {e}"
-            ),
-        }
+/// Joins the held clients (each must have been answered within 12 s: none
+/// hangs) and returns what each got, in blocking order.
+fn released(held: Vec<Held>, what: &str) -> Vec<(bool, Released)> {
+    let started = Instant::now();
+    let out: Vec<(bool, Released)> = held
+        .into_iter()
+        .map(|h| (h.clustered, h.thread.join().expect("blocked client thread")))
+        .collect();
+    let took = started.elapsed();
+    eprintln!(
+        "{what}: {out:?}; all answered within {} ms",
+        took.as_millis()
+    );
+    assert!(took < Duration::from_secs(12), "{what}: held {took:?}");
+    out
+}
+
+/// A reply at the i-th slot after `first_valid_at` (700 ms apart; the
+/// first reserved slot may round up by 1 ms), never early on the server clock.
+fn assert_reply_at_slot(what: &str, i: usize, reply: &[i64], first_valid_at: i64, now_ms: i64) {
+    let slot = first_valid_at + 700 * (i64::try_from(i).unwrap() + 1);
+    assert!(
+        reply.len() == 3 && reply[0] == 0 && (slot..=slot + 1).contains(&reply[1]),
+        "{what}: client {i} got {reply:?}, want [0, {slot}, {}]",
+        slot + 5000
+    );
+    assert_eq!(reply[2], reply[1] + 5000, "{what}: client {i} grace");
+    // valid_at_ms is the slot rounded up to whole ms.
+    assert!(
+        now_ms >= reply[1] - 1,
+        "{what}: client {i} released before its slot"
+    );
+}
+
+fn server_time_ms(port: u16) -> i64 {
+    let (s, us): (i64, i64) = redis::cmd("TIME")
+        .query(&mut node_conn(port))
+        .expect("TIME");
+    s * 1000 + us / 1000
+}
+
+/// What a client held on a master that a planned failover demotes gets, by
+/// server (measured on each): Redis 7.0, 7.2, 7.4 and Valkey 8 answer
+/// `-UNBLOCKED` when the master turns replica; Valkey 9 keeps the client and
+/// answers at its slot (the demoted node's timer still fires). The same for
+/// plain connections and for cluster clients, which do not retry UNBLOCKED.
+fn planned_failover_answer(v: testkit::ServerVersion) -> &'static str {
+    if v.flavor == testkit::Flavor::Valkey && v.major >= 9 {
+        "reply"
+    } else {
+        "unblocked"
     }
 }
 
 #[test]
 fn blocked_permit_clients_get_an_answer_when_their_master_fails_over() {
     let _serial = serial();
-    let mut cluster = Cluster::start();
+    let mut cluster = Cluster::start(true);
     let master = cluster.masters()[0];
     let replica = cluster.replica_of(master);
     let tag = cluster.tag_on(master, "blk");
+    let version = testkit::ServerVersion::of(&mut node_conn(master));
 
-    // Planned failover: the demoted master releases its blocked clients.
+    // Planned failover: the demoted master answers its held clients.
     let key = format!("{tag}:planned");
-    let first: Option<Vec<i64>> = redis::cmd("PERMIT")
+    let first: Vec<i64> = redis::cmd("PERMIT")
         .arg(&key)
         .arg(700)
         .arg(20)
         .query(&mut node_conn(master))
         .expect("PERMIT");
-    assert_eq!(first.expect("immediate permit")[0], 0);
-    let started = Instant::now();
-    let handles = block_clients(&cluster, master, &key, 3, 2);
-    testkit::wait_for(Duration::from_secs(10), "5 blocked clients", || {
-        (blocked_now(master) == 5).then_some(())
-    });
-    let _: () = redis::cmd("CLUSTER")
+    assert_eq!(first[0], 0, "immediate permit: {first:?}");
+    let held = block_clients(&cluster, master, &key, 3, 2);
+    let () = redis::cmd("CLUSTER")
         .arg("FAILOVER")
         .query(&mut node_conn(replica))
         .expect("CLUSTER FAILOVER");
-    assert_released(handles, "planned failover");
+    let out = released(held, "planned failover");
+    let want = planned_failover_answer(version);
+    for (i, (clustered, r)) in out.iter().enumerate() {
+        let what = format!("planned failover on {version:?}, clustered {clustered}");
+        assert_eq!(r.kind(), want, "{what}: client {i} got {r:?}");
+        if let Released::Reply(v) = r {
+            assert_reply_at_slot(&what, i, v, first[1], server_time_ms(replica));
+        }
+    }
     cluster.wait_master(replica, Duration::from_secs(20));
     // The held slots' timers still fire on the demoted node (the last one
     // 3.5 s after the first permit): it must survive them.
-    let last_slot = Duration::from_millis(5 * 700 + 300);
-    std::thread::sleep(last_slot.saturating_sub(started.elapsed()));
+    let last_slot = first[1] + 5 * 700;
+    testkit::wait_for(Duration::from_secs(10), "the last slot", || {
+        (server_time_ms(replica) > last_slot + 100).then_some(())
+    });
     assert!(cluster.is_alive(master), "demoted master crashed");
-    let _: () = redis::cmd("PING")
-        .query(&mut node_conn(master))
-        .expect("demoted master answers");
     assert_eq!(blocked_now(master), 0, "no client left blocked");
 
-    // kill -9: clients blocked on the (new) master lose their connection.
+    // kill -9: clients held on the (new) master lose their connection.
     let (master, replica) = (replica, master);
     cluster.wait_healthy();
     let key = format!("{tag}:killed");
@@ -987,13 +1076,21 @@ fn blocked_permit_clients_get_an_answer_when_their_master_fails_over() {
         .arg(20)
         .query(&mut node_conn(master))
         .expect("PERMIT");
-    let handles = block_clients(&cluster, master, &key, 3, 2);
-    testkit::wait_for(Duration::from_secs(10), "5 blocked clients", || {
-        (blocked_now(master) == 5).then_some(())
-    });
+    let held = block_clients(&cluster, master, &key, 3, 2);
     cluster.kill(master);
-    assert_released(handles, "kill -9");
+    let out = released(held, "kill -9");
+    for (i, (clustered, r)) in out.iter().enumerate() {
+        assert_eq!(
+            r.kind(),
+            "connection lost",
+            "kill -9 on {version:?}: client {i} (clustered {clustered}) got {r:?}"
+        );
+    }
     cluster.wait_master(replica, Duration::from_secs(30));
     cluster.restart(master);
     cluster.wait_healthy();
+    let logs = cluster.logs();
+    for (port, log) in logs {
+        assert!(!log.contains("panic"), "node {port} logged a panic:\n{log}");
+    }
 }

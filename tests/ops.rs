@@ -10,6 +10,9 @@ use std::time::Duration;
 use redis::{Connection, Value};
 use testkit::{Server, wait_for};
 
+/// An immediate permit's `expires_at`: never (2^53 - 1, exact in every client).
+const NEVER: i64 = 9_007_199_254_740_991;
+
 fn throttle(c: &mut Connection, args: &[&str]) -> Vec<i64> {
     redis::cmd("THROTTLE").arg(args).query(c).expect("THROTTLE")
 }
@@ -230,6 +233,13 @@ fn knobs_override_callers_keep_tokens_and_reset() {
 fn knobs_expire_and_calls_push_their_expiry() {
     let s = Server::start();
     let mut c = s.conn();
+    // The knobs' absolute expiry, at least: THROTTLE.GET's knobs_ttl_ms
+    // from a moment no later than the TIME read after it.
+    let knobs_expire_at_least = |c: &mut Connection| -> i64 {
+        let ttl: i64 = get(c, "k").unwrap()["knobs_ttl_ms"].parse().unwrap();
+        time_us(c) / 1000 + ttl
+    };
+    let set_at = time_us(&mut c) / 1000;
     let _: () = cmd(
         &mut c,
         "THROTTLE.SET",
@@ -238,16 +248,20 @@ fn knobs_expire_and_calls_push_their_expiry() {
         ],
     )
     .unwrap();
-    let ttl: i64 = get(&mut c, "k").unwrap()["knobs_ttl_ms"].parse().unwrap();
-    assert!((900..=1000).contains(&ttl), "{ttl}");
+    assert!(knobs_expire_at_least(&mut c) >= set_at + 1000 - 1);
     assert_eq!(throttle(&mut c, &["k", "5", "2", "8"])[4], 2, "knobs apply");
-    // Every THROTTLE that writes pushes the knobs' expiry out again.
+    // Every THROTTLE that writes pushes the knobs' expiry out again, to a
+    // full TTL from the call (on the server's clock).
     std::thread::sleep(Duration::from_millis(300));
     let ttl: i64 = get(&mut c, "k").unwrap()["knobs_ttl_ms"].parse().unwrap();
     assert!(ttl <= 700, "{ttl}");
+    let pushed_at = time_us(&mut c) / 1000;
     throttle(&mut c, &["k", "5", "2", "8"]);
-    let ttl: i64 = get(&mut c, "k").unwrap()["knobs_ttl_ms"].parse().unwrap();
-    assert!(ttl >= 950, "THROTTLE did not push the knobs' expiry: {ttl}");
+    let at = knobs_expire_at_least(&mut c);
+    assert!(
+        at >= pushed_at + 1000 - 1,
+        "THROTTLE did not push the knobs' expiry: {at} < {pushed_at} + 1000"
+    );
     std::thread::sleep(Duration::from_millis(1100));
     // A call 1.1 s after the last push: the knobs have expired, the caller's limit applies.
     let r = throttle(&mut c, &["k", "5", "2", "8"]);
@@ -257,26 +271,24 @@ fn knobs_expire_and_calls_push_their_expiry() {
 
 #[test]
 fn knobs_ttl_default_comes_from_config_and_load_arguments() {
+    // Knobs set without TTL: the remaining life THROTTLE.GET reports.
+    let new_knobs_ttl = |c: &mut Connection, key: &str| -> i64 {
+        let () = cmd(
+            c,
+            "THROTTLE.SET",
+            &[key, "RPS", "1", "BURST", "1", "WINDOW", "1"],
+        )
+        .unwrap();
+        get(c, key).unwrap()["knobs_ttl_ms"].parse().unwrap()
+    };
     let s = Server::builder().module_args(["knobs-ttl", "3600"]).start();
     let mut c = s.conn();
     let v: Vec<String> = cmd(&mut c, "CONFIG", &["GET", "throttle.knobs-ttl"]).unwrap();
     assert_eq!(v, vec!["throttle.knobs-ttl", "3600"]);
-    let _: () = cmd(
-        &mut c,
-        "THROTTLE.SET",
-        &["a", "RPS", "1", "BURST", "1", "WINDOW", "1"],
-    )
-    .unwrap();
-    let ttl: i64 = get(&mut c, "a").unwrap()["knobs_ttl_ms"].parse().unwrap();
+    let ttl = new_knobs_ttl(&mut c, "a");
     assert!((3_599_000..=3_600_000).contains(&ttl), "{ttl}");
     let _: () = cmd(&mut c, "CONFIG", &["SET", "throttle.knobs-ttl", "60"]).unwrap();
-    let _: () = cmd(
-        &mut c,
-        "THROTTLE.SET",
-        &["b", "RPS", "1", "BURST", "1", "WINDOW", "1"],
-    )
-    .unwrap();
-    let ttl: i64 = get(&mut c, "b").unwrap()["knobs_ttl_ms"].parse().unwrap();
+    let ttl = new_knobs_ttl(&mut c, "b");
     assert!((59_000..=60_000).contains(&ttl), "{ttl}");
     assert!(
         err(&mut c, "CONFIG", &["SET", "throttle.knobs-ttl", "0"])
@@ -434,10 +446,11 @@ fn all_admits_exactly_the_tightest_limit_under_20_concurrent_clients() {
                         ],
                     )
                     .unwrap();
-                    if let Value::Array(a) = v {
-                        if a[0] == Value::Int(1) {
-                            allowed += 1;
+                    match v {
+                        Value::Array(a) if a.len() == 4 => {
+                            allowed += i32::from(a[0] == Value::Int(1));
                         }
+                        other => panic!("THROTTLE.ALL replied {other:?}"),
                     }
                 }
                 allowed
@@ -469,9 +482,9 @@ fn info_counts_calls_and_keys() {
     let d = |k: &str| after[k] - before.get(k).copied().unwrap_or(0);
     assert_eq!(
         (
-            d("throttle_throttle_calls"),
-            d("throttle_throttle_allowed"),
-            d("throttle_throttle_denied")
+            d("throttle_calls"),
+            d("throttle_allowed"),
+            d("throttle_denied")
         ),
         (3, 2, 1)
     );
@@ -535,90 +548,675 @@ fn keyspace_notifications_name_the_event() {
     );
 }
 
+/// One command of the module as COMMAND INFO must describe it: arity,
+/// flags (besides the `module` flag every module command has) and a
+/// sample call with the keys COMMAND GETKEYS must find (`None` for a
+/// command without keys).
+struct Spec {
+    name: &'static str,
+    arity: i64,
+    flags: &'static [&'static str],
+    call: Option<&'static [&'static str]>,
+}
+
+const WRITE: &[&str] = &["write", "denyoom", "fast"];
+const READ: &[&str] = &["readonly", "fast"];
+
+/// Every command the module registers (the fault-injection build adds
+/// THROTTLE.FAULT, tested apart).
+fn command_table() -> Vec<Spec> {
+    let spec = |name, arity, flags, call| Spec {
+        name,
+        arity,
+        flags,
+        call,
+    };
+    vec![
+        spec(
+            "throttle",
+            -2,
+            WRITE,
+            Some(&["THROTTLE", "k", "1", "1", "1"]),
+        ),
+        spec(
+            "throttle.peek",
+            -2,
+            READ,
+            Some(&["THROTTLE.PEEK", "k", "1", "1", "1"]),
+        ),
+        spec("permit", -4, WRITE, Some(&["PERMIT", "k", "1", "1"])),
+        spec(
+            "throttle.set",
+            -2,
+            WRITE,
+            Some(&["THROTTLE.SET", "k", "RPS", "1"]),
+        ),
+        spec("throttle.get", 2, READ, Some(&["THROTTLE.GET", "k"])),
+        spec(
+            "throttle.reset",
+            2,
+            &["write", "fast"],
+            Some(&["THROTTLE.RESET", "k"]),
+        ),
+        spec(
+            "throttle.refund",
+            3,
+            WRITE,
+            Some(&["THROTTLE.REFUND", "k", "1"]),
+        ),
+        spec(
+            "throttle.apply",
+            -3,
+            &["write", "denyoom"],
+            Some(&["THROTTLE.APPLY", "k", "x", "0"]),
+        ),
+        spec(
+            "throttle.all",
+            -6,
+            WRITE,
+            Some(&["THROTTLE.ALL", "1", "k", "1", "1", "1"]),
+        ),
+        spec(
+            "cl.throttle",
+            -5,
+            WRITE,
+            Some(&["CL.THROTTLE", "k", "1", "1", "1"]),
+        ),
+        spec("throttle.clock", -2, &["fast"], None),
+    ]
+}
+
+/// `COMMAND LIST FILTERBY MODULE throttle`, lower-case and sorted.
+fn module_commands(c: &mut Connection) -> Vec<String> {
+    let mut names: Vec<String> =
+        cmd(c, "COMMAND", &["LIST", "FILTERBY", "MODULE", "throttle"]).unwrap();
+    names.iter_mut().for_each(|n| *n = n.to_ascii_lowercase());
+    names.sort();
+    names
+}
+
+/// COMMAND INFO of one command as its fields: name, arity, flags, first
+/// key, last key, step, ACL categories, …
+fn command_info(c: &mut Connection, name: &str) -> Vec<Value> {
+    let v: Value = cmd(c, "COMMAND", &["INFO", name]).unwrap();
+    match v {
+        Value::Array(outer) => match outer.into_iter().next() {
+            Some(Value::Array(info)) => info,
+            other => panic!("no COMMAND INFO for {name}: {other:?}"),
+        },
+        other => panic!("COMMAND INFO {name}: {other:?}"),
+    }
+}
+
+/// The table's line for `name` (every registered command must have one).
+fn spec_of<'a>(table: &'a [Spec], name: &str) -> &'a Spec {
+    table
+        .iter()
+        .find(|t| t.name == name)
+        .unwrap_or_else(|| panic!("{name} is registered but not in command_table()"))
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    let mut out: Vec<String> = redis::from_redis_value::<Vec<String>>(v.clone())
+        .unwrap_or_else(|e| panic!("a list of strings: {v:?}: {e}"));
+    out.sort();
+    out
+}
+
 #[test]
 fn command_info_docs_and_getkeys_for_every_command() {
     let s = Server::start();
     let mut c = s.conn();
-    let table: &[(&str, i64, &[&str], &[&str])] = &[
-        (
-            "throttle",
-            -5,
-            &["write", "denyoom", "fast"],
-            &["THROTTLE", "k", "1", "1", "1"],
-        ),
-        (
-            "throttle.peek",
-            -5,
-            &["readonly", "fast"],
-            &["THROTTLE.PEEK", "k", "1", "1", "1"],
-        ),
-        (
-            "permit",
-            -4,
-            &["write", "denyoom", "fast"],
-            &["PERMIT", "k", "1", "1"],
-        ),
-        (
-            "throttle.set",
-            -2,
-            &["write", "denyoom", "fast"],
-            &["THROTTLE.SET", "k", "RPS", "1"],
-        ),
-        (
-            "throttle.get",
-            2,
-            &["readonly", "fast"],
-            &["THROTTLE.GET", "k"],
-        ),
-        (
-            "throttle.reset",
-            2,
-            &["write", "fast"],
-            &["THROTTLE.RESET", "k"],
-        ),
-        (
-            "throttle.refund",
-            3,
-            &["write", "denyoom", "fast"],
-            &["THROTTLE.REFUND", "k", "1"],
-        ),
-        (
-            "throttle.apply",
-            4,
-            &["write", "denyoom"],
-            &["THROTTLE.APPLY", "k", "x", "0"],
-        ),
-    ];
-    for (name, arity, flags, call) in table {
-        let v: Value = cmd(&mut c, "COMMAND", &["INFO", name]).unwrap();
-        let Value::Array(outer) = v else {
-            panic!("{v:?}")
-        };
-        let Value::Array(info) = &outer[0] else {
-            panic!("no COMMAND INFO for {name}: {outer:?}")
-        };
-        assert_eq!(info[1], Value::Int(*arity), "{name} arity");
-        let Value::Array(got) = &info[2] else {
-            panic!()
-        };
-        for f in *flags {
-            assert!(
-                got.iter()
-                    .any(|g| matches!(g, Value::SimpleString(s) if s == f)),
-                "{name} lacks flag {f}: {got:?}"
-            );
+    let table = command_table();
+    let mut names: Vec<String> = table.iter().map(|t| t.name.to_string()).collect();
+    names.sort();
+    assert_eq!(
+        module_commands(&mut c),
+        names,
+        "COMMAND LIST FILTERBY MODULE throttle vs the table in tests/ops.rs"
+    );
+    for t in &table {
+        let name = t.name;
+        let info = command_info(&mut c, name);
+        assert_eq!(info[1], Value::Int(t.arity), "{name} arity");
+        let mut want: Vec<String> = t.flags.iter().map(|f| f.to_string()).collect();
+        want.push("module".into());
+        want.sort();
+        assert_eq!(strings(&info[2]), want, "{name} flags");
+        match t.call {
+            Some(call) => {
+                let mut getkeys = vec!["GETKEYS"];
+                getkeys.extend_from_slice(call);
+                let keys: Vec<String> = cmd(&mut c, "COMMAND", &getkeys).unwrap();
+                assert_eq!(keys, vec!["k"], "COMMAND GETKEYS {call:?}");
+            }
+            None => assert_eq!(info[3..6], [Value::Int(0), Value::Int(0), Value::Int(0)]),
         }
-        let mut getkeys = vec!["GETKEYS"];
-        getkeys.extend_from_slice(call);
-        let keys: Vec<String> = cmd(&mut c, "COMMAND", &getkeys).unwrap();
-        assert_eq!(keys, vec!["k"], "{name}");
-        let docs: Value = cmd(&mut c, "COMMAND", &["DOCS", name]).unwrap();
-        let text = format!("{docs:?}");
+    }
+    // Every registered command has docs, and every documented command of
+    // the module is registered.
+    let docs: Value = cmd(&mut c, "COMMAND", &["DOCS"]).unwrap();
+    let docs: Vec<(String, Value)> = match docs {
+        Value::Array(flat) => flat
+            .chunks(2)
+            .map(|p| (redis::from_redis_value(p[0].clone()).unwrap(), p[1].clone()))
+            .collect(),
+        Value::Map(pairs) => pairs
+            .into_iter()
+            .map(|(k, v)| (redis::from_redis_value(k).unwrap(), v))
+            .collect(),
+        other => panic!("COMMAND DOCS: {other:?}"),
+    };
+    let mut documented = Vec::new();
+    for (name, doc) in docs {
+        let fields = match doc {
+            Value::Array(f) => f,
+            other => panic!("COMMAND DOCS {name}: {other:?}"),
+        };
+        let field = |key: &str| -> Option<&Value> {
+            fields
+                .chunks(2)
+                .find(|p| p[0] == Value::BulkString(key.as_bytes().to_vec()))
+                .map(|p| &p[1])
+        };
+        if field("module") != Some(&Value::BulkString(b"throttle".to_vec())) {
+            continue;
+        }
         assert!(
-            text.contains("summary") && text.contains("arguments"),
-            "{name} docs: {text}"
+            matches!(field("summary"), Some(Value::BulkString(t)) if !t.is_empty()),
+            "{name}: no summary"
+        );
+        assert!(
+            matches!(field("arguments"), Some(Value::Array(a)) if !a.is_empty()),
+            "{name}: no arguments documented"
+        );
+        documented.push(name.to_ascii_lowercase());
+    }
+    documented.sort();
+    assert_eq!(
+        documented, names,
+        "commands with docs vs registered commands"
+    );
+}
+
+/// The ACL categories COMMAND INFO gives `name` on a server with module
+/// categories: `@throttle` and the ones its flags imply.
+fn implied_categories(spec: &Spec) -> Vec<String> {
+    let mut want = vec!["@throttle".to_string()];
+    if spec.flags.contains(&"write") {
+        want.push("@write".into());
+    }
+    if spec.flags.contains(&"readonly") {
+        want.push("@read".into());
+    }
+    want.push(
+        if spec.flags.contains(&"fast") {
+            "@fast"
+        } else {
+            "@slow"
+        }
+        .into(),
+    );
+    if spec.flags.contains(&"admin") {
+        want.extend(["@admin".into(), "@dangerous".into()]);
+    }
+    want.sort();
+    want
+}
+
+/// Logs in as `user` on a new connection.
+fn login(s: &Server, user: &str) -> Connection {
+    let mut c = s.conn();
+    let () = cmd(&mut c, "AUTH", &[user, "pw"]).unwrap_or_else(|e| panic!("AUTH {user}: {e}"));
+    c
+}
+
+/// `app` may run every application call and no operator call.
+fn assert_app_grants(app: &mut Connection, app_calls: &[&[&str]], operator_calls: &[&[&str]]) {
+    for call in app_calls {
+        assert_eq!(refused(app, call), None, "app: {call:?}");
+    }
+    for call in operator_calls {
+        assert_eq!(
+            refused(app, call).as_deref(),
+            Some("NOPERM"),
+            "app: {call:?}"
         );
     }
+    assert_eq!(refused(app, &["GET", "acl:k"]).as_deref(), Some("NOPERM"));
+}
+
+/// The error code `args` gets, or None when it runs.
+fn refused(c: &mut Connection, args: &[&str]) -> Option<String> {
+    redis::cmd(args[0])
+        .arg(&args[1..])
+        .query::<Value>(c)
+        .err()
+        .map(|e| e.code().unwrap_or("?").to_string())
+}
+
+#[test]
+fn acl_category_where_the_server_has_module_categories() {
+    let s = Server::start();
+    let mut c = s.conn();
+    let version = testkit::ServerVersion::of(&mut c);
+    let categories: Vec<String> = cmd(&mut c, "ACL", &["CAT"]).unwrap();
+    let table = command_table();
+    // A sample call of every command an application uses, and of each
+    // operator command.
+    let app_calls: [&[&str]; 4] = [
+        &["THROTTLE", "acl:k", "1", "1", "1"],
+        &["THROTTLE.PEEK", "acl:k", "1", "1", "1"],
+        &["PERMIT", "acl:p", "1000", "1"],
+        &["THROTTLE.GET", "acl:k"],
+    ];
+    let operator_calls: [&[&str]; 4] = [
+        &[
+            "THROTTLE.SET",
+            "acl:k",
+            "RPS",
+            "1",
+            "BURST",
+            "1",
+            "WINDOW",
+            "1",
+        ],
+        &["THROTTLE.RESET", "acl:k"],
+        &["THROTTLE.REFUND", "acl:k", "1"],
+        &["THROTTLE.APPLY", "acl:k", "x", "0"],
+    ];
+    if !version.has_module_acl_categories() {
+        // Redis 7.0 and 7.2: no module categories; commands are in none at all
+        // (not even @write) and are granted by name.
+        assert!(
+            !categories.iter().any(|c| c == "throttle"),
+            "{categories:?}"
+        );
+        for name in module_commands(&mut c) {
+            let info = command_info(&mut c, spec_of(&table, &name).name);
+            assert_eq!(strings(&info[6]), Vec::<String>::new(), "{name} categories");
+        }
+        wait_for(Duration::from_secs(2), "the log line", || {
+            s.log().contains("no module ACL categories").then_some(())
+        });
+        let grant = [
+            "on",
+            ">pw",
+            "~acl:*",
+            "+throttle",
+            "+throttle.peek",
+            "+permit",
+            "+throttle.get",
+        ];
+        let () = cmd(&mut c, "ACL", &[&["SETUSER", "app"][..], &grant].concat()).unwrap();
+        assert_app_grants(&mut login(&s, "app"), &app_calls, &operator_calls);
+        return;
+    }
+    assert!(categories.iter().any(|c| c == "throttle"), "{categories:?}");
+    let mut members: Vec<String> = cmd(&mut c, "ACL", &["CAT", "throttle"]).unwrap();
+    members.iter_mut().for_each(|n| *n = n.to_ascii_lowercase());
+    members.sort();
+    // `ACL CAT throttle` lists the module's commands on Valkey 9; Redis 7.4
+    // and Valkey 8 leave module commands out of every ACL CAT listing
+    // (measured), though the category grants them (checked below).
+    let listed = if version.flavor == testkit::Flavor::Valkey && version.major >= 9 {
+        module_commands(&mut c)
+    } else {
+        Vec::new()
+    };
+    assert_eq!(members, listed, "ACL CAT throttle on {version:?}");
+    for name in module_commands(&mut c) {
+        let info = command_info(&mut c, &name);
+        let want = implied_categories(spec_of(&table, &name));
+        assert_eq!(strings(&info[6]), want, "{name} categories");
+    }
+    // The README's grants: everything, and everything but the operator commands.
+    let () = cmd(
+        &mut c,
+        "ACL",
+        &["SETUSER", "ops", "on", ">pw", "~acl:*", "+@throttle"],
+    )
+    .unwrap();
+    let () = cmd(
+        &mut c,
+        "ACL",
+        &[
+            "SETUSER",
+            "app",
+            "on",
+            ">pw",
+            "~acl:*",
+            "+@throttle",
+            "-throttle.set",
+            "-throttle.reset",
+            "-throttle.refund",
+            "-throttle.apply",
+        ],
+    )
+    .unwrap();
+    assert_app_grants(&mut login(&s, "app"), &app_calls, &operator_calls);
+    let mut ops = login(&s, "ops");
+    for call in app_calls.iter().chain(&operator_calls) {
+        // THROTTLE.APPLY's payload is garbage: an ERR, not NOPERM.
+        let code = refused(&mut ops, call);
+        assert!(
+            code.is_none() || code.as_deref() == Some("ERR"),
+            "ops: {call:?}: {code:?}"
+        );
+    }
+    assert_eq!(
+        refused(&mut ops, &["GET", "acl:k"]).as_deref(),
+        Some("NOPERM")
+    );
+}
+
+/// `INFO throttle` as text fields.
+fn info_text(c: &mut Connection) -> HashMap<String, String> {
+    let s: String = cmd(c, "INFO", &["throttle"]).expect("INFO");
+    s.lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.to_string(), v.trim().to_string()))
+        .collect()
+}
+
+fn time_us(c: &mut Connection) -> i64 {
+    let (s, us): (i64, i64) = cmd(c, "TIME", &[]).expect("TIME");
+    s * 1_000_000 + us
+}
+
+#[test]
+fn the_module_reads_the_servers_clock() {
+    let s = Server::builder().module_args(["test-clock", "yes"]).start();
+    let mut c = s.conn();
+    let version = testkit::ServerVersion::of(&mut c);
+    // Which API: RedisModule_Microseconds where the server has it (7.2+,
+    // Valkey), else the host's wall clock.
+    let want = if version.has_7_2_module_api() {
+        "server-us"
+    } else {
+        "host"
+    };
+    assert_eq!(
+        info_text(&mut c)
+            .get("throttle_clock_source")
+            .map(String::as_str),
+        Some(want),
+        "{version:?}"
+    );
+    // The module's clock (real until frozen) lies between two readings of
+    // TIME, to the microsecond, and is not a whole millisecond every time.
+    let mut sub_ms = 0;
+    for _ in 0..50 {
+        let before = time_us(&mut c);
+        let now: i64 = cmd(&mut c, "THROTTLE.CLOCK", &["GET"]).unwrap();
+        let after = time_us(&mut c);
+        assert!(
+            (before..=after).contains(&now),
+            "module {now} µs outside TIME [{before}, {after}]"
+        );
+        sub_ms += i32::from(now % 1000 != 0);
+    }
+    assert!(
+        sub_ms > 40,
+        "the module's clock reads whole ms: {sub_ms} of 50 were not"
+    );
+    // Commands run on it with microsecond resolution: permits 1 µs apart
+    // are all immediate, one round trip after another (a millisecond clock
+    // would see most calls in the same ms as the last and refuse them).
+    for i in 0..200 {
+        let before = time_us(&mut c) / 1000;
+        let r: Option<Vec<i64>> = cmd(&mut c, "PERMIT", &["us", "0.001", "0"]).unwrap();
+        let after = time_us(&mut c) / 1000;
+        let r = r.unwrap_or_else(|| panic!("call {i}: refused: the clock is coarser than 1 µs"));
+        assert_eq!((r[0], r[2]), (0, NEVER), "call {i}: {r:?}");
+        assert!(
+            (before..=after).contains(&r[1]),
+            "call {i}: now {} outside TIME [{before}, {after}]",
+            r[1]
+        );
+    }
+}
+
+#[test]
+fn deny_oom_commands_are_refused_and_reads_still_served() {
+    let s = Server::start();
+    let mut c = s.conn();
+    throttle(&mut c, &["k", "0.001", "1", "10000", "4"]);
+    let _: Vec<i64> = cmd(&mut c, "PERMIT", &["p", "100000", "5"]).unwrap();
+    let () = cmd(
+        &mut c,
+        "THROTTLE.SET",
+        &["knobbed", "RPS", "1", "BURST", "1", "WINDOW", "10"],
+    )
+    .unwrap();
+    let before: Vec<_> = ["k", "p", "knobbed"]
+        .iter()
+        .map(|k| dump(&mut c, k))
+        .collect();
+    let () = cmd(&mut c, "CONFIG", &["SET", "maxmemory", "1"]).unwrap();
+    let oom = "OOM command not allowed when used memory > 'maxmemory'.";
+    for call in [
+        &["THROTTLE", "k", "0.001", "1", "10000"][..],
+        &["THROTTLE", "new", "0.001", "1", "10000"],
+        &["PERMIT", "p", "100000", "5"],
+        &["THROTTLE.SET", "k", "RPS", "1", "BURST", "1", "WINDOW", "1"],
+        &["THROTTLE.REFUND", "k", "1"],
+        &["THROTTLE.ALL", "1", "k", "0.001", "1", "10000"],
+        &["CL.THROTTLE", "k", "1", "1", "1"],
+    ] {
+        assert_eq!(err(&mut c, call[0], &call[1..]), oom, "{call:?}");
+    }
+    let after: Vec<_> = ["k", "p", "knobbed"]
+        .iter()
+        .map(|k| dump(&mut c, k))
+        .collect();
+    assert_eq!(after, before, "a refused call changed a key");
+    assert_eq!(cmd::<i64>(&mut c, "EXISTS", &["new"]).unwrap(), 0);
+    // Reads still answer; a write that frees memory is not deny-oom.
+    assert_eq!(
+        cmd::<Vec<i64>>(&mut c, "THROTTLE.PEEK", &["k", "0.001", "1", "10000"]).unwrap()[..2],
+        [1, 5]
+    );
+    assert_eq!(get(&mut c, "k").unwrap()["tokens"], "6");
+    assert_eq!(
+        cmd::<i64>(&mut c, "THROTTLE.RESET", &["knobbed"]).unwrap(),
+        1
+    );
+    let () = cmd(&mut c, "CONFIG", &["SET", "maxmemory", "0"]).unwrap();
+    assert_eq!(throttle(&mut c, &["k", "0.001", "1", "10000"])[..2], [1, 5]);
+}
+
+/// THROTTLE.GET's reply as (field, value) pairs in order: a RESP3 map or
+/// a RESP2 flat array.
+fn get_pairs(c: &mut Connection, key: &str) -> Vec<(String, Value)> {
+    let v: Value = cmd(c, "THROTTLE.GET", &[key]).expect("THROTTLE.GET");
+    let pairs: Vec<(Value, Value)> = match v {
+        Value::Map(pairs) => pairs,
+        Value::Array(flat) => flat
+            .chunks(2)
+            .map(|p| (p[0].clone(), p[1].clone()))
+            .collect(),
+        other => panic!("THROTTLE.GET {key}: {other:?}"),
+    };
+    pairs
+        .into_iter()
+        .map(|(k, v)| (redis::from_redis_value(k).expect("field name"), v))
+        .collect()
+}
+
+#[test]
+fn get_is_a_map_on_resp3_and_flat_pairs_on_resp2() {
+    let s = Server::start();
+    let mut c2 = s.conn();
+    let mut c3 = s.conn_resp3();
+    let v: Value = cmd(&mut c3, "THROTTLE.GET", &["missing"]).unwrap();
+    assert_eq!(v, Value::Nil);
+    throttle(&mut c2, &["last", "0.5", "2", "10", "3"]); // limit 10
+    let () = cmd(
+        &mut c2,
+        "THROTTLE.SET",
+        &["knobbed", "RPS", "0.25", "BURST", "2", "WINDOW", "20"],
+    )
+    .unwrap();
+    let raw: Value = cmd(&mut c3, "THROTTLE.GET", &["last"]).unwrap();
+    assert!(matches!(raw, Value::Map(_)), "RESP3: {raw:?}");
+    let raw: Value = cmd(&mut c2, "THROTTLE.GET", &["last"]).unwrap();
+    assert!(matches!(raw, Value::Array(_)), "RESP2: {raw:?}");
+    let names = [
+        "tokens",
+        "limit",
+        "rps",
+        "burst",
+        "window",
+        "source",
+        "knobs_ttl_ms",
+        "reset_after_ms",
+    ];
+    let text = |t: &str| Value::BulkString(t.as_bytes().to_vec());
+    for c in [&mut c2, &mut c3] {
+        // A last call keeps only rps and limit: burst and window are nil.
+        let last = get_pairs(c, "last");
+        let fields: Vec<&str> = last.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(fields, names);
+        assert_eq!(last[0].1, Value::Int(7), "tokens");
+        assert_eq!(last[1].1, Value::Int(10), "limit");
+        assert_eq!(last[2].1, text("0.5"), "rps");
+        assert_eq!(
+            (&last[3].1, &last[4].1),
+            (&Value::Nil, &Value::Nil),
+            "burst, window"
+        );
+        assert_eq!(last[5].1, text("last-call"));
+        assert_eq!(last[6].1, Value::Int(-1));
+        assert!(
+            matches!(last[7].1, Value::Int(ms) if ms > 5000 && ms <= 6000),
+            "{last:?}"
+        );
+        let knobbed = get_pairs(c, "knobbed");
+        let values: Vec<&Value> = knobbed.iter().map(|(_, v)| v).collect();
+        assert_eq!(
+            values[..6],
+            [
+                &Value::Int(10),
+                &Value::Int(10),
+                &text("0.25"),
+                &text("2"),
+                &text("20"),
+                &text("knobs")
+            ]
+        );
+        assert!(
+            matches!(values[6], Value::Int(ms) if *ms > 0),
+            "{knobbed:?}"
+        );
+        assert_eq!(values[7], &Value::Int(0), "a full bucket");
+    }
+}
+
+#[test]
+fn all_reports_the_longest_retry_and_never() {
+    let s = Server::start();
+    let mut c = s.conn();
+    let all = |c: &mut Connection, args: &[&str]| -> (i64, i64, i64, Vec<i64>) {
+        let v: Value = cmd(c, "THROTTLE.ALL", args).unwrap();
+        let parsed: (i64, i64, i64, Vec<i64>) = redis::from_redis_value(v.clone())
+            .unwrap_or_else(|e| panic!("THROTTLE.ALL {args:?}: {v:?}: {e}"));
+        parsed
+    };
+    // {a}: 1 token per 1 000 s; {b}: 1 token per 2 000 s, both limit 1.
+    let both = [
+        "1", "{t}:a", "0.001", "1", "1000", "{t}:b", "0.0005", "1", "2000",
+    ];
+    assert_eq!(all(&mut c, &both), (1, 0, 0, vec![0, 0]));
+    // Both refuse: denied_by names the first, retry_after is the longer
+    // wait (b's), exactly what PEEK says for b in the same transaction.
+    let (denied, peek_b): (Value, Vec<i64>) = redis::pipe()
+        .atomic()
+        .cmd("THROTTLE.ALL")
+        .arg(&both)
+        .cmd("THROTTLE.PEEK")
+        .arg(&["{t}:b", "0.0005", "1", "2000"])
+        .query(&mut c)
+        .unwrap();
+    let denied: (i64, i64, i64, Vec<i64>) = redis::from_redis_value(denied).unwrap();
+    assert_eq!(
+        (denied.0, denied.1, &denied.3),
+        (0, 1, &vec![0, 0]),
+        "{denied:?}"
+    );
+    assert!(denied.2 > 1_000_000, "b's wait, not a's: {denied:?}");
+    assert!(
+        (peek_b[2]..=peek_b[2] + 1).contains(&denied.2),
+        "{denied:?} vs PEEK {peek_b:?}"
+    );
+    // A limit that can never hold the cost: retry_after -1, even when an
+    // earlier limit refuses with a finite wait.
+    let (allowed, by, retry, _) = all(
+        &mut c,
+        &["2", "{t}:a", "0.001", "1", "1000", "{t}:c", "5", "1", "1"],
+    );
+    assert_eq!((allowed, by, retry), (0, 1, -1));
+    let (allowed, by, retry, rem) = all(
+        &mut c,
+        &["3", "{t}:d", "5", "1", "1", "{t}:e", "1", "1", "2"],
+    );
+    assert_eq!((allowed, by, retry, rem), (0, 2, -1, vec![5, 2]));
+    assert_eq!(
+        cmd::<i64>(&mut c, "EXISTS", &["{t}:c", "{t}:d", "{t}:e"]).unwrap(),
+        0
+    );
+}
+
+#[test]
+fn all_applies_each_keys_knobs_and_notifies_each_change() {
+    let s = Server::start();
+    let mut c = s.conn();
+    // {u}:a carries knobs (limit 3): its caller's arguments no longer count.
+    let () = cmd(
+        &mut c,
+        "THROTTLE.SET",
+        &["{u}:a", "RPS", "0.001", "BURST", "1", "WINDOW", "3000"],
+    )
+    .unwrap();
+    let () = cmd(&mut c, "CONFIG", &["SET", "notify-keyspace-events", "Kd"]).unwrap();
+    let mut sub = s.conn();
+    sub.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut ps = sub.as_pubsub();
+    ps.psubscribe("__keyspace@0__:*").unwrap();
+    let call = [
+        "1", "{u}:a", "1000", "1000", "1000", "{u}:b", "0.001", "1", "5000",
+    ];
+    for n in (0..3).rev() {
+        let v: (i64, i64, i64, Vec<i64>) = cmd(&mut c, "THROTTLE.ALL", &call).unwrap();
+        assert_eq!(v, (1, 0, 0, vec![n, n + 2]));
+    }
+    let v: (i64, i64, i64, Vec<i64>) = cmd(&mut c, "THROTTLE.ALL", &call).unwrap();
+    assert_eq!((v.0, v.1, &v.3), (0, 1, &vec![0, 2]), "{v:?}");
+    // A marker event: everything before it was published already.
+    let _: Vec<i64> = cmd(&mut c, "PERMIT", &["{u}:marker", "10", "1"]).unwrap();
+    let mut events = Vec::new();
+    loop {
+        let m = ps.get_message().unwrap();
+        let e = (
+            m.get_channel_name().to_string(),
+            m.get_payload::<String>().unwrap(),
+        );
+        let done = e.0.ends_with(":{u}:marker");
+        events.push(e);
+        if done {
+            break;
+        }
+    }
+    let ev = |k: &str, e: &str| (format!("__keyspace@0__:{{u}}:{k}"), e.to_string());
+    let mut want = Vec::new();
+    for _ in 0..3 {
+        want.extend([ev("a", "throttle"), ev("b", "throttle")]);
+    }
+    want.push(ev("marker", "permit"));
+    assert_eq!(
+        events, want,
+        "one event per changed key, none for the denied call"
+    );
 }
 
 /// A call that changes nothing leaves a WATCH on its key intact; a write
@@ -671,4 +1269,80 @@ fn watch_sees_writes_but_not_denied_calls() {
         Value::Nil,
         "a refused PERMIT invalidated a WATCH"
     );
+}
+
+/// The module built with the `fault-injection` feature, which adds
+/// THROTTLE.FAULT (scripts/test.sh builds it and sets the variable).
+fn fault_module() -> std::path::PathBuf {
+    const HOW: &str = "build the fault-injection variant of the module and point \
+        THROTTLE_FAULT_MODULE at it: `cargo build --release -p redis-throttle \
+        --features fault-injection --target-dir target/fault-build && mkdir -p target/fault && \
+        cp target/fault-build/release/libredis_throttle.so target/fault/ && \
+        export THROTTLE_FAULT_MODULE=$PWD/target/fault/libredis_throttle.so` (scripts/test.sh does this)";
+    let path = std::env::var_os("THROTTLE_FAULT_MODULE")
+        .unwrap_or_else(|| panic!("THROTTLE_FAULT_MODULE is not set: {HOW}"));
+    let path = std::path::PathBuf::from(path);
+    assert!(
+        path.is_file(),
+        "THROTTLE_FAULT_MODULE={} does not exist: {HOW}",
+        path.display()
+    );
+    path
+}
+
+/// A panic inside a command is caught by the module's guard: the caller
+/// gets `ERR internal error`, the log names the command, and the server
+/// keeps serving (a panic reaching Redis would abort it).
+#[test]
+fn a_panic_in_a_command_is_an_error_reply_and_a_log_line() {
+    let mut s = Server::builder()
+        .module_file(fault_module())
+        .allow_panics()
+        .start();
+    let mut c = s.conn();
+    for round in 0..3 {
+        assert_eq!(
+            err(&mut c, "THROTTLE.FAULT", &["PANIC"]),
+            "ERR internal error",
+            "round {round}"
+        );
+        assert!(
+            s.is_alive(),
+            "round {round}: the server died; log:\n{}",
+            s.log()
+        );
+        assert_eq!(
+            throttle(&mut c, &["k", "0.001", "1", "10000"])[..2],
+            [1, 9 - round]
+        );
+    }
+    wait_for(Duration::from_secs(2), "the panic in the log", || {
+        (s.panics_logged()
+            .iter()
+            .filter(|l| l.contains("panic in THROTTLE.FAULT"))
+            .count()
+            == 3)
+            .then_some(())
+    });
+    // A panic in a type callback (rdb save, digest, …) is caught there too.
+    let r = redis::cmd("THROTTLE.FAULT")
+        .arg("PANIC-CALLBACK")
+        .query::<Value>(&mut c);
+    assert!(
+        matches!(&r, Ok(Value::Okay)) || r.as_ref().is_err_and(|e| e.code() == Some("ERR")),
+        "THROTTLE.FAULT PANIC-CALLBACK: {r:?}"
+    );
+    wait_for(
+        Duration::from_secs(2),
+        "the callback's panic in the log",
+        || {
+            s.panics_logged()
+                .iter()
+                .any(|l| l.contains("panic in callback"))
+                .then_some(())
+        },
+    );
+    assert!(s.is_alive(), "the server died; log:\n{}", s.log());
+    let pong: String = cmd(&mut s.conn(), "PING", &[]).unwrap();
+    assert_eq!(pong, "PONG");
 }

@@ -58,22 +58,16 @@ fn write_mix(m: &mut Connection, round: usize) {
         .arg(1)
         .query(m)
         .unwrap();
-    let _: Vec<Vec<i64>> = redis::pipe()
-        .atomic()
-        .cmd("THROTTLE")
-        .arg("tx")
-        .arg(&["0.01", "2", "300"])
-        .cmd("THROTTLE")
-        .arg("tx")
-        .arg(&["0.01", "2", "300", "2"])
-        .cmd("PERMIT")
-        .arg("ptx")
-        .arg(&["70000", "3", "BLOCK", "0"])
-        .cmd("PERMIT")
-        .arg("ptx")
-        .arg(&["70000", "3", "BLOCK", "0"])
-        .query(m)
-        .unwrap();
+    let ptx: &[&str] = &["PERMIT", "ptx", "70000", "3", "BLOCK", "0"];
+    let _: Vec<Vec<i64>> = multi(
+        m,
+        &[
+            &["THROTTLE", "tx", "0.01", "2", "300"],
+            &["THROTTLE", "tx", "0.01", "2", "300", "2"],
+            ptx,
+            ptx,
+        ],
+    );
     let _: Vec<i64> = redis::cmd("EVAL")
         .arg(
             "local out = {}

@@ -15,28 +15,40 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use throttle_core::Micros;
-use throttle_core::bucket::{self, Bucket, FEMTO};
-use throttle_core::codec::{self, MAX_LIMITER_LEN};
+use throttle_core::bucket::{self, Bucket};
+use throttle_core::codec;
 use throttle_core::decimal;
-use throttle_core::limiter::{self, Limiter};
+use throttle_core::limiter::{self, Limiter, Write};
 use throttle_core::permit::{self, PermitRule, PermitState};
-use throttle_core::quota::{Limit, Quota, Rate};
+use throttle_core::rate::{Limit, LimitLion, Policy, Rps};
 
 /// An instant in 2026, in µs since the epoch.
 const NOW: Micros = Micros(1_790_000_000_000_000);
 
 /// What the Redis layer does with `rps burst window`: three exact decimals
-/// and a validated limit (capacity = ceil(rps × burst × window)).
-fn parse_limit(rps: &[u8], burst: &[u8], window: &[u8]) -> Option<Limit> {
+/// and a validated policy (capacity = ceil(rps × burst × window)).
+fn parse_policy(rps: &[u8], burst: &[u8], window: &[u8]) -> Option<Policy> {
     let r = decimal::parse(rps, 9).ok()?;
-    let rate = Rate::from_nano(r.negative, r.units).ok()?;
-    let b = decimal::parse(burst, 9).ok()?;
-    let w = decimal::parse(window, 9).ok()?;
-    Limit::new(rate, b.units, w.units).ok()
+    let args = LimitLion {
+        rps: Rps::from_nano(r.negative, r.units).ok()?,
+        burst_nano: u64::try_from(decimal::parse(burst, 9).ok()?.units).ok()?,
+        window_ns: u64::try_from(decimal::parse(window, 9).ok()?.units).ok()?,
+    };
+    args.policy().ok()
 }
 
 fn limit(rps: &str, burst: &str, window: &str) -> Limit {
-    parse_limit(rps.as_bytes(), burst.as_bytes(), window.as_bytes()).expect("valid limit")
+    match parse_policy(rps.as_bytes(), burst.as_bytes(), window.as_bytes()) {
+        Some(Policy::Bucket(l)) => l,
+        other => panic!("not a bucket: {other:?}"),
+    }
+}
+
+/// A bucket under `l` that `used` tokens were taken from at `at`.
+fn used(l: &Limit, used: u64, at: Micros) -> Bucket {
+    bucket::decide(None, at, l, used, Micros::ZERO)
+        .next
+        .expect("a write")
 }
 
 fn parsing(c: &mut Criterion) {
@@ -46,101 +58,54 @@ fn parsing(c: &mut Criterion) {
             b.iter(|| decimal::parse(black_box(text.as_bytes()), 9))
         });
     }
-    g.bench_function("limit 0.01 1000 100000", |b| {
-        b.iter(|| parse_limit(black_box(b"0.01"), black_box(b"1000"), black_box(b"100000")))
-    });
-    g.bench_function("limit 5 2 8", |b| {
-        b.iter(|| parse_limit(black_box(b"5"), black_box(b"2"), black_box(b"8")))
+    g.bench_function("policy 0.01 1000 100000", |b| {
+        b.iter(|| parse_policy(black_box(b"0.01"), black_box(b"1000"), black_box(b"100000")))
     });
     g.finish();
 }
 
 fn buckets(c: &mut Criterion) {
     let mut g = c.benchmark_group("bucket::decide");
-    let quota = limit("0.01", "1000", "100000")
-        .quota()
-        .expect("a rate, not a switch");
-    let half = Bucket {
-        level: i128::from(quota.capacity / 2) * FEMTO,
-        updated_at: NOW.saturating_sub(Micros(1_000)),
-    };
-    let empty = Bucket {
-        level: 0,
-        updated_at: NOW,
-    };
+    let l = limit("0.01", "1000", "100000");
+    let half = used(&l, l.capacity() / 2, NOW.saturating_sub(Micros(1_000)));
+    let empty = used(&l, l.capacity(), NOW);
     g.bench_function("missing key (full)", |b| {
-        b.iter(|| bucket::decide(None, black_box(NOW), black_box(&quota), 1, Micros::ZERO))
+        b.iter(|| bucket::decide(None, black_box(NOW), black_box(&l), 1, Micros::ZERO))
     });
     g.bench_function("allowed", |b| {
-        b.iter(|| {
-            bucket::decide(
-                Some(black_box(&half)),
-                black_box(NOW),
-                &quota,
-                1,
-                Micros::ZERO,
-            )
-        })
+        b.iter(|| bucket::decide(Some(black_box(&half)), black_box(NOW), &l, 1, Micros::ZERO))
     });
     g.bench_function("denied", |b| {
-        b.iter(|| {
-            bucket::decide(
-                Some(black_box(&empty)),
-                black_box(NOW),
-                &quota,
-                1,
-                Micros::ZERO,
-            )
-        })
-    });
-    let hot = Quota {
-        rps_nano: 100_000 * 1_000_000_000,
-        capacity: 100_000,
-    };
-    g.bench_function("hot 100000/s, allowed", |b| {
-        b.iter(|| {
-            bucket::decide(
-                Some(black_box(&half)),
-                black_box(NOW),
-                &hot,
-                1,
-                Micros::ZERO,
-            )
-        })
+        b.iter(|| bucket::decide(Some(black_box(&empty)), black_box(NOW), &l, 1, Micros::ZERO))
     });
     g.finish();
 }
 
 fn limiters(c: &mut Criterion) {
     let mut g = c.benchmark_group("limiter::throttle");
-    let caller = limit("0.01", "1000", "100000");
-    let quota = caller.quota().expect("a rate");
-    let stored = Limiter {
-        bucket: Bucket {
-            level: i128::from(quota.capacity - 10) * FEMTO,
-            updated_at: NOW.saturating_sub(Micros(250_000)),
-        },
-        params: caller.params(),
-        knobs: None,
-    };
+    let l = limit("0.01", "1000", "100000");
+    let caller = Policy::Bucket(l);
+    let stored = Limiter::Plain(used(&l, 10, NOW.saturating_sub(Micros(250_000))));
     g.bench_function("missing key", |b| {
-        b.iter(|| limiter::throttle(None, black_box(NOW), black_box(&caller), 1, Micros::ZERO))
+        b.iter(|| {
+            limiter::throttle(
+                None,
+                black_box(NOW),
+                Some(black_box(&caller)),
+                1,
+                Micros::ZERO,
+            )
+        })
     });
     g.bench_function("existing key, allowed", |b| {
         b.iter(|| {
             limiter::throttle(
                 Some(black_box(&stored)),
                 black_box(NOW),
-                black_box(&caller),
+                Some(black_box(&caller)),
                 1,
                 Micros::ZERO,
             )
-        })
-    });
-    g.bench_function("parse + decide (THROTTLE's core work)", |b| {
-        b.iter(|| {
-            let l = parse_limit(black_box(b"0.01"), black_box(b"1000"), black_box(b"100000"))?;
-            limiter::throttle(Some(black_box(&stored)), NOW, &l, 1, Micros::ZERO).ok()
         })
     });
     g.finish();
@@ -152,80 +117,42 @@ fn permits(c: &mut Criterion) {
     let rule = PermitRule {
         interval,
         max_waiting: 1_000_000,
-        grace: PermitRule::default_grace(interval),
+        grace: PermitRule::default_grace(interval, 10),
     };
     let queued = PermitState {
         last_valid_at: NOW.saturating_add(Micros::from_millis(20_000)),
-    };
-    let old = PermitState {
-        last_valid_at: NOW.saturating_sub(Micros::from_millis(5_000)),
-    };
-    let full_rule = PermitRule {
-        max_waiting: 3,
-        ..rule
+        stamp: NOW,
     };
     g.bench_function("missing key (immediate)", |b| {
         b.iter(|| permit::decide(None, black_box(NOW), black_box(&rule), None))
     });
-    g.bench_function("idle key (immediate)", |b| {
-        b.iter(|| permit::decide(Some(black_box(&old)), black_box(NOW), &rule, None))
-    });
     g.bench_function("reserved", |b| {
         b.iter(|| permit::decide(Some(black_box(&queued)), black_box(NOW), &rule, None))
-    });
-    g.bench_function("refused (queue full)", |b| {
-        b.iter(|| permit::decide(Some(black_box(&queued)), black_box(NOW), &full_rule, None))
     });
     g.finish();
 }
 
 fn codecs(c: &mut Criterion) {
     let mut g = c.benchmark_group("codec");
-    let caller = limit("0.01", "1000", "100000");
-    let v = Limiter {
-        bucket: Bucket {
-            level: 123_456_789 * FEMTO,
-            updated_at: NOW,
-        },
-        params: caller.params(),
-        knobs: None,
+    let l = limit("0.01", "1000", "100000");
+    let o =
+        limiter::throttle(None, NOW, Some(&Policy::Bucket(l)), 1, Micros::ZERO).expect("a limit");
+    let Some(Write::Store { value, .. }) = o.write else {
+        panic!("a write")
     };
-    let mut buf = [0u8; MAX_LIMITER_LEN];
-    let n = codec::encode_limiter(&v, &mut buf);
-    let bytes = buf[..n].to_vec();
-    let p = PermitState { last_valid_at: NOW };
-    let pbytes = codec::encode_permit(&p);
+    let bytes = codec::encode_limiter(&value).as_bytes().to_vec();
     g.bench_function("encode limiter", |b| {
-        b.iter(|| {
-            let mut out = [0u8; MAX_LIMITER_LEN];
-            let n = codec::encode_limiter(black_box(&v), &mut out);
-            black_box(out);
-            n
-        })
+        b.iter(|| codec::encode_limiter(black_box(&value)))
     });
     g.bench_function("decode limiter", |b| {
         b.iter(|| codec::decode_limiter(black_box(&bytes)))
     });
-    g.bench_function("encode permit", |b| {
-        b.iter(|| codec::encode_permit(black_box(&p)))
-    });
-    g.bench_function("decode permit", |b| {
-        b.iter(|| codec::decode_permit(black_box(&pbytes)))
-    });
     g.finish();
-}
-
-fn config() -> Criterion {
-    // Short runs: ~3 s per benchmark keeps the whole suite near a minute.
-    Criterion::default()
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2))
-        .sample_size(50)
 }
 
 criterion_group! {
     name = benches;
-    config = config();
+    config = Criterion::default().measurement_time(Duration::from_secs(2)).warm_up_time(Duration::from_millis(500));
     targets = parsing, buckets, limiters, permits, codecs
 }
 criterion_main!(benches);

@@ -1,191 +1,382 @@
-//! The token bucket: `decide(state, now, quota, cost, max_wait) -> Decision`.
+//! The token bucket, kept as the instant it will be full again (GCRA's
+//! "theoretical arrival time"): `decide(state, now, limit, cost, max_wait)
+//! -> Decision`.
 //!
-//! State is the number of tokens at one instant, in femto-tokens
-//! (10^-15 token): a rate of `r` nano-tokens per second is exactly `r`
-//! femto-tokens per microsecond, so accrual over any whole number of
-//! microseconds is an exact integer and no rounding ever accumulates.
+//! Units. A rate of `num/den` tokens per second accrues exactly `num` units
+//! per microsecond when one token is `den × 10^6` units; time is measured
+//! on a virtual clock `V(t) = t × num` (µs × units per µs). The state is
+//! `full`, the virtual instant at which the bucket is full, so at `now`:
+//!
+//! ```text
+//! level(now) = capacity_units − max(0, full − V(now))      (may be < 0)
+//! ```
+//!
+//! All integers, no rounding anywhere but where a reply asks for whole
+//! tokens or whole microseconds: a million calls at 7 tokens per 3 s admit
+//! exactly what 7/3 per second allows.
 //!
 //! Invariants:
-//! - tokens accrue continuously at `rps` up to the capacity, never beyond;
 //! - a missing bucket is a full one, so an expired key changes nothing;
-//! - a clock that steps backwards accrues nothing (elapsed time is clamped
-//!   to zero), so it never creates tokens;
-//! - a denied call changes nothing;
+//! - tokens accrue continuously at the rate, up to the capacity, never
+//!   beyond; a denied call changes nothing;
 //! - `retry_after` is exact: the same call is denied 1 µs earlier and
 //!   allowed at that instant (when nothing else happens in between);
 //! - the level goes below zero only when a WAIT caller reserved tokens that
-//!   have not accrued yet; later callers then queue behind it.
+//!   have not accrued yet (at most [`MAX_WAIT`] ahead); later callers queue
+//!   behind it;
+//! - a clock that steps backwards creates no tokens and freezes nothing:
+//!   each state remembers the second it was written (`stamp`), and a state
+//!   written "in the future" is moved back by the step, so the bucket
+//!   carries on from the new clock at its rate ([`Bucket::rebased`]);
+//! - `full` stays below 2^96 and at most `refill time + MAX_WAIT + 1 s`
+//!   ahead of its stamp, so the state packs into 32 bytes and every
+//!   duration derived from it is bounded.
 
-use crate::quota::Quota;
-use crate::time::Micros;
+use crate::rate::{Limit, Rate};
+use crate::time::{MAX_WAIT, Micros};
 
-/// Femto-tokens per token.
-pub const FEMTO: i128 = 1_000_000_000_000_000;
+/// The latest instant the arithmetic accepts (about year 148,000): later
+/// clocks are read as this one.
+pub const MAX_INSTANT: Micros = Micros(1 << 62);
+const FULL_BITS: u32 = 96;
+const US_PER_S: u64 = 1_000_000;
 
-/// Bound on |level| accepted from storage: far beyond any reachable state
-/// (capacity ≤ 10^30 femto, reservations ≤ 10^19 × 3.2·10^13), far below
-/// the i128 limit.
-pub const LEVEL_BOUND: i128 = FEMTO * FEMTO * 1_000_000;
-
-/// A bucket's state: `level` femto-tokens at instant `updated_at`.
-///
-/// Packed to 8-byte alignment: an `i128` would otherwise align the whole
-/// stored value to 16 bytes and cost 16 bytes per key.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(C, packed(8))]
+/// A bucket's stored state: when it is full again, under which limit, and
+/// when it was written. 32 bytes, 8-byte aligned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(C)]
 pub struct Bucket {
-    pub level: i128,
-    pub updated_at: Micros,
+    /// `full` (virtual units, < 2^96): low 64 bits.
+    full_lo: u64,
+    /// `full`: high 32 bits.
+    full_hi: u32,
+    /// The second (since the epoch) in which this state was written.
+    stamp_s: u32,
+    /// The limit the state is counted in.
+    limit: Limit,
+}
+
+/// Why a call was allowed or not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Allowed; a WAIT caller proceeds after `wait` (zero otherwise).
+    Allowed {
+        wait: Micros,
+    },
+    Denied {
+        retry: Retry,
+    },
+}
+
+/// When a denied call would be allowed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Retry {
+    /// After this long, if nothing else happens in between.
+    After(Micros),
+    /// Never: the cost exceeds the capacity.
+    Never,
 }
 
 /// The outcome of one call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Decision {
-    pub allowed: bool,
-    /// How long an allowed caller must wait for the tokens it reserved
-    /// (only with `max_wait > 0`; zero otherwise).
-    pub wait: Micros,
-    /// Whole tokens left once the caller proceeds (floor, never negative).
+    pub verdict: Verdict,
+    /// Whole tokens left when the caller proceeds (allowed) or now (denied).
     pub remaining: u64,
-    /// For a denied call, when the same call would be allowed; `None` when
-    /// it never can be (cost above capacity). Zero for an allowed call.
-    pub retry_after: Option<Micros>,
-    /// Until the bucket is full again, from now, rounded up to whole µs.
+    /// Until the bucket is full again, from when the caller proceeds
+    /// (allowed) or from now (denied), rounded up to whole µs.
     pub reset_after: Micros,
-    /// The capacity.
-    pub limit: u64,
+    /// The limit in force.
+    pub limit: Limit,
     /// The state to store, or `None` when nothing changes.
     pub next: Option<Bucket>,
 }
 
-impl Quota {
-    /// Capacity in femto-tokens (≤ 10^30).
-    pub fn capacity_femto(&self) -> i128 {
-        i128::from(self.capacity).saturating_mul(FEMTO)
+impl Decision {
+    pub fn allowed(&self) -> bool {
+        matches!(self.verdict, Verdict::Allowed { .. })
+    }
+
+    /// How long an allowed WAIT caller is held (zero otherwise).
+    pub fn wait(&self) -> Micros {
+        match self.verdict {
+            Verdict::Allowed { wait } => wait,
+            Verdict::Denied { .. } => Micros::ZERO,
+        }
     }
 }
 
-/// Tokens (femto) in the bucket at `now`.
-pub fn level_at(state: Option<&Bucket>, now: Micros, quota: &Quota) -> i128 {
-    let cap = quota.capacity_femto();
-    let Some(b) = state else { return cap };
-    let level = b.level.min(cap);
-    let elapsed = u128::from(now.since(b.updated_at).0);
-    let accrued = elapsed.saturating_mul(u128::from(quota.rps_nano));
-    let room = cap.saturating_sub(level).unsigned_abs();
-    if accrued >= room {
-        cap
-    } else {
-        // accrued < room ≤ 2·LEVEL_BOUND: fits in i128.
-        level.saturating_add(i128::try_from(accrued).unwrap_or(i128::MAX))
+fn v(now: Micros, rate: Rate) -> u128 {
+    u128::from(now.min(MAX_INSTANT).0).saturating_mul(rate.units_per_us())
+}
+
+fn stamp_of(now: Micros) -> u32 {
+    u32::try_from(now.as_secs_floor()).unwrap_or(u32::MAX)
+}
+
+impl Bucket {
+    /// Packs a state; `None` when it breaks an invariant (the codec refuses
+    /// such bytes).
+    pub fn from_parts(limit: Limit, full: u128, stamp_s: u32) -> Option<Bucket> {
+        let b = Bucket::pack(limit, full, stamp_s)?;
+        let ahead = full.saturating_sub(v(Micros::from_secs(u64::from(stamp_s)), limit.rate()));
+        let bound = limit.capacity_units().saturating_add(
+            u128::from(MAX_WAIT.0.saturating_add(US_PER_S))
+                .saturating_mul(limit.rate().units_per_us()),
+        );
+        (ahead <= bound).then_some(b)
+    }
+
+    fn pack(limit: Limit, full: u128, stamp_s: u32) -> Option<Bucket> {
+        if full >> FULL_BITS != 0 {
+            return None;
+        }
+        Some(Bucket {
+            full_lo: u64::try_from(full & u128::from(u64::MAX)).ok()?,
+            full_hi: u32::try_from(full >> 64).ok()?,
+            stamp_s,
+            limit,
+        })
+    }
+
+    /// A bucket full at `now` under `limit` (what a missing key means).
+    pub fn full_at_now(limit: Limit, now: Micros) -> Bucket {
+        let full = v(now, limit.rate());
+        Bucket {
+            // V(now) < 2^94: both halves fit.
+            full_lo: u64::try_from(full & u128::from(u64::MAX)).unwrap_or(0),
+            full_hi: u32::try_from(full >> 64).unwrap_or(0),
+            stamp_s: stamp_of(now),
+            limit,
+        }
+    }
+
+    /// The limit this state is counted in.
+    pub fn limit(&self) -> Limit {
+        self.limit
+    }
+
+    /// `full`, in virtual units.
+    pub fn full(&self) -> u128 {
+        (u128::from(self.full_hi) << 64) | u128::from(self.full_lo)
+    }
+
+    /// The second this state was written in.
+    pub fn stamp_s(&self) -> u32 {
+        self.stamp_s
+    }
+
+    /// When the bucket is full again (absolute, rounded up to whole µs).
+    pub fn full_at(&self) -> Micros {
+        self.limit().rate().time_for(self.full())
+    }
+
+    /// The same state moved back by a clock step: when `now` is before the
+    /// second it was written in, every time in it moves back by the step
+    /// (at least the part of it that crossed a second), so the limiter
+    /// carries on from the new clock at its rate. `None` when the clock did
+    /// not step back.
+    pub fn rebased(&self, now: Micros) -> Option<Bucket> {
+        let written = Micros::from_secs(u64::from(self.stamp_s));
+        if now >= written {
+            return None;
+        }
+        let step = written.since(now);
+        let limit = self.limit();
+        let shift = u128::from(step.0).saturating_mul(limit.rate().units_per_us());
+        Bucket::pack(limit, self.full().saturating_sub(shift), stamp_of(now))
+    }
+
+    /// Tokens, in units, at `now` (no rebase): negative while reservations
+    /// are outstanding.
+    fn level(&self, now: Micros) -> i128 {
+        let limit = self.limit();
+        let behind = self.full().saturating_sub(v(now, limit.rate()));
+        i128::try_from(limit.capacity_units())
+            .unwrap_or(i128::MAX)
+            .saturating_sub(i128::try_from(behind).unwrap_or(i128::MAX))
+    }
+
+    /// Whole tokens at `now` (floor, never negative).
+    pub fn tokens(&self, now: Micros) -> u64 {
+        let b = self.rebased(now).unwrap_or(*self);
+        whole_tokens(b.level(now), b.limit())
+    }
+
+    /// Until full again from `now`, rounded up.
+    pub fn reset_after(&self, now: Micros) -> Micros {
+        let b = self.rebased(now).unwrap_or(*self);
+        let rate = b.limit().rate();
+        rate.time_for(b.full().saturating_sub(v(now, rate)))
     }
 }
 
-/// Until `b` is full again (from `now`, rounded up to whole µs).
-pub fn time_to_full(b: &Bucket, now: Micros, quota: &Quota) -> Micros {
-    let level = level_at(Some(b), now, quota);
-    time_to_accrue(quota.capacity_femto().saturating_sub(level), quota)
+fn whole_tokens(level: i128, limit: Limit) -> u64 {
+    let per = i128::try_from(limit.rate().units_per_token()).unwrap_or(i128::MAX);
+    u64::try_from(level.max(0).checked_div(per).unwrap_or(0)).unwrap_or(u64::MAX)
 }
 
-/// Microseconds until `deficit` femto-tokens accrue, rounded up.
-fn time_to_accrue(deficit: i128, quota: &Quota) -> Micros {
-    if deficit <= 0 {
-        return Micros::ZERO;
+/// The state at `now` under `limit`: the stored one (moved back after a
+/// clock step) when it was written under the same limit, else its tokens
+/// carried over to the new limit (rounded down, capped at the new
+/// capacity). Returns `full` and whether anything had to change.
+fn current(state: Option<&Bucket>, now: Micros, limit: &Limit) -> (u128, bool) {
+    let rate = limit.rate();
+    let Some(stored) = state else {
+        return (v(now, rate), false);
+    };
+    let rebased = stored.rebased(now);
+    let b = rebased.unwrap_or(*stored);
+    let old = b.limit();
+    if old == *limit {
+        return (b.full(), rebased.is_some());
     }
-    let rate = u128::from(quota.rps_nano.max(1));
-    let us = deficit.unsigned_abs().div_ceil(rate);
-    Micros(u64::try_from(us).unwrap_or(u64::MAX))
+    // Tokens held now, carried to the new unit: floor(level × U_new / U_old).
+    let level = b.level(now);
+    let (u_old, u_new) = (
+        i128::try_from(old.rate().units_per_token()).unwrap_or(i128::MAX),
+        i128::try_from(rate.units_per_token()).unwrap_or(i128::MAX),
+    );
+    let whole = level.div_euclid(u_old.max(1));
+    let part = level.rem_euclid(u_old.max(1));
+    let carried = whole
+        .saturating_mul(u_new)
+        .saturating_add(part.saturating_mul(u_new).div_euclid(u_old.max(1)));
+    let cap = i128::try_from(limit.capacity_units()).unwrap_or(i128::MAX);
+    // Reservations carried over stay within MAX_WAIT of the new rate.
+    let floor = i128::try_from(u128::from(MAX_WAIT.0).saturating_mul(rate.units_per_us()))
+        .unwrap_or(i128::MAX)
+        .saturating_neg();
+    let level = carried.clamp(floor, cap);
+    let behind = u128::try_from(cap.saturating_sub(level)).unwrap_or(0);
+    (v(now, rate).saturating_add(behind), true)
 }
 
-fn whole_tokens(level: i128) -> u64 {
-    u64::try_from(level.max(0) / FEMTO).unwrap_or(u64::MAX)
-}
-
-/// Decides one call of `cost` tokens at `now`.
+/// Decides one call of `cost` tokens at `now` under `limit`.
 ///
-/// With `max_wait > 0` a call whose tokens accrue within `max_wait` is
-/// allowed now with a `wait`: the tokens are reserved (the level may go
-/// negative) so later callers queue behind it.
+/// With `max_wait > 0` (at most [`MAX_WAIT`]) a call whose tokens accrue
+/// within `max_wait` is allowed now with a `wait`: the tokens are reserved
+/// (the level goes below zero) so later callers queue behind it.
 pub fn decide(
     state: Option<&Bucket>,
     now: Micros,
-    quota: &Quota,
+    limit: &Limit,
     cost: u64,
     max_wait: Micros,
 ) -> Decision {
-    let cap = quota.capacity_femto();
-    let level = level_at(state, now, quota);
-    let cost_f = i128::from(cost).saturating_mul(FEMTO);
-    let denied = |retry_after| Decision {
-        allowed: false,
-        wait: Micros::ZERO,
-        remaining: whole_tokens(level),
-        retry_after,
-        reset_after: time_to_accrue(cap.saturating_sub(level), quota),
-        limit: quota.capacity,
-        next: None,
+    let now = now.min(MAX_INSTANT);
+    let rate = limit.rate();
+    let per_us = rate.units_per_us();
+    let cap = limit.capacity_units();
+    let (full, changed) = current(state, now, limit);
+    let vnow = v(now, rate);
+    let behind = full.saturating_sub(vnow);
+    let persist_rebase = || match (state, changed) {
+        (Some(s), true) => s.rebased(now),
+        _ => None,
     };
-    if cost_f > cap {
-        return denied(None);
+    let denied = |retry| Decision {
+        verdict: Verdict::Denied { retry },
+        remaining: whole_tokens(
+            i128::try_from(cap)
+                .unwrap_or(i128::MAX)
+                .saturating_sub(i128::try_from(behind).unwrap_or(i128::MAX)),
+            *limit,
+        ),
+        reset_after: rate.time_for(behind),
+        limit: *limit,
+        // A denied call writes nothing, except to keep a state that had to
+        // be moved back after a clock step (so it stays moved).
+        next: persist_rebase(),
+    };
+    if cost > limit.capacity() {
+        return denied(Retry::Never);
     }
-    let deficit = cost_f.saturating_sub(level);
-    let wait = time_to_accrue(deficit, quota);
-    if wait > max_wait {
-        return denied(Some(wait));
+    let cost_units = u128::from(cost).saturating_mul(rate.units_per_token());
+    // GCRA: the call is "emitted" at max(full, now) and pushes full by its cost.
+    let after = full.max(vnow).saturating_add(cost_units);
+    let behind_after = after.saturating_sub(vnow);
+    let wait = rate.time_for(behind_after.saturating_sub(cap));
+    if wait > max_wait.min(MAX_WAIT) {
+        return denied(Retry::After(wait));
     }
-    let after = level.saturating_sub(cost_f);
-    // What the caller sees when it proceeds (after its wait, if any).
-    let at_proceed =
-        after.saturating_add(i128::from(wait.0).saturating_mul(i128::from(quota.rps_nano)));
-    let reset_after = time_to_accrue(cap.saturating_sub(after), quota);
+    // Tokens when the caller proceeds (after its wait): cap − (after − V(now + wait)).
+    let at_proceed = cap
+        .saturating_add(u128::from(wait.0).saturating_mul(per_us))
+        .saturating_sub(behind_after);
+    let next = if cost > 0 {
+        Bucket::pack(*limit, after, stamp_of(now))
+    } else {
+        persist_rebase()
+    };
     Decision {
-        allowed: true,
-        wait,
-        remaining: whole_tokens(at_proceed.min(cap)),
-        retry_after: Some(Micros::ZERO),
-        reset_after,
-        limit: quota.capacity,
-        next: (cost > 0).then_some(Bucket {
-            level: after,
-            updated_at: now,
-        }),
+        verdict: Verdict::Allowed { wait },
+        remaining: u64::try_from(
+            at_proceed
+                .min(cap)
+                .checked_div(rate.units_per_token())
+                .unwrap_or(0),
+        )
+        .unwrap_or(u64::MAX),
+        reset_after: rate.time_for(behind_after).saturating_sub(wait),
+        limit: *limit,
+        next,
     }
 }
 
-/// Gives back `tokens` (work that did not happen), never above capacity.
-/// Returns the new state.
-pub fn refund(state: Option<&Bucket>, now: Micros, quota: &Quota, tokens: u64) -> Bucket {
-    let level = level_at(state, now, quota);
-    let back = i128::from(tokens).saturating_mul(FEMTO);
-    Bucket {
-        level: level.saturating_add(back).min(quota.capacity_femto()),
-        updated_at: now,
-    }
+/// Gives back `tokens` (work that did not happen) at `now` under `limit`,
+/// never above its capacity. Returns the new state.
+pub fn refund(state: Option<&Bucket>, now: Micros, limit: &Limit, tokens: u64) -> Bucket {
+    let now = now.min(MAX_INSTANT);
+    let rate = limit.rate();
+    let (full, _) = current(state, now, limit);
+    let back = u128::from(tokens).saturating_mul(rate.units_per_token());
+    let vnow = v(now, rate);
+    let full = full.saturating_sub(back).max(vnow);
+    Bucket::pack(*limit, full, stamp_of(now)).unwrap_or_else(|| Bucket::full_at_now(*limit, now))
 }
 
-impl Decision {
-    /// The moment the bucket is full again (when its key may expire).
-    pub fn full_at(&self, now: Micros) -> Micros {
-        now.saturating_add(self.reset_after)
+/// Gives back the tokens of a WAIT reservation released too late to be
+/// used, when no other reservation queues behind it (the level at `now` is
+/// not negative): then the tokens are as if never taken, capped at the
+/// capacity. With callers queued behind, they are forfeited, because those
+/// callers' release times are already fixed and a refund would let new
+/// callers in beside them. `None`: nothing to store.
+pub fn refund_late(state: &Bucket, now: Micros, cost: u64) -> Option<Bucket> {
+    let now = now.min(MAX_INSTANT);
+    let b = state.rebased(now).unwrap_or(*state);
+    if b.level(now) < 0 || cost == 0 {
+        return None;
     }
+    Some(refund(Some(&b), now, &b.limit(), cost))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::quota::NANO;
+    use crate::rate::NANO;
 
     const SEC: u64 = 1_000_000;
+    /// An instant in 2026.
+    const T0: u64 = 1_790_000_000 * SEC;
 
-    fn quota(rps: u64, capacity: u64) -> Quota {
-        Quota {
-            rps_nano: rps * NANO,
-            capacity,
+    fn limit(rps: u64, capacity: u64) -> Limit {
+        Limit::new(Rate::from_nano(rps * NANO).unwrap(), capacity).unwrap()
+    }
+
+    const NEVER: Verdict = Verdict::Denied {
+        retry: Retry::Never,
+    };
+
+    /// Denied; the same call is allowed after `us`.
+    fn denied_for(us: u64) -> Verdict {
+        Verdict::Denied {
+            retry: Retry::After(Micros(us)),
         }
     }
 
-    fn run(state: &mut Option<Bucket>, now: u64, q: &Quota, cost: u64) -> Decision {
-        let d = decide(state.as_ref(), Micros(now), q, cost, Micros::ZERO);
+    fn run(state: &mut Option<Bucket>, now: u64, l: &Limit, cost: u64) -> Decision {
+        let d = decide(state.as_ref(), Micros(now), l, cost, Micros::ZERO);
         if let Some(n) = d.next {
             *state = Some(n);
         }
@@ -194,149 +385,227 @@ mod tests {
 
     #[test]
     fn stored_values_stay_small() {
-        assert_eq!(std::mem::size_of::<Bucket>(), 24);
+        assert_eq!(std::mem::size_of::<Bucket>(), 32);
         assert_eq!(std::mem::align_of::<Bucket>(), 8);
-        assert!(std::mem::size_of::<crate::limiter::Limiter>() <= 64);
+        assert_eq!(std::mem::size_of::<Option<Bucket>>(), 32);
+        assert_eq!(std::mem::size_of::<Limit>(), 16);
     }
 
     #[test]
     fn limitlion_example_first_call() {
         // THROTTLE user:1 5 2 8 → [1, 79, 0, 200, 80]
-        let q = quota(5, 80);
-        let d = decide(None, Micros(1_000 * SEC), &q, 1, Micros::ZERO);
-        assert!(d.allowed);
+        let l = limit(5, 80);
+        let d = decide(None, Micros(T0), &l, 1, Micros::ZERO);
+        assert_eq!(d.verdict, Verdict::Allowed { wait: Micros::ZERO });
         assert_eq!(d.remaining, 79);
-        assert_eq!(d.retry_after, Some(Micros::ZERO));
         assert_eq!(d.reset_after, Micros(200_000));
-        assert_eq!(d.limit, 80);
+        assert_eq!(d.limit.capacity(), 80);
+        assert_eq!(d.next.unwrap().full_at(), Micros(T0 + 200_000));
     }
 
     #[test]
     fn drains_then_denies_with_exact_retry_after() {
-        let q = quota(5, 3);
+        let l = limit(5, 3);
         let mut s = None;
         for i in 0..3 {
-            assert!(run(&mut s, 0, &q, 1).allowed, "call {i}");
+            assert!(run(&mut s, T0, &l, 1).allowed(), "call {i}");
         }
-        let d = run(&mut s, 0, &q, 1);
-        assert!(!d.allowed);
-        assert_eq!(d.retry_after, Some(Micros(200_000)));
+        let d = run(&mut s, T0, &l, 1);
+        assert_eq!(d.verdict, denied_for(200_000));
         assert_eq!(d.next, None);
         // 1 µs early: still denied; exactly on time: allowed.
-        assert!(!run(&mut s, 199_999, &q, 1).allowed);
-        assert!(run(&mut s, 200_000, &q, 1).allowed);
+        assert!(!run(&mut s, T0 + 199_999, &l, 1).allowed());
+        assert!(run(&mut s, T0 + 200_000, &l, 1).allowed());
     }
 
     #[test]
     fn no_extra_token_after_a_long_idle() {
-        let q = quota(5, 10);
+        let l = limit(5, 10);
         let mut s = None;
-        run(&mut s, 0, &q, 10);
-        let after_year = 365 * 24 * 3600 * SEC;
-        assert_eq!(level_at(s.as_ref(), Micros(after_year), &q), 10 * FEMTO);
-        assert!(run(&mut s, after_year, &q, 10).allowed);
-        assert!(!run(&mut s, after_year, &q, 1).allowed);
+        run(&mut s, T0, &l, 10);
+        let later = T0 + 365 * 24 * 3600 * SEC;
+        assert_eq!(s.unwrap().tokens(Micros(later)), 10);
+        assert!(run(&mut s, later, &l, 10).allowed());
+        assert!(!run(&mut s, later, &l, 1).allowed());
     }
 
     #[test]
-    fn clock_going_backwards_creates_no_tokens() {
-        let q = quota(1, 2);
+    fn a_step_back_creates_no_tokens_and_freezes_nothing() {
+        // Drain a bucket of 5 at 1 token/s, then step the clock back 1 h.
+        let l = limit(1, 5);
         let mut s = None;
-        run(&mut s, 10 * SEC, &q, 2);
-        let d = run(&mut s, 5 * SEC, &q, 1);
-        assert!(!d.allowed);
-        assert_eq!(d.retry_after, Some(Micros(SEC)));
-        // And stepping forward again accrues from the last update only.
-        assert!(!run(&mut s, 10 * SEC + SEC - 1, &q, 1).allowed);
-        assert!(run(&mut s, 11 * SEC, &q, 1).allowed);
+        run(&mut s, T0, &l, 5);
+        let back = T0 - 3600 * SEC;
+        let d = run(&mut s, back, &l, 1);
+        // Not frozen for an hour: the next token is 1 s away, as before the step.
+        assert_eq!(d.verdict, denied_for(SEC));
+        // The moved-back state is kept, though the call was denied.
+        assert_eq!(s.unwrap().stamp_s(), u32::try_from(back / SEC).unwrap());
+        assert!(!run(&mut s, back + SEC - 1, &l, 1).allowed());
+        assert!(run(&mut s, back + SEC, &l, 1).allowed());
+        // And no tokens were created: only one per second from the new clock.
+        assert!(!run(&mut s, back + SEC, &l, 1).allowed());
+        assert_eq!(s.unwrap().reset_after(Micros(back + SEC)), Micros(5 * SEC));
+    }
+
+    #[test]
+    fn a_step_forward_refills_at_most_the_capacity() {
+        let l = limit(1, 5);
+        let mut s = None;
+        run(&mut s, T0, &l, 5);
+        let ahead = T0 + 3600 * SEC;
+        for _ in 0..5 {
+            assert!(run(&mut s, ahead, &l, 1).allowed());
+        }
+        assert!(!run(&mut s, ahead, &l, 1).allowed());
     }
 
     #[test]
     fn cost_above_capacity_can_never_succeed() {
-        let q = quota(5, 80);
-        let d = decide(None, Micros(0), &q, 81, Micros::ZERO);
-        assert!(!d.allowed);
-        assert_eq!(d.retry_after, None);
-        assert_eq!(d.remaining, 80);
+        let d = decide(None, Micros(T0), &limit(5, 80), 81, Micros::MAX);
+        assert_eq!((d.verdict, d.remaining, d.next), (NEVER, 80, None));
     }
 
     #[test]
     fn cost_zero_is_allowed_and_writes_nothing() {
-        let q = quota(5, 1);
+        let l = limit(5, 1);
         let mut s = None;
-        run(&mut s, 0, &q, 1);
-        let d = run(&mut s, 0, &q, 0);
-        assert!(d.allowed);
+        run(&mut s, T0, &l, 1);
+        let d = run(&mut s, T0, &l, 0);
+        assert!(d.allowed());
         assert_eq!(d.next, None);
         assert_eq!(d.remaining, 0);
     }
 
     #[test]
-    fn fractional_rate_accrues_exactly() {
-        // 0.0001 tokens/s: one token every 10 000 s.
-        let q = Quota {
-            rps_nano: 100_000,
-            capacity: 1,
-        };
+    fn fractional_rates_accrue_exactly() {
+        // 7 tokens per 3 s into a capacity of 10, polled every millisecond
+        // for 300 s: exactly 10 + 7/3 × 300 = 710 tokens, none lost to rounding.
+        let l = Limit::new(Rate::new(7, 3).unwrap(), 10).unwrap();
         let mut s = None;
-        assert!(run(&mut s, 0, &q, 1).allowed);
-        let d = run(&mut s, 0, &q, 1);
-        assert_eq!(d.retry_after, Some(Micros(10_000 * SEC)));
-        assert!(!run(&mut s, 10_000 * SEC - 1, &q, 1).allowed);
-        assert!(run(&mut s, 10_000 * SEC, &q, 1).allowed);
+        let admitted = (0..=300_000u64)
+            .filter(|ms| run(&mut s, T0 + ms * 1000, &l, 1).allowed())
+            .count();
+        assert_eq!(admitted, 710);
+        // And the retry time of a drained bucket is the exact next token,
+        // rounded up to the µs: 3/7 s.
+        let d = run(&mut s, T0 + 300 * SEC, &l, 1);
+        assert_eq!(d.verdict, denied_for((3 * SEC).div_ceil(7)));
     }
 
     #[test]
     fn wait_reserves_and_queues_later_callers() {
-        let q = quota(10, 1); // one token per 100 ms
+        let l = limit(10, 1); // one token per 100 ms
         let mut s = None;
-        assert!(run(&mut s, 0, &q, 1).allowed);
-        let w1 = decide(s.as_ref(), Micros(0), &q, 1, Micros(1_000_000));
-        assert!(w1.allowed);
-        assert_eq!(w1.wait, Micros(100_000));
+        assert!(run(&mut s, T0, &l, 1).allowed());
+        let w1 = decide(s.as_ref(), Micros(T0), &l, 1, Micros(SEC));
+        assert_eq!(
+            w1.verdict,
+            Verdict::Allowed {
+                wait: Micros(100_000)
+            }
+        );
+        assert_eq!(w1.remaining, 0);
         s = w1.next;
-        let w2 = decide(s.as_ref(), Micros(0), &q, 1, Micros(1_000_000));
-        assert_eq!(w2.wait, Micros(200_000));
+        let w2 = decide(s.as_ref(), Micros(T0), &l, 1, Micros(SEC));
+        assert_eq!(w2.wait(), Micros(200_000));
         s = w2.next;
         // A plain caller queues behind both reservations.
-        let d = decide(s.as_ref(), Micros(0), &q, 1, Micros::ZERO);
-        assert_eq!(d.retry_after, Some(Micros(300_000)));
+        let d = decide(s.as_ref(), Micros(T0), &l, 1, Micros::ZERO);
+        assert_eq!(d.verdict, denied_for(300_000));
         // A waiter whose turn is beyond its timeout reserves nothing.
-        let w3 = decide(s.as_ref(), Micros(0), &q, 1, Micros(299_999));
-        assert!(!w3.allowed);
+        let w3 = decide(s.as_ref(), Micros(T0), &l, 1, Micros(299_999));
+        assert!(!w3.allowed());
         assert_eq!(w3.next, None);
     }
 
     #[test]
-    fn refund_never_exceeds_capacity() {
-        let q = quota(1, 5);
+    fn a_late_release_gives_tokens_back_only_when_nobody_queues_behind() {
+        let l = limit(10, 1);
         let mut s = None;
-        run(&mut s, 0, &q, 3);
-        let r = refund(s.as_ref(), Micros(0), &q, 2);
-        assert_eq!({ r.level }, 4 * FEMTO);
-        let r = refund(Some(&r), Micros(0), &q, 100);
-        assert_eq!({ r.level }, 5 * FEMTO);
+        run(&mut s, T0, &l, 1);
+        let w1 = decide(s.as_ref(), Micros(T0), &l, 1, Micros(SEC));
+        let w2 = decide(w1.next.as_ref(), Micros(T0), &l, 1, Micros(SEC));
+        let queued = w2.next.unwrap();
+        // At +150 ms the first waiter is late, the second still queued: forfeited.
+        assert_eq!(refund_late(&queued, Micros(T0 + 150_000), 1), None);
+        // At +250 ms nobody is queued: its token comes back (capped).
+        let back = refund_late(&queued, Micros(T0 + 250_000), 1).unwrap();
+        assert_eq!(back.tokens(Micros(T0 + 250_000)), 1);
+        assert_eq!(
+            refund_late(&queued, Micros(T0 + 10 * SEC), 1)
+                .unwrap()
+                .tokens(Micros(T0 + 10 * SEC)),
+            1
+        );
+    }
+
+    #[test]
+    fn a_new_limit_keeps_the_tokens_held() {
+        let mut s = None;
+        run(&mut s, T0, &limit(1, 10), 4); // 6 left
+        let d = decide(s.as_ref(), Micros(T0), &limit(2, 100), 0, Micros::ZERO);
+        assert_eq!(d.remaining, 6);
+        let d = decide(s.as_ref(), Micros(T0), &limit(2, 3), 0, Micros::ZERO);
+        assert_eq!(d.remaining, 3);
+        // Fractional tokens are carried exactly (1/3 + 2/3 = 1).
+        let l3 = Limit::new(Rate::new(1, 3).unwrap(), 2).unwrap();
+        let mut s = None;
+        run(&mut s, T0, &l3, 2);
+        let held = decide(s.as_ref(), Micros(T0 + SEC), &limit(1, 2), 0, Micros::ZERO);
+        assert_eq!(held.remaining, 0);
+        let held = decide(
+            s.as_ref(),
+            Micros(T0 + 3 * SEC),
+            &limit(1, 2),
+            0,
+            Micros::ZERO,
+        );
+        assert_eq!(held.remaining, 1);
+    }
+
+    #[test]
+    fn refund_never_exceeds_capacity() {
+        let l = limit(1, 5);
+        let mut s = None;
+        run(&mut s, T0, &l, 3);
+        let r = refund(s.as_ref(), Micros(T0), &l, 2);
+        assert_eq!(r.tokens(Micros(T0)), 4);
+        let r = refund(Some(&r), Micros(T0), &l, 100);
+        assert_eq!(r.tokens(Micros(T0)), 5);
+        assert_eq!(r.reset_after(Micros(T0)), Micros::ZERO);
     }
 
     #[test]
     fn extreme_parameters_do_not_overflow() {
-        let q = Quota {
-            rps_nano: crate::quota::MAX_RPS_NANO,
-            capacity: crate::quota::MAX_CAPACITY,
-        };
-        let s = Bucket {
-            level: -LEVEL_BOUND,
-            updated_at: Micros(0),
-        };
-        let d = decide(Some(&s), Micros::MAX, &q, u64::MAX, Micros::MAX);
-        assert!(!d.allowed);
-        let d = decide(Some(&s), Micros(1), &q, 1, Micros::MAX);
-        assert!(d.allowed);
-        let tiny = Quota {
-            rps_nano: 1,
-            capacity: 1,
-        };
-        let d = decide(Some(&s), Micros(0), &tiny, 1, Micros::ZERO);
-        assert_eq!(d.retry_after, Some(Micros::MAX));
+        let fast = limit(1_000_000_000, crate::rate::MAX_CAPACITY);
+        let d = decide(None, Micros::MAX, &fast, u64::MAX, Micros::MAX);
+        assert!(!d.allowed());
+        let d = decide(None, Micros::MAX, &fast, 1, Micros::MAX);
+        assert!(d.allowed());
+        assert!(d.next.is_some());
+        // A year of reservations at the top rate still packs.
+        let mut s = None;
+        for _ in 0..3 {
+            let d = decide(s.as_ref(), Micros(T0), &fast, fast.capacity(), MAX_WAIT);
+            assert!(d.allowed());
+            s = d.next;
+        }
+        let slow = Limit::new(Rate::new(1, 1_000_000_000).unwrap(), 1).unwrap();
+        let d = decide(None, Micros(T0), &slow, 1, Micros::ZERO);
+        let d2 = decide(d.next.as_ref(), Micros(T0), &slow, 1, Micros::ZERO);
+        assert_eq!(d2.verdict, denied_for(1_000_000_000 * SEC));
+    }
+
+    #[test]
+    fn from_parts_refuses_states_no_call_can_produce() {
+        let l = limit(1, 5);
+        let stamp = u32::try_from(T0 / SEC).unwrap();
+        let base = v(Micros(T0), l.rate());
+        assert!(Bucket::from_parts(l, base, stamp).is_some());
+        assert!(Bucket::from_parts(l, 1 << 96, stamp).is_none());
+        let year = u128::from(MAX_WAIT.0);
+        assert!(Bucket::from_parts(l, base + 5 * SEC as u128 + year, stamp).is_some());
+        assert!(Bucket::from_parts(l, base + 7 * SEC as u128 + year, stamp).is_none());
     }
 }

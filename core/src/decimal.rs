@@ -29,13 +29,19 @@ pub struct Fixed {
     pub units: u128,
 }
 
-const MAX_EXPONENT_DIGITS: usize = 4;
+/// Exponents beyond this are saturated: any nonzero value that far from
+/// 1 is out of range (or too precise) at every scale a caller uses.
+const EXPONENT_LIMIT: i64 = 1_000_000;
 
 fn pow10(exp: u32) -> Option<u128> {
     10u128.checked_pow(exp)
 }
 
 /// Parses `text` as an exact count of `10^-scale` units.
+///
+/// The value is normalised before it is scaled, so only its significant
+/// digits count: `0e99999` is zero, and `10000000000000000000000000000000000000000e-40`
+/// is exactly one.
 pub fn parse(text: &[u8], scale: u32) -> Result<Fixed, DecimalError> {
     let (negative, rest) = match text.split_first() {
         Some((b'-', r)) => (true, r),
@@ -56,45 +62,43 @@ pub fn parse(text: &[u8], scale: u32) -> Result<Fixed, DecimalError> {
         None => 0,
         Some(e) => parse_exponent(e)?,
     };
-    // Trailing zeros of the fraction do not change the value.
-    let frac_digits = match frac_digits.iter().rposition(|&c| c != b'0') {
-        Some(last) => frac_digits
-            .split_at_checked(last.saturating_add(1))
-            .map_or(frac_digits, |(k, _)| k),
-        None => &[],
-    };
-    let frac_len = frac_digits.len();
-
+    // value = digits × 10^(exponent − frac_len), with leading and trailing
+    // zeros of the digit string dropped (trailing ones into the exponent).
+    let all = || int_digits.iter().chain(frac_digits);
+    let frac_len = i64::try_from(frac_digits.len()).unwrap_or(i64::MAX);
+    let total = all().count();
+    let leading = all().take_while(|&&c| c == b'0').count();
+    if leading == total {
+        return Ok(Fixed { negative, units: 0 });
+    }
+    let trailing = all().rev().take_while(|&&c| c == b'0').count();
+    let significant = total.saturating_sub(leading).saturating_sub(trailing);
+    // 39 significant digits already exceed u128.
+    if significant > 39 {
+        return Err(DecimalError::OutOfRange);
+    }
     let mut mantissa: u128 = 0;
-    for &d in int_digits.iter().chain(frac_digits) {
+    for &d in all().skip(leading).take(significant) {
         mantissa = mantissa
             .checked_mul(10)
             .and_then(|m| m.checked_add(u128::from(d.saturating_sub(b'0'))))
             .ok_or(DecimalError::OutOfRange)?;
     }
-    if mantissa == 0 {
-        return Ok(Fixed { negative, units: 0 });
-    }
-    // value = mantissa × 10^(exponent − frac_len); units = value × 10^scale
-    let frac_len = i64::try_from(frac_len).map_err(|_| DecimalError::TooPrecise)?;
+    let trailing = i64::try_from(trailing).unwrap_or(i64::MAX);
+    // units = mantissa × 10^shift
     let shift = exponent
+        .saturating_add(trailing)
         .saturating_sub(frac_len)
         .saturating_add(i64::from(scale));
-    let units = if shift >= 0 {
-        let s = u32::try_from(shift).map_err(|_| DecimalError::OutOfRange)?;
-        pow10(s)
-            .and_then(|p| mantissa.checked_mul(p))
-            .ok_or(DecimalError::OutOfRange)?
-    } else {
-        let s = u32::try_from(shift.unsigned_abs()).map_err(|_| DecimalError::TooPrecise)?;
-        let divisor = pow10(s).ok_or(DecimalError::TooPrecise)?;
-        if mantissa.checked_rem(divisor) != Some(0) {
-            return Err(DecimalError::TooPrecise);
-        }
-        mantissa
-            .checked_div(divisor)
-            .ok_or(DecimalError::TooPrecise)?
-    };
+    if shift < 0 {
+        // The last significant digit is not zero: a fraction of a unit.
+        return Err(DecimalError::TooPrecise);
+    }
+    let units = u32::try_from(shift)
+        .ok()
+        .and_then(pow10)
+        .and_then(|p| mantissa.checked_mul(p))
+        .ok_or(DecimalError::OutOfRange)?;
     Ok(Fixed { negative, units })
 }
 
@@ -109,6 +113,8 @@ fn split_once(text: &[u8], sep: impl Fn(u8) -> bool) -> (&[u8], Option<&[u8]>) {
     }
 }
 
+/// An exponent: optional sign and digits; magnitudes beyond
+/// [`EXPONENT_LIMIT`] saturate there.
 fn parse_exponent(text: &[u8]) -> Result<i64, DecimalError> {
     let (negative, digits) = match text.split_first() {
         Some((b'-', r)) => (true, r),
@@ -118,18 +124,10 @@ fn parse_exponent(text: &[u8]) -> Result<i64, DecimalError> {
     if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
         return Err(DecimalError::Invalid);
     }
-    let significant = digits.iter().skip_while(|&&c| c == b'0').count();
-    if significant > MAX_EXPONENT_DIGITS {
-        return Err(if negative {
-            DecimalError::TooPrecise
-        } else {
-            DecimalError::OutOfRange
-        });
-    }
-    // At most MAX_EXPONENT_DIGITS significant digits: cannot overflow.
     let magnitude = digits.iter().fold(0i64, |acc, &d| {
         acc.saturating_mul(10)
             .saturating_add(i64::from(d.saturating_sub(b'0')))
+            .min(EXPONENT_LIMIT)
     });
     Ok(if negative {
         magnitude.saturating_neg()
@@ -171,32 +169,30 @@ mod tests {
         parse(s.as_bytes(), scale).map(|f| (f.negative, f.units))
     }
 
-    #[test]
-    fn plain_and_fractional_values_are_exact() {
-        assert_eq!(units("5", 9), Ok((false, 5_000_000_000)));
-        assert_eq!(units("0.0001", 9), Ok((false, 100_000)));
-        assert_eq!(units("2.5", 9), Ok((false, 2_500_000_000)));
-        assert_eq!(units(".5", 3), Ok((false, 500)));
-        assert_eq!(units("5.", 0), Ok((false, 5)));
-        assert_eq!(units("-1", 9), Ok((true, 1_000_000_000)));
-        assert_eq!(units("+7", 0), Ok((false, 7)));
-        assert_eq!(units("0.000000001", 9), Ok((false, 1)));
-        assert_eq!(
-            units("1.50000000000000000000000000000000000000000", 1),
-            Ok((false, 15))
-        );
-        assert_eq!(
-            units("000000000000000000000000000000000000000000012", 0),
-            Ok((false, 12))
-        );
-    }
+    /// `(text, scale, negative, units)`: each text reads as exactly that.
+    #[rustfmt::skip]
+    const EXACT: &[(&str, u32, bool, u128)] = &[
+        ("5", 9, false, 5_000_000_000), ("0.0001", 9, false, 100_000), ("2.5", 9, false, 2_500_000_000),
+        (".5", 3, false, 500), ("5.", 0, false, 5), ("-1", 9, true, 1_000_000_000), ("+7", 0, false, 7),
+        ("0.000000001", 9, false, 1), ("1.50000000000000000000000000000000000000000", 1, false, 15),
+        ("000000000000000000000000000000000000000000012", 0, false, 12),
+        // Exponents.
+        ("1e9", 9, false, 1_000_000_000_000_000_000), ("2.5E-3", 9, false, 2_500_000), ("1e+2", 0, false, 100),
+        ("0e999", 0, false, 0),
+        // Normalised before scaling (found by hostile testing: all refused).
+        ("0e99999", 9, false, 0), ("10000000000000000000000000000000000000000e-40", 0, false, 1),
+        ("0.000e-99999999999999999999", 9, false, 0), ("1000e-3", 0, false, 1), ("1e+00000000000000000000000003", 0, false, 1000),
+    ];
 
     #[test]
-    fn exponents_are_exact() {
-        assert_eq!(units("1e9", 9), Ok((false, 1_000_000_000_000_000_000)));
-        assert_eq!(units("2.5E-3", 9), Ok((false, 2_500_000)));
-        assert_eq!(units("1e+2", 0), Ok((false, 100)));
-        assert_eq!(units("0e999", 0), Ok((false, 0)));
+    fn values_are_exact() {
+        for &(text, scale, negative, want) in EXACT {
+            assert_eq!(
+                units(text, scale),
+                Ok((negative, want)),
+                "{text} at scale {scale}"
+            );
+        }
     }
 
     #[test]
@@ -211,14 +207,16 @@ mod tests {
 
     #[test]
     fn too_precise_and_too_large() {
-        assert_eq!(units("0.0000000001", 9), Err(DecimalError::TooPrecise));
-        assert_eq!(units("1e-10", 9), Err(DecimalError::TooPrecise));
-        assert_eq!(units("1e-99999", 9), Err(DecimalError::TooPrecise));
-        assert_eq!(units("1e99999", 9), Err(DecimalError::OutOfRange));
-        assert_eq!(units("1e40", 0), Err(DecimalError::OutOfRange));
-        assert_eq!(
-            units("999999999999999999999999999999999999999999", 0),
-            Err(DecimalError::OutOfRange)
-        );
+        use DecimalError::{OutOfRange, TooPrecise};
+        #[rustfmt::skip]
+        let cases = [
+            ("0.0000000001", 9, TooPrecise), ("1e-10", 9, TooPrecise), ("1e-99999", 9, TooPrecise),
+            ("1e-999999999999999999999", 9, TooPrecise), ("1e99999", 9, OutOfRange),
+            ("1e999999999999999999999", 0, OutOfRange), ("1e40", 0, OutOfRange),
+            ("999999999999999999999999999999999999999999", 0, OutOfRange),
+        ];
+        for (text, scale, want) in cases {
+            assert_eq!(units(text, scale), Err(want), "{text}");
+        }
     }
 }

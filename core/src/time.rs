@@ -1,14 +1,32 @@
-//! Integer time.
+//! Integer time, and the bounds every stored or armed time respects.
 //!
 //! [`Micros`] is a count of microseconds. It is used both for instants
 //! (microseconds since the Unix epoch, on the Redis server's wall clock) and
-//! for durations; names say which (`now`, `updated_at`, `wait`, `retry_after`).
+//! for durations; names say which (`now`, `valid_at`, `wait`, `retry_after`).
 //! All arithmetic saturates: time never wraps, and a clock that steps
 //! backwards produces an elapsed time of zero, never a negative one.
+//!
+//! Bounds (so that no caller can make the server store or arm an extreme
+//! time, and every reply fits in the 53 bits every client reads exactly):
+//! - [`MAX_WAIT`]: the longest a caller may be held (WAIT, BLOCK, GRACE):
+//!   one year;
+//! - [`HORIZON`]: no stored time lies further ahead than this (a bucket's
+//!   refill time, a permit chain): 10^15 µs, about 31.7 years;
+//! - [`REPLY_MAX`]: 2^53 − 1, the largest integer any reply carries.
 
 /// Microseconds: an instant since the Unix epoch, or a duration.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Micros(pub u64);
+
+/// The longest a caller may be held, and the longest GRACE: 366 days.
+pub const MAX_WAIT: Micros = Micros(366 * 24 * 3600 * 1_000_000);
+/// The longest a stored time may lie ahead of now: 10^15 µs (~31.7 years).
+pub const HORIZON: Micros = Micros(1_000_000_000_000_000);
+/// The largest integer in any reply: 2^53 − 1, exact in every client
+/// (JavaScript numbers included). PERMIT's "never expires" is this value.
+pub const REPLY_MAX: i64 = (1 << 53) - 1;
+
+const US_PER_S: u64 = 1_000_000;
 
 impl Micros {
     pub const ZERO: Micros = Micros(0);
@@ -16,6 +34,10 @@ impl Micros {
 
     pub const fn from_millis(ms: u64) -> Micros {
         Micros(ms.saturating_mul(1000))
+    }
+
+    pub const fn from_secs(s: u64) -> Micros {
+        Micros(s.saturating_mul(US_PER_S))
     }
 
     /// Elapsed time from `earlier` to `self`; zero when the clock went backwards.
@@ -31,6 +53,11 @@ impl Micros {
         Micros(self.0.saturating_sub(d.0))
     }
 
+    /// Whole seconds, rounded down.
+    pub const fn as_secs_floor(self) -> u64 {
+        self.0 / US_PER_S
+    }
+
     /// Whole milliseconds, rounded up (a wait of 1 µs is 1 ms: never early).
     pub const fn as_millis_ceil(self) -> u64 {
         self.0.div_ceil(1000)
@@ -41,15 +68,28 @@ impl Micros {
         self.0 / 1000
     }
 
-    /// Milliseconds rounded up, as the `i64` Redis replies with (saturating).
-    pub fn as_millis_ceil_i64(self) -> i64 {
-        i64::try_from(self.as_millis_ceil()).unwrap_or(i64::MAX)
+    /// Milliseconds rounded up, as a reply integer (at most [`REPLY_MAX`]).
+    pub fn reply_ms_ceil(self) -> i64 {
+        clamp_reply(self.as_millis_ceil())
     }
 
-    /// Milliseconds rounded down, as an `i64` (saturating).
-    pub fn as_millis_floor_i64(self) -> i64 {
-        i64::try_from(self.as_millis_floor()).unwrap_or(i64::MAX)
+    /// Milliseconds rounded down, as a reply integer (at most [`REPLY_MAX`]).
+    pub fn reply_ms_floor(self) -> i64 {
+        clamp_reply(self.as_millis_floor())
     }
+
+    /// Rounds up to a multiple of `grid` (a zero grid leaves it as is).
+    pub fn ceil_to(self, grid: Micros) -> Micros {
+        match self.0.checked_rem(grid.0) {
+            Some(0) | None => self,
+            Some(r) => self.saturating_add(Micros(grid.0.saturating_sub(r))),
+        }
+    }
+}
+
+/// A count as a reply integer: at most [`REPLY_MAX`].
+pub fn clamp_reply(v: u64) -> i64 {
+    i64::try_from(v).map_or(REPLY_MAX, |v| v.min(REPLY_MAX))
 }
 
 #[cfg(test)]
@@ -69,7 +109,15 @@ mod tests {
         assert_eq!(Micros(1000).as_millis_ceil(), 1);
         assert_eq!(Micros(1001).as_millis_ceil(), 2);
         assert_eq!(Micros(1999).as_millis_floor(), 1);
-        assert_eq!(Micros::MAX.as_millis_ceil_i64(), 18_446_744_073_709_552);
+    }
+
+    #[test]
+    fn replies_never_exceed_53_bits() {
+        assert_eq!(Micros::MAX.reply_ms_ceil(), REPLY_MAX);
+        assert_eq!(clamp_reply(u64::MAX), REPLY_MAX);
+        assert_eq!(REPLY_MAX, 9_007_199_254_740_991);
+        // Everything the bounds allow is far below it.
+        assert!(HORIZON.saturating_add(MAX_WAIT).as_millis_ceil() * 10 < REPLY_MAX as u64);
     }
 
     #[test]
@@ -77,5 +125,14 @@ mod tests {
         assert_eq!(Micros::MAX.saturating_add(Micros(1)), Micros::MAX);
         assert_eq!(Micros(1).saturating_sub(Micros(2)), Micros::ZERO);
         assert_eq!(Micros::from_millis(u64::MAX), Micros::MAX);
+    }
+
+    #[test]
+    fn ceil_to_a_grid() {
+        assert_eq!(Micros(0).ceil_to(Micros(1000)), Micros(0));
+        assert_eq!(Micros(1).ceil_to(Micros(1000)), Micros(1000));
+        assert_eq!(Micros(1000).ceil_to(Micros(1000)), Micros(1000));
+        assert_eq!(Micros(7).ceil_to(Micros::ZERO), Micros(7));
+        assert_eq!(Micros::MAX.ceil_to(Micros(10)), Micros::MAX);
     }
 }

@@ -374,6 +374,47 @@ mod tests {
         assert_eq!(r.classify(&arr(&[5, 1000])).outcome, Outcome::Error);
     }
 
+    /// "Never expires" is 2^53-1 (every reply integer is within ±(2^53-1),
+    /// so JavaScript clients read it exactly); rush reads it, and the
+    /// extremes of i64, exactly, whether sent as integers or as text.
+    #[test]
+    fn reply_integers_are_read_exactly() {
+        const NEVER: i64 = 9_007_199_254_740_991;
+        let r = RedisRule::Permit;
+        let c = r.classify(&arr(&[0, 1_764_000_000_123, NEVER]));
+        assert_eq!(
+            c.permit,
+            Some(Permit {
+                time_to_wait_ms: 0,
+                valid_at_ms: 1_764_000_000_123,
+                expires_at_ms: NEVER
+            })
+        );
+        let text = Value::Array(
+            ["0", "1764000000123", "9007199254740991"]
+                .iter()
+                .map(|s| Value::BulkString(s.as_bytes().to_vec()))
+                .collect(),
+        );
+        assert_eq!(r.classify(&text).permit, c.permit);
+        for x in [NEVER, -NEVER, i64::MAX, i64::MIN] {
+            let t = RedisRule::Throttle.classify(&arr(&[1, x, 0, x, x]));
+            assert_eq!((t.outcome, t.limit), (Outcome::Allowed, Some(x)));
+            let eq = RedisRule::Int(Cmp::Eq, x);
+            assert_eq!(eq.classify(&Value::Int(x)).outcome, Outcome::Allowed);
+            assert_eq!(
+                eq.classify(&Value::SimpleString(x.to_string())).outcome,
+                Outcome::Allowed
+            );
+        }
+        // One past i64 is not an integer rush can read: an error, not a wrap.
+        let big = Value::BulkString(b"9223372036854775808".to_vec());
+        assert_eq!(
+            RedisRule::Int(Cmp::Ge, 0).classify(&big).outcome,
+            Outcome::Error
+        );
+    }
+
     #[test]
     fn int_rules() {
         let r = RedisRule::parse("int<=3").unwrap();

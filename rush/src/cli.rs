@@ -6,6 +6,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::classify::{RedisRule, StatusSet};
 use crate::run::{Align, KeyOrder, Mode, Plan, Ui};
+use crate::seed;
 use crate::target::Connector;
 use crate::target::http::{HttpConnector, HttpTarget};
 use crate::target::redis::{RedisConnector, RedisTarget, block_timeout};
@@ -135,7 +136,8 @@ pub struct Common {
     /// How { n } is drawn from --keys
     #[arg(long, value_enum, default_value = "random", global = true)]
     pub key_order: KeyOrderArg,
-    /// Seed for drawing { n } and {run} (default: random)
+    /// Seed for {run} and the random draws of { n }: one seed gives each worker the same keys
+    /// again (default: drawn from the OS; the JSON report gives it)
     #[arg(long, global = true)]
     pub seed: Option<u64>,
     /// Response timeout per call (raised above a WAIT/BLOCK timeout in the command)
@@ -189,6 +191,15 @@ pub struct Common {
     pub quiet: bool,
 }
 
+/// The text clap prints for `e` (help, version, or a usage error), with
+/// `{n}` written as the docs write it.
+///
+/// clap turns a literal `{n}` in help text into a newline, so the help
+/// source writes `{ n }` (templates accept both) and this puts `{n}` back.
+pub fn clap_text(e: &clap::Error) -> String {
+    e.render().to_string().replace("{ n }", "{n}")
+}
+
 /// Parses a duration: `10s`, `1.5s`, `250ms`, `100us`, `2m`, `1h`, or a number of seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
@@ -219,6 +230,45 @@ pub struct Output {
     pub ui: Ui,
 }
 
+/// Builds the plan from parsed flags; every error is a message for the user.
+///
+/// The steps, in the order their errors are reported: the run's shape
+/// (`check_workers`, `Timeouts::parse`, `mode`, `--keys`, `align`), the
+/// target (`redis_target` or `http_target`), `check_keys_used`, then the
+/// check (`verify_config`).
+pub fn plan(cli: &Cli, is_terminal: bool) -> Result<(Plan, Output), String> {
+    let c = &cli.common;
+    check_workers(c.workers)?;
+    let timeouts = Timeouts::parse(c)?;
+    let mode = mode(c)?;
+    let keys = KeyRange::parse(&c.keys)?;
+    let align = align(c)?;
+    let target = match &cli.target {
+        TargetCmd::Redis(r) => redis_target(r, timeouts)?,
+        TargetCmd::Http(h) => http_target(h, timeouts)?,
+    };
+    check_keys_used(&c.keys, keys, target.uses_n)?;
+    let mut notes = Vec::new();
+    let verify = verify_config(c, &target, &mut notes)?;
+    let plan = Plan {
+        connector: target.connector,
+        mode,
+        workers: c.workers,
+        keys,
+        key_order: match c.key_order {
+            KeyOrderArg::Random => KeyOrder::Random,
+            KeyOrderArg::Sequential => KeyOrder::Sequential,
+        },
+        tokens: c.tokens.or(target.command.tokens).unwrap_or(1),
+        verify,
+        align,
+        seed: c.seed.unwrap_or_else(seed::fresh),
+        notes,
+        per_key: c.per_key,
+    };
+    Ok((plan, output(c, is_terminal)))
+}
+
 fn positive(name: &str, x: f64) -> Result<f64, String> {
     if x.is_finite() && x > 0.0 {
         Ok(x)
@@ -227,37 +277,45 @@ fn positive(name: &str, x: f64) -> Result<f64, String> {
     }
 }
 
-fn parse_templates(words: &[String]) -> Result<Vec<Template>, String> {
-    words
-        .iter()
-        .map(|w| Template::parse(w).map_err(|e| e.to_string()))
-        .collect()
+fn non_negative(name: &str, x: f64) -> Result<f64, String> {
+    if x.is_finite() && x >= 0.0 {
+        Ok(x)
+    } else {
+        Err(format!("{name} must be a number ≥ 0, got {x}"))
+    }
 }
 
-/// The THROTTLE arguments `rps burst window [tokens]`, when they are constant numbers.
-fn throttle_params(words: &[String]) -> Option<(f64, f64, f64, Option<u64>)> {
-    let num = |i: usize| words.get(i).and_then(|w| w.parse::<f64>().ok());
-    let (rps, burst, window) = (num(2)?, num(3)?, num(4)?);
-    let tokens = words.get(5).and_then(|w| w.parse::<u64>().ok());
-    Some((rps, burst, window, tokens))
+/// `--workers` is 1..=100000.
+fn check_workers(workers: u64) -> Result<(), String> {
+    if workers == 0 || workers > 100_000 {
+        return Err(format!("--workers must be 1..=100000, got {workers}"));
+    }
+    Ok(())
 }
 
-/// Builds the plan from parsed flags; every error is a message for the user.
-pub fn plan(cli: &Cli, is_terminal: bool) -> Result<(Plan, Output), String> {
-    let c = &cli.common;
-    if c.workers == 0 || c.workers > 100_000 {
-        return Err(format!("--workers must be 1..=100000, got {}", c.workers));
+/// `--timeout` and `--connect-timeout`, both above zero.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Timeouts {
+    response: Duration,
+    connect: Duration,
+}
+
+impl Timeouts {
+    fn parse(c: &Common) -> Result<Timeouts, String> {
+        let response = parse_duration(&c.timeout)?;
+        let connect = parse_duration(&c.connect_timeout)?;
+        if response.is_zero() || connect.is_zero() {
+            return Err("--timeout and --connect-timeout must be above zero".into());
+        }
+        Ok(Timeouts { response, connect })
     }
-    let timeout = parse_duration(&c.timeout)?;
-    let connect_timeout = parse_duration(&c.connect_timeout)?;
-    if timeout.is_zero() || connect_timeout.is_zero() {
-        return Err("--timeout and --connect-timeout must be above zero".into());
-    }
-    let mode = match (&c.duration, c.calls) {
+}
+
+/// Burst (`--calls`, default 1) or sustained (`--duration`, optionally `--rate`).
+fn mode(c: &Common) -> Result<Mode, String> {
+    match (&c.duration, c.calls) {
         (Some(_), Some(_)) => {
-            return Err(
-                "--calls is for burst mode and --duration for sustained mode: give one".into(),
-            );
+            Err("--calls is for burst mode and --duration for sustained mode: give one".into())
         }
         (Some(d), None) => {
             let duration = parse_duration(d)?;
@@ -265,7 +323,7 @@ pub fn plan(cli: &Cli, is_terminal: bool) -> Result<(Plan, Output), String> {
                 return Err("--duration must be above zero".into());
             }
             let rate = c.rate.map(|r| positive("--rate", r)).transpose()?;
-            Mode::Sustained { duration, rate }
+            Ok(Mode::Sustained { duration, rate })
         }
         (None, calls) => {
             if c.rate.is_some() {
@@ -275,209 +333,261 @@ pub fn plan(cli: &Cli, is_terminal: bool) -> Result<(Plan, Output), String> {
             if calls == 0 || calls > 1_000_000_000 {
                 return Err(format!("--calls must be 1..=1000000000, got {calls}"));
             }
-            Mode::Burst { calls }
+            Ok(Mode::Burst { calls })
         }
+    }
+}
+
+/// `--align-to` with `--align-lead`: the lead must be shorter than the period.
+fn align(c: &Common) -> Result<Option<Align>, String> {
+    let Some(p) = &c.align_to else {
+        return Ok(None);
     };
-    let keys = KeyRange::parse(&c.keys)?;
-    let align = match &c.align_to {
-        Some(p) => {
-            let period = parse_duration(p)?;
-            let lead = parse_duration(&c.align_lead)?;
-            if period.is_zero() || lead >= period {
-                return Err("--align-to must be above zero and above --align-lead".into());
-            }
-            Some(Align { period, lead })
+    let period = parse_duration(p)?;
+    let lead = parse_duration(&c.align_lead)?;
+    if period.is_zero() || lead >= period {
+        return Err("--align-to must be above zero and above --align-lead".into());
+    }
+    Ok(Some(Align { period, lead }))
+}
+
+/// A `--keys` range of several values needs `{n}` somewhere, or every call
+/// would hit the same key while the report counts several.
+fn check_keys_used(text: &str, keys: KeyRange, uses_n: bool) -> Result<(), String> {
+    if keys.len() > 1 && !uses_n {
+        return Err(format!(
+            "--keys {text} gives several values of {{n}}, but no template uses {{n}}"
+        ));
+    }
+    Ok(())
+}
+
+/// What the command's own arguments say about the limit under test.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+struct FromCommand {
+    /// `THROTTLE key rps burst window` or `PERMIT key interval_ms` with constant numbers.
+    limit: Option<Limit>,
+    /// `PERMIT ... BLOCK`: a granted reply must not come before its `valid_at`.
+    blocking: bool,
+    /// THROTTLE's constant `tokens` argument.
+    tokens: Option<u64>,
+}
+
+/// A checked target and what the checks after it need.
+struct Target {
+    connector: Connector,
+    /// Some template uses `{n}`.
+    uses_n: bool,
+    command: FromCommand,
+    /// Replies are PERMIT-shaped (`valid_at`), so permits can be checked.
+    permit_replies: bool,
+}
+
+fn parse_template(text: &str) -> Result<Template, String> {
+    Template::parse(text).map_err(|e| e.to_string())
+}
+
+/// `rush redis`: the command's templates, its rule, its response timeout.
+fn redis_target(r: &RedisArgs, t: Timeouts) -> Result<Target, String> {
+    let args = r
+        .command
+        .iter()
+        .map(|w| parse_template(w))
+        .collect::<Result<Vec<_>, _>>()?;
+    // The words with every placeholder at its default: enough to read the
+    // command name, a WAIT/BLOCK timeout and constant numbers.
+    let sample: Vec<String> = args.iter().map(|t| t.render(Vars::default())).collect();
+    let name = sample.first().cloned().unwrap_or_default();
+    let rule = RedisRule::parse(&r.rule)?.resolve(&name);
+    let constant: Vec<bool> = args.iter().map(Template::is_constant).collect();
+    Ok(Target {
+        uses_n: args.iter().any(Template::uses_n),
+        command: limit_from_command(rule, &sample, &constant),
+        permit_replies: rule == RedisRule::Permit,
+        connector: Connector::Redis(RedisConnector::new(RedisTarget {
+            urls: r.urls.clone(),
+            cluster: r.cluster,
+            args,
+            rule,
+            response_timeout: response_timeout(t.response, &sample),
+            connect_timeout: t.connect,
+        })?),
+    })
+}
+
+/// `--timeout`, raised above a blocking command's `WAIT`/`BLOCK` timeout
+/// (plus a second) so that the client never gives up before the server.
+fn response_timeout(timeout: Duration, sample: &[String]) -> Duration {
+    match block_timeout(sample) {
+        // A week bounds any sane block; beyond it Instant arithmetic could overflow.
+        Some(block) => {
+            timeout.max(block.min(Duration::from_secs(7 * 86400)) + Duration::from_secs(1))
+        }
+        None => timeout,
+    }
+}
+
+/// The limit a THROTTLE or PERMIT command states, when its numbers are
+/// constant (`constant[i]`: word `i` has no placeholder) and its replies
+/// are read by the command's own rule.
+fn limit_from_command(rule: RedisRule, words: &[String], constant: &[bool]) -> FromCommand {
+    let name = words.first().map(String::as_str).unwrap_or_default();
+    let num = |i: usize| words.get(i).and_then(|w| w.parse::<f64>().ok());
+    let is_constant = |i: usize| constant.get(i).copied().unwrap_or(false);
+    if name.eq_ignore_ascii_case("THROTTLE") && rule == RedisRule::Throttle {
+        // THROTTLE key rps burst window [tokens]
+        let (Some(rps), Some(burst), Some(window)) = (num(2), num(3), num(4)) else {
+            return FromCommand::default();
+        };
+        if !(2..=4).all(is_constant) {
+            return FromCommand::default();
+        }
+        let capacity = (rps * burst * window).ceil().max(1.0);
+        FromCommand {
+            limit: (rps > 0.0 && capacity >= 0.0).then_some(Limit::Bucket { rps, capacity }),
+            blocking: false,
+            tokens: words.get(5).and_then(|w| w.parse::<u64>().ok()),
+        }
+    } else if name.eq_ignore_ascii_case("PERMIT") && rule == RedisRule::Permit && is_constant(2) {
+        // PERMIT key interval_ms ... [BLOCK ms]
+        let Some(interval_ms) = num(2) else {
+            return FromCommand::default();
+        };
+        FromCommand {
+            limit: Some(Limit::Pacing { interval_ms }),
+            blocking: words
+                .iter()
+                .skip(3)
+                .any(|w| w.eq_ignore_ascii_case("BLOCK")),
+            tokens: None,
+        }
+    } else {
+        FromCommand::default()
+    }
+}
+
+/// `rush http`: URL, headers and body templates, status sets, CA file.
+fn http_target(h: &HttpArgs, t: Timeouts) -> Result<Target, String> {
+    let url = parse_template(&h.url)?;
+    let headers = parse_headers(&h.headers)?;
+    let body = match (&h.body, &h.body_file) {
+        (Some(b), _) => Some(parse_template(b)?),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read --body-file {path:?}: {e}"))?;
+            Some(parse_template(&text)?)
+        }
+        (None, None) => None,
+    };
+    let uses_n = url.uses_n()
+        || headers.iter().any(|(_, v)| v.uses_n())
+        || body.as_ref().is_some_and(Template::uses_n);
+    let ca_pem = match &h.cacert {
+        Some(path) => {
+            Some(std::fs::read(path).map_err(|e| format!("cannot read --cacert {path:?}: {e}"))?)
         }
         None => None,
     };
-    let mut notes = Vec::new();
-    let uses_n;
-    let mut tokens_from_cmd = None;
-    let mut derived: Option<(Limit, bool)> = None;
-    let mut is_permit_rule = false;
+    Ok(Target {
+        uses_n,
+        command: FromCommand::default(),
+        permit_replies: false,
+        connector: Connector::Http(HttpConnector::new(HttpTarget {
+            method: h.method.clone(),
+            url,
+            headers,
+            body,
+            allowed: StatusSet::parse(&h.allow_status)?,
+            throttled: StatusSet::parse(&h.throttled_status)?,
+            response_timeout: t.response,
+            connect_timeout: t.connect,
+            ca_pem,
+        })?),
+    })
+}
 
-    let connector = match &cli.target {
-        TargetCmd::Redis(r) => {
-            let args = parse_templates(&r.command)?;
-            uses_n = args.iter().any(Template::uses_n);
-            let sample: Vec<String> = args.iter().map(|t| t.render(Vars::default())).collect();
-            let name = sample.first().cloned().unwrap_or_default();
-            let rule = RedisRule::parse(&r.rule)?.resolve(&name);
-            is_permit_rule = rule == RedisRule::Permit;
-            let mut response_timeout = timeout;
-            if let Some(block) = block_timeout(&sample) {
-                // A week bounds any sane block; beyond it Instant arithmetic could overflow.
-                let block = block.min(Duration::from_secs(7 * 86400));
-                response_timeout = response_timeout.max(block + Duration::from_secs(1));
-            }
-            let constant = |i: usize| args.get(i).is_some_and(Template::is_constant);
-            if name.eq_ignore_ascii_case("THROTTLE") && rule == RedisRule::Throttle {
-                if let Some((rps, burst, window, tokens)) = throttle_params(&sample)
-                    && (2..=4).all(constant)
-                {
-                    let capacity = (rps * burst * window).ceil().max(1.0);
-                    tokens_from_cmd = tokens;
-                    if rps > 0.0 && capacity >= 0.0 {
-                        derived = Some((Limit::Bucket { rps, capacity }, false));
-                    }
-                }
-            } else if name.eq_ignore_ascii_case("PERMIT")
-                && rule == RedisRule::Permit
-                && constant(2)
-                && let Some(interval) = sample.get(2).and_then(|w| w.parse::<f64>().ok())
-            {
-                let blocking = sample
-                    .iter()
-                    .skip(3)
-                    .any(|w| w.eq_ignore_ascii_case("BLOCK"));
-                derived = Some((
-                    Limit::Pacing {
-                        interval_ms: interval,
-                    },
-                    blocking,
-                ));
-            }
-            let urls = r.urls.clone();
-            Connector::Redis(RedisConnector::new(RedisTarget {
-                urls,
-                cluster: r.cluster,
-                args,
-                rule,
-                response_timeout,
-                connect_timeout,
-            })?)
-        }
-        TargetCmd::Http(h) => {
-            let url = Template::parse(&h.url).map_err(|e| e.to_string())?;
-            let mut headers = Vec::new();
-            for raw in &h.headers {
-                let (name, value) = raw
-                    .split_once(':')
-                    .ok_or_else(|| format!("bad header {raw:?}: write \"Name: value\""))?;
-                headers.push((
-                    name.trim().to_string(),
-                    Template::parse(value.trim()).map_err(|e| e.to_string())?,
-                ));
-            }
-            let body = match (&h.body, &h.body_file) {
-                (Some(b), _) => Some(Template::parse(b).map_err(|e| e.to_string())?),
-                (None, Some(path)) => {
-                    let text = std::fs::read_to_string(path)
-                        .map_err(|e| format!("cannot read --body-file {path:?}: {e}"))?;
-                    Some(Template::parse(&text).map_err(|e| e.to_string())?)
-                }
-                (None, None) => None,
-            };
-            uses_n = url.uses_n()
-                || headers.iter().any(|(_, v)| v.uses_n())
-                || body.as_ref().is_some_and(Template::uses_n);
-            Connector::Http(HttpConnector::new(HttpTarget {
-                method: h.method.clone(),
-                url,
-                headers,
-                body,
-                allowed: StatusSet::parse(&h.allow_status)?,
-                throttled: StatusSet::parse(&h.throttled_status)?,
-                response_timeout: timeout,
-                connect_timeout,
-                ca_pem: match &h.cacert {
-                    Some(path) => Some(
-                        std::fs::read(path)
-                            .map_err(|e| format!("cannot read --cacert {path:?}: {e}"))?,
-                    ),
-                    None => None,
-                },
-            })?)
-        }
-    };
-    if keys.len() > 1 && !uses_n {
-        return Err(format!(
-            "--keys {} gives several values of {{n}}, but no template uses {{n}}",
-            c.keys
-        ));
-    }
-
-    let tokens = c.tokens.or(tokens_from_cmd).unwrap_or(1);
-    let verify = if c.verify {
-        let (limit, blocking) = match (c.limit_rps, c.limit_capacity, c.limit_interval_ms) {
-            (Some(rps), Some(capacity), _) => {
-                let rps = positive("--limit-rps", rps)?;
-                if !(capacity.is_finite() && capacity >= 0.0) {
-                    return Err(format!(
-                        "--limit-capacity must be a number ≥ 0, got {capacity}"
-                    ));
-                }
-                (Limit::Bucket { rps, capacity }, false)
-            }
-            (_, _, Some(ms)) => {
-                let blocking = derived.is_some_and(|(_, b)| b);
-                (
-                    Limit::Pacing {
-                        interval_ms: positive("--limit-interval-ms", ms)?,
-                    },
-                    blocking,
-                )
-            }
-            _ => {
-                let d = derived.ok_or(
-                    "--verify needs the limit under test: give --limit-rps and --limit-capacity \
-                     (token bucket) or --limit-interval-ms (permits); they are derived only from \
-                     THROTTLE key rps burst window and PERMIT key interval_ms with constant numbers",
-                )?;
-                notes.push(format!("limit taken from the command's arguments: {}", d.0));
-                d
-            }
-        };
-        if let Limit::Pacing { interval_ms } = limit {
-            positive("the permit interval", interval_ms)?;
-            if !is_permit_rule {
-                return Err("checking permits needs PERMIT-shaped replies (valid_at): use PERMIT or --rule permit".into());
-            }
-        }
-        if !(c.resolution_ms.is_finite() && c.resolution_ms >= 0.0) {
-            return Err("--resolution-ms must be ≥ 0".into());
-        }
-        if !(c.clock_tolerance_ms.is_finite() && c.clock_tolerance_ms >= 0.0) {
-            return Err("--clock-tolerance-ms must be ≥ 0".into());
-        }
-        Some(VerifyConfig {
-            limit,
-            resolution_us: (c.resolution_ms * 1e3).round() as u64,
-            clock_tolerance_ms: c.clock_tolerance_ms,
-            blocking,
-            allow_excess: c.allow_excess,
+/// `-H 'Name: value'` headers; the value is a template.
+fn parse_headers(raw: &[String]) -> Result<Vec<(String, Template)>, String> {
+    raw.iter()
+        .map(|h| {
+            let (name, value) = h
+                .split_once(':')
+                .ok_or_else(|| format!("bad header {h:?}: write \"Name: value\""))?;
+            Ok((name.trim().to_string(), parse_template(value.trim())?))
         })
-    } else {
+        .collect()
+}
+
+/// `--verify`: the limit under test and the check's tolerances; without
+/// it, the flags that only make sense with it are refused.
+fn verify_config(
+    c: &Common,
+    target: &Target,
+    notes: &mut Vec<String>,
+) -> Result<Option<VerifyConfig>, String> {
+    if !c.verify {
         if c.allow_excess > 0 {
             return Err("--allow-excess needs --verify".into());
         }
-        None
-    };
+        return Ok(None);
+    }
+    let (limit, blocking) = limit_under_test(c, &target.command, notes)?;
+    if let Limit::Pacing { interval_ms } = limit {
+        positive("the permit interval", interval_ms)?;
+        if !target.permit_replies {
+            return Err("checking permits needs PERMIT-shaped replies (valid_at): use PERMIT or --rule permit".into());
+        }
+    }
+    non_negative("--resolution-ms", c.resolution_ms)?;
+    non_negative("--clock-tolerance-ms", c.clock_tolerance_ms)?;
+    Ok(Some(VerifyConfig {
+        limit,
+        resolution_us: (c.resolution_ms * 1e3).round() as u64,
+        clock_tolerance_ms: c.clock_tolerance_ms,
+        blocking,
+        allow_excess: c.allow_excess,
+    }))
+}
 
-    let plan = Plan {
-        connector,
-        mode,
-        workers: c.workers,
-        keys,
-        key_order: match c.key_order {
-            KeyOrderArg::Random => KeyOrder::Random,
-            KeyOrderArg::Sequential => KeyOrder::Sequential,
-        },
-        tokens,
-        verify,
-        align,
-        seed: c.seed.unwrap_or_else(|| fastrand::u64(..)),
-        notes,
-        per_key: c.per_key,
-    };
-    let output = Output {
+/// The limit to check, and whether granted permits block until `valid_at`:
+/// from `--limit-rps`/`--limit-capacity`, else `--limit-interval-ms`, else
+/// the command's own arguments (with a note saying so).
+fn limit_under_test(
+    c: &Common,
+    from_cmd: &FromCommand,
+    notes: &mut Vec<String>,
+) -> Result<(Limit, bool), String> {
+    match (c.limit_rps, c.limit_capacity, c.limit_interval_ms) {
+        (Some(rps), Some(capacity), _) => {
+            let rps = positive("--limit-rps", rps)?;
+            let capacity = non_negative("--limit-capacity", capacity)?;
+            Ok((Limit::Bucket { rps, capacity }, false))
+        }
+        (_, _, Some(ms)) => {
+            let interval_ms = positive("--limit-interval-ms", ms)?;
+            Ok((Limit::Pacing { interval_ms }, from_cmd.blocking))
+        }
+        _ => {
+            let limit = from_cmd.limit.ok_or(
+                "--verify needs the limit under test: give --limit-rps and --limit-capacity \
+                 (token bucket) or --limit-interval-ms (permits); they are derived only from \
+                 THROTTLE key rps burst window and PERMIT key interval_ms with constant numbers",
+            )?;
+            notes.push(format!("limit taken from the command's arguments: {limit}"));
+            Ok((limit, from_cmd.blocking))
+        }
+    }
+}
+
+/// JSON or text, per-second lines, progress bar (only on a terminal).
+fn output(c: &Common, is_terminal: bool) -> Output {
+    Output {
         json: c.json,
         ui: Ui {
             lines: !c.json && !c.quiet,
             progress: !c.json && !c.no_progress && is_terminal,
         },
-    };
-    Ok((plan, output))
+    }
 }
 
 #[cfg(test)]
@@ -486,6 +596,27 @@ mod tests {
 
     fn cli(args: &[&str]) -> Cli {
         Cli::try_parse_from(args).unwrap()
+    }
+
+    #[test]
+    fn help_writes_the_placeholder_as_the_docs_do() {
+        for args in [
+            &["rush", "--help"][..],
+            &["rush", "redis", "--help"],
+            &["rush", "-h"],
+        ] {
+            let e = Cli::try_parse_from(args).unwrap_err();
+            assert_eq!(e.kind(), clap::error::ErrorKind::DisplayHelp);
+            let help = clap_text(&e);
+            assert!(help.contains("{n}"), "{help}");
+            assert!(!help.contains("{ n }"), "{help}");
+        }
+        let help = clap_text(&Cli::try_parse_from(["rush", "--help"]).unwrap_err());
+        assert!(
+            help.contains("Values of {n}: N, A..B (B excluded) or A..=B"),
+            "{help}"
+        );
+        assert!(help.contains("THROTTLE 'user:{run}:{n}' 50 1 1"), "{help}");
     }
 
     #[test]
@@ -603,6 +734,218 @@ mod tests {
         assert!(p.per_key);
         let c = cli(&["rush", "redis", "--", "PING"]);
         assert!(!plan(&c, false).unwrap().0.per_key);
+    }
+
+    fn words(w: &[&str]) -> Vec<String> {
+        w.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn common(args: &[&str]) -> Common {
+        let mut all = vec!["rush", "redis"];
+        all.extend_from_slice(args);
+        all.extend(["--", "PING"]);
+        cli(&all).common
+    }
+
+    #[test]
+    fn the_command_states_its_limit_only_with_constant_numbers() {
+        let all = [true; 8];
+        let from =
+            |rule, w: &[&str], constant: &[bool]| limit_from_command(rule, &words(w), constant);
+        let t = from(
+            RedisRule::Throttle,
+            &["throttle", "k", "10", "2", "1.5", "3"],
+            &all,
+        );
+        assert_eq!(
+            t,
+            FromCommand {
+                limit: Some(Limit::Bucket {
+                    rps: 10.0,
+                    capacity: 30.0
+                }),
+                blocking: false,
+                tokens: Some(3)
+            }
+        );
+        // A tiny bucket still holds one token.
+        let t = from(
+            RedisRule::Throttle,
+            &["THROTTLE", "k", "0.1", "1", "1"],
+            &all,
+        );
+        assert_eq!(
+            t.limit,
+            Some(Limit::Bucket {
+                rps: 0.1,
+                capacity: 1.0
+            })
+        );
+        // rps drawn from a placeholder: nothing is derived.
+        let templated = [true, false, false, true, true, true];
+        let t = from(
+            RedisRule::Throttle,
+            &["THROTTLE", "k", "0", "2", "1", "4"],
+            &templated,
+        );
+        assert_eq!(t, FromCommand::default());
+        // A zero rate is no bucket, but the tokens still count.
+        let t = from(
+            RedisRule::Throttle,
+            &["THROTTLE", "k", "0", "2", "1", "4"],
+            &all,
+        );
+        assert_eq!((t.limit, t.tokens), (None, Some(4)));
+        // Read with another rule, THROTTLE states nothing.
+        let t = from(RedisRule::Ok, &["THROTTLE", "k", "1", "2", "1"], &all);
+        assert_eq!(t, FromCommand::default());
+        let p = from(
+            RedisRule::Permit,
+            &["PERMIT", "k", "100", "5", "block", "3000"],
+            &all,
+        );
+        assert_eq!(p.limit, Some(Limit::Pacing { interval_ms: 100.0 }));
+        assert!(p.blocking);
+        let p = from(RedisRule::Permit, &["PERMIT", "k", "100", "5"], &all);
+        assert!(!p.blocking && p.limit.is_some());
+        let p = from(RedisRule::Permit, &["PERMIT", "k", "soon"], &all);
+        assert_eq!(p, FromCommand::default());
+        let p = from(RedisRule::Permit, &["INCR", "k", "100"], &all);
+        assert_eq!(p, FromCommand::default());
+    }
+
+    #[test]
+    fn response_timeout_outlives_the_block() {
+        let five = Duration::from_secs(5);
+        let t = |w: &[&str]| response_timeout(five, &words(w));
+        assert_eq!(t(&["GET", "k"]), five);
+        assert_eq!(
+            t(&["PERMIT", "k", "100", "5", "BLOCK", "8000"]),
+            Duration::from_secs(9)
+        );
+        assert_eq!(t(&["THROTTLE", "k", "1", "1", "1", "WAIT", "100"]), five);
+        assert_eq!(
+            t(&["PERMIT", "k", "1", "1", "BLOCK", "99999999999999"]),
+            Duration::from_secs(7 * 86400 + 1)
+        );
+    }
+
+    #[test]
+    fn modes_and_their_errors() {
+        assert_eq!(mode(&common(&[])), Ok(Mode::Burst { calls: 1 }));
+        assert_eq!(mode(&common(&["-n", "7"])), Ok(Mode::Burst { calls: 7 }));
+        assert_eq!(
+            mode(&common(&["-d", "2s", "-r", "50"])),
+            Ok(Mode::Sustained {
+                duration: Duration::from_secs(2),
+                rate: Some(50.0)
+            })
+        );
+        let err = |a: &[&str]| mode(&common(a)).unwrap_err();
+        assert!(err(&["-n", "0"]).contains("--calls must be"));
+        assert!(err(&["-d", "0s"]).contains("--duration must be above zero"));
+        assert!(err(&["-d", "1s", "-r", "0"]).contains("--rate must be a positive"));
+        assert!(err(&["-r", "5"]).contains("--rate needs --duration"));
+    }
+
+    #[test]
+    fn alignment_and_timeouts() {
+        assert_eq!(align(&common(&[])), Ok(None));
+        assert_eq!(
+            align(&common(&["--align-to", "1s"])),
+            Ok(Some(Align {
+                period: Duration::from_secs(1),
+                lead: Duration::from_millis(50)
+            }))
+        );
+        assert!(align(&common(&["--align-to", "40ms"])).is_err());
+        assert!(Timeouts::parse(&common(&["--timeout", "0s"])).is_err());
+        assert_eq!(
+            Timeouts::parse(&common(&["--connect-timeout", "250ms"])),
+            Ok(Timeouts {
+                response: Duration::from_secs(5),
+                connect: Duration::from_millis(250)
+            })
+        );
+        assert!(check_workers(1).is_ok() && check_workers(100_000).is_ok());
+        assert!(check_workers(100_001).is_err());
+    }
+
+    #[test]
+    fn several_keys_need_a_template_that_uses_them() {
+        let one = KeyRange::parse("3").unwrap();
+        let five = KeyRange::parse("1..=5").unwrap();
+        assert!(check_keys_used("3", one, false).is_ok());
+        assert!(check_keys_used("1..=5", five, true).is_ok());
+        let e = check_keys_used("1..=5", five, false).unwrap_err();
+        assert!(e.contains("--keys 1..=5") && e.contains("{n}"), "{e}");
+    }
+
+    #[test]
+    fn flags_name_the_limit_before_the_command_does() {
+        let permit_block = FromCommand {
+            limit: Some(Limit::Pacing { interval_ms: 100.0 }),
+            blocking: true,
+            tokens: None,
+        };
+        let mut notes = Vec::new();
+        let c = common(&["--verify", "--limit-rps", "2", "--limit-capacity", "0"]);
+        assert_eq!(
+            limit_under_test(&c, &permit_block, &mut notes),
+            Ok((
+                Limit::Bucket {
+                    rps: 2.0,
+                    capacity: 0.0
+                },
+                false
+            ))
+        );
+        // Another interval on a blocking PERMIT: the replies still block.
+        let c = common(&["--verify", "--limit-interval-ms", "250"]);
+        assert_eq!(
+            limit_under_test(&c, &permit_block, &mut notes),
+            Ok((Limit::Pacing { interval_ms: 250.0 }, true))
+        );
+        assert!(notes.is_empty());
+        let c = common(&["--verify"]);
+        assert_eq!(
+            limit_under_test(&c, &permit_block, &mut notes),
+            Ok((Limit::Pacing { interval_ms: 100.0 }, true))
+        );
+        assert_eq!(
+            notes,
+            ["limit taken from the command's arguments: permits: one per 100 ms"]
+        );
+        let e = limit_under_test(&c, &FromCommand::default(), &mut notes).unwrap_err();
+        assert!(e.contains("--verify needs the limit under test"), "{e}");
+        let c = common(&["--verify", "--limit-rps", "1", "--limit-capacity", "-1"]);
+        let e = limit_under_test(&c, &permit_block, &mut notes).unwrap_err();
+        assert!(e.contains("--limit-capacity must be a number ≥ 0"), "{e}");
+    }
+
+    #[test]
+    fn output_follows_json_quiet_and_the_terminal() {
+        let ui = |a: &[&str], tty| output(&common(a), tty);
+        assert_eq!(
+            ui(&[], true),
+            Output {
+                json: false,
+                ui: Ui {
+                    lines: true,
+                    progress: true
+                }
+            }
+        );
+        assert!(!ui(&[], false).ui.progress);
+        assert_eq!(
+            ui(&["--json"], true),
+            Output {
+                json: true,
+                ui: Ui::default()
+            }
+        );
+        assert!(!ui(&["-q"], true).ui.lines);
+        assert!(!ui(&["--no-progress"], true).ui.progress);
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //! - [`template`]: `{n}`, `{worker}`, `{call}`, `{run}` in keys, URLs, headers, bodies;
 //! - [`classify`]: reply → allowed / throttled / error;
 //! - [`target`]: Redis (single or cluster) and HTTP(S) connections, one per worker;
-//! - [`run`]: burst and sustained modes, the collector, per-second lines, progress bar;
+//! - [`run`]: burst and sustained modes, per-second lines, progress bar;
+//! - [`collect`]: counts, latency, intervals and per-key logs of the calls, and the report;
+//! - [`seed`]: `{run}` and the random draws of `{n}`, reproducible from `--seed`;
 //! - [`verify`]: the bound check on admitted calls (token bucket, permits);
 //! - [`report`]: text and JSON reports, exit codes;
 //! - [`cli`]: flags → a checked [`run::Plan`].
@@ -14,8 +16,10 @@
 
 pub mod classify;
 pub mod cli;
+pub mod collect;
 pub mod report;
 pub mod run;
+pub mod seed;
 pub mod target;
 pub mod template;
 pub mod verify;
@@ -63,7 +67,7 @@ where
     I: IntoIterator<Item = S>,
     S: Into<std::ffi::OsString> + Clone,
 {
-    let cli = cli::Cli::try_parse_from(args).map_err(|e| Error::Usage(e.to_string()))?;
+    let cli = cli::Cli::try_parse_from(args).map_err(|e| Error::Usage(cli::clap_text(&e)))?;
     let (plan, _) = cli::plan(&cli, false).map_err(Error::Usage)?;
     run::run(plan, run::Ui::default(), None)
         .await
@@ -75,13 +79,13 @@ pub async fn main_with_args(args: Vec<std::ffi::OsString>) -> i32 {
     let cli = match cli::Cli::try_parse_from(args) {
         Ok(c) => c,
         Err(e) => {
-            let code = if e.use_stderr() {
-                exit::USAGE
-            } else {
-                exit::OK
-            };
-            let _ = e.print();
-            return code;
+            let text = cli::clap_text(&e);
+            if e.use_stderr() {
+                eprint!("{text}");
+                return exit::USAGE;
+            }
+            print!("{text}");
+            return exit::OK;
         }
     };
     let (plan, out) = match cli::plan(&cli, std::io::stderr().is_terminal()) {

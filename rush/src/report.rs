@@ -108,6 +108,8 @@ pub struct Report {
     /// Sustained: the target rate, calls per second (None: as fast as possible).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target_rate: Option<f64>,
+    /// The seed of `{run}` and the random draws of `{n}` (`--seed` repeats them).
+    pub seed: u64,
     /// From the release of the workers to the last reply, seconds.
     pub elapsed_s: f64,
     /// Ctrl-C stopped the run; counts cover completed calls only.

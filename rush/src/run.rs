@@ -1,12 +1,12 @@
 //! The run: connect every worker, release them together, collect the results.
 //!
-//! Workers send one [`Event`] per completed call to a single collector, which
-//! owns all statistics (counts, latency histograms, the per-key logs the
-//! verifier reads), prints the per-second lines and draws the progress bar.
+//! Workers send one [`Event`] per completed call to a single [`Collector`],
+//! which owns all statistics (counts, latency histograms, the per-key logs
+//! the verifier reads); the loop that feeds it also closes an interval every
+//! second, prints its line and draws the progress bar.
 //! Every loop is bounded: a burst by its call count, a sustained run by its
 //! duration; each call by the response timeout.
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::io::Write;
 use std::pin::Pin;
@@ -15,15 +15,15 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use hdrhistogram::Histogram;
 use tokio::sync::{Barrier, mpsc};
 use tokio::task::JoinSet;
 
-use crate::classify::{Classified, Outcome};
-use crate::report::{Interval, KeyReport, Latency, Report};
+use crate::collect::{Collector, Event};
+use crate::report::{Interval, Report};
+use crate::seed;
 use crate::target::{Conn, Connector};
 use crate::template::{KeyRange, Vars};
-use crate::verify::{Admit, KeyLog, Limit, Verdict, VerifyConfig, verify};
+use crate::verify::VerifyConfig;
 
 /// How the load is shaped.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -101,13 +101,6 @@ impl std::error::Error for RunError {}
 /// A future that resolves when the run should stop early (Ctrl-C).
 pub type Interrupt = Pin<Box<dyn Future<Output = ()> + Send>>;
 
-struct Event {
-    n: u64,
-    send_us: u64,
-    recv_us: u64,
-    result: Classified,
-}
-
 struct Shared {
     t0: OnceLock<Instant>,
     sent: AtomicU64,
@@ -154,7 +147,7 @@ pub async fn run(plan: Plan, ui: Ui, interrupt: Option<Interrupt>) -> Result<Rep
     });
     let barrier = Arc::new(Barrier::new(workers as usize + 1));
     let (tx, mut rx) = mpsc::unbounded_channel::<Event>();
-    let run_id = fastrand::Rng::with_seed(plan.seed).u32(..);
+    let run_id = seed::run_id(plan.seed);
     let mut tasks = JoinSet::new();
     for (w, conn) in conns {
         tasks.spawn(worker(
@@ -188,7 +181,8 @@ pub async fn run(plan: Plan, ui: Ui, interrupt: Option<Interrupt>) -> Result<Rep
     barrier.wait().await;
 
     // 4. Collect.
-    let mut c = Collector::new(&plan, ui, wall0_ms);
+    let mut c = Collector::new(&plan, wall0_ms);
+    let mut live = Live::new(&plan, ui);
     let mut second =
         tokio::time::interval_at((t0 + Duration::from_secs(1)).into(), Duration::from_secs(1));
     let mut redraw = tokio::time::interval_at(
@@ -204,9 +198,13 @@ pub async fn run(plan: Plan, ui: Ui, interrupt: Option<Interrupt>) -> Result<Rep
             },
             _ = second.tick() => {
                 let t = t0.elapsed().as_secs_f64();
-                c.second(t, shared.sent.load(Ordering::Relaxed), false);
+                if let Some(iv) = c.close_interval(t, shared.sent.load(Ordering::Relaxed), false) {
+                    live.line(&iv);
+                }
             }
-            _ = redraw.tick(), if ui.progress => c.progress(t0.elapsed(), shared.sent.load(Ordering::Relaxed)),
+            _ = redraw.tick(), if ui.progress => {
+                live.progress(t0.elapsed(), shared.sent.load(Ordering::Relaxed), c.counts());
+            }
             _ = &mut interrupt, if !interrupted => {
                 interrupted = true;
                 shared.stop.store(true, Ordering::Relaxed);
@@ -216,13 +214,12 @@ pub async fn run(plan: Plan, ui: Ui, interrupt: Option<Interrupt>) -> Result<Rep
     }
     while tasks.join_next().await.is_some() {}
     let elapsed = t0.elapsed();
-    c.clear_progress();
-    Ok(c.finish(
-        &plan,
-        elapsed,
-        shared.sent.load(Ordering::Relaxed),
-        interrupted,
-    ))
+    let sent = shared.sent.load(Ordering::Relaxed);
+    live.clear();
+    if let Some(iv) = c.close_tail(elapsed.as_secs_f64(), sent) {
+        live.line(&iv);
+    }
+    Ok(c.finish(&plan, elapsed, sent, interrupted))
 }
 
 /// Time from now until `lead` before the next multiple of `period` (at least 10 ms ahead).
@@ -251,7 +248,7 @@ async fn worker(
 ) {
     barrier.wait().await;
     let t0 = shared.t0.get().copied().unwrap_or_else(Instant::now);
-    let mut rng = fastrand::Rng::with_seed(plan.seed ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let mut rng = seed::worker_rng(plan.seed, id);
     let mut call = 0u64;
     loop {
         if shared.stop.load(Ordering::Relaxed) {
@@ -314,297 +311,85 @@ async fn worker(
     }
 }
 
-const MAX_ERROR_KINDS: usize = 20;
-const OTHER_ERRORS: &str = "(other errors)";
-
-fn new_hist() -> Histogram<u64> {
-    // 1 µs .. 1 hour, 3 significant digits; larger values are clamped. These
-    // constant bounds are valid, so creation cannot fail.
-    #[allow(clippy::expect_used)]
-    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("constant histogram bounds are valid")
-}
-
-struct Collector {
+/// What the user sees during a run: one line per interval (sustained
+/// mode) on stdout, and a progress bar on stderr.
+struct Live {
     ui: Ui,
     mode: Mode,
+    /// Burst: calls in all.
     total_calls: u64,
-    wall0_ms: f64,
-    tokens: u64,
-    verifying: bool,
-    done: u64,
-    allowed: u64,
-    throttled: u64,
-    errors: u64,
-    error_kinds: BTreeMap<String, u64>,
-    hist: Histogram<u64>,
-    second_hist: Histogram<u64>,
-    second_counts: (u64, u64, u64, u64),
-    last_sent: u64,
-    last_t: f64,
-    intervals: Vec<Interval>,
-    keys: BTreeMap<u64, KeyLog>,
-    /// `--per-key`: counts and times per value of `{n}`.
-    per_key: Option<BTreeMap<u64, KeyReport>>,
-    limits_seen: BTreeMap<i64, u64>,
-    progress_shown: bool,
+    /// The bar is on screen (and must be cleared before a line is printed).
+    bar_shown: bool,
 }
 
-impl Collector {
-    fn new(plan: &Plan, ui: Ui, wall0_ms: f64) -> Collector {
+impl Live {
+    fn new(plan: &Plan, ui: Ui) -> Live {
         let total_calls = match plan.mode {
             Mode::Burst { calls } => calls.saturating_mul(plan.workers),
             Mode::Sustained { .. } => 0,
         };
-        Collector {
+        Live {
             ui,
             mode: plan.mode,
             total_calls,
-            wall0_ms,
-            tokens: plan.tokens,
-            verifying: plan.verify.is_some(),
-            done: 0,
-            allowed: 0,
-            throttled: 0,
-            errors: 0,
-            error_kinds: BTreeMap::new(),
-            hist: new_hist(),
-            second_hist: new_hist(),
-            second_counts: (0, 0, 0, 0),
-            last_sent: 0,
-            last_t: 0.0,
-            intervals: Vec::new(),
-            keys: BTreeMap::new(),
-            per_key: plan.per_key.then(BTreeMap::new),
-            limits_seen: BTreeMap::new(),
-            progress_shown: false,
+            bar_shown: false,
         }
     }
 
-    fn record(&mut self, ev: Event) {
-        if let Some(keys) = self.per_key.as_mut() {
-            let k = keys.entry(ev.n).or_insert_with(|| KeyReport {
-                n: ev.n,
-                ..KeyReport::default()
-            });
-            let t = Some(ev.recv_us as f64 / 1e6);
-            match ev.result.outcome {
-                Outcome::Allowed => {
-                    k.allowed += 1;
-                    k.last_allowed_s = t;
-                }
-                Outcome::Throttled => k.throttled += 1,
-                Outcome::Error => {
-                    k.errors += 1;
-                    k.first_error_s = k.first_error_s.or(t);
-                    k.last_error_s = t;
-                }
-            }
-        }
-        let lat = ev.recv_us.saturating_sub(ev.send_us).max(1);
-        self.hist.saturating_record(lat);
-        self.second_hist.saturating_record(lat);
-        self.done += 1;
-        self.second_counts.0 += 1;
-        match ev.result.outcome {
-            Outcome::Allowed => {
-                self.allowed += 1;
-                self.second_counts.1 += 1;
-            }
-            Outcome::Throttled => {
-                self.throttled += 1;
-                self.second_counts.2 += 1;
-            }
-            Outcome::Error => {
-                self.errors += 1;
-                self.second_counts.3 += 1;
-                let msg = ev.result.error.unwrap_or_else(|| "error".into());
-                let msg = truncate(&msg, 160);
-                if self.error_kinds.contains_key(&msg) || self.error_kinds.len() < MAX_ERROR_KINDS {
-                    *self.error_kinds.entry(msg).or_default() += 1;
-                } else {
-                    *self
-                        .error_kinds
-                        .entry(OTHER_ERRORS.to_string())
-                        .or_default() += 1;
-                }
-            }
-        }
-        if let Some(l) = ev.result.limit {
-            *self.limits_seen.entry(l).or_default() += 1;
-        }
-        if self.verifying && ev.result.outcome != Outcome::Error {
-            let log = self.keys.entry(ev.n).or_default();
-            log.record_request(ev.send_us, ev.recv_us, self.tokens);
-            if ev.result.outcome == Outcome::Allowed {
-                log.admits.push(Admit {
-                    send_us: ev.send_us,
-                    recv_us: ev.recv_us,
-                    tokens: self.tokens,
-                    permit: ev.result.permit,
-                    recv_wall_ms: self.wall0_ms + ev.recv_us as f64 / 1e3,
-                });
-            }
-        }
-    }
-
-    fn second(&mut self, t: f64, sent: u64, tail: bool) {
-        let (done, allowed, throttled, errors) = self.second_counts;
-        let l = Latency::from_hist(&self.second_hist);
-        let iv = Interval {
-            t_s: (t * 1e3).round() / 1e3,
-            sent: sent.saturating_sub(self.last_sent),
-            done,
-            allowed,
-            throttled,
-            errors,
-            p50_ms: l.p50_ms,
-            p99_ms: l.p99_ms,
-            tail,
-        };
-        self.last_sent = sent;
-        self.last_t = t;
-        self.second_counts = (0, 0, 0, 0);
-        self.second_hist.reset();
-        if self.ui.lines && matches!(self.mode, Mode::Sustained { .. }) {
-            self.clear_progress();
+    /// Prints an interval's line (unless `--quiet` or `--json`).
+    fn line(&mut self, iv: &Interval) {
+        if self.ui.lines {
+            self.clear();
             println!("{}", iv.line());
         }
-        if matches!(self.mode, Mode::Sustained { .. }) {
-            self.intervals.push(iv);
-        }
     }
 
-    fn progress(&mut self, elapsed: Duration, sent: u64) {
-        const WIDTH: usize = 30;
-        let (frac, label) = match self.mode {
-            Mode::Burst { .. } => {
-                let total = self.total_calls.max(1);
-                (
-                    self.done as f64 / total as f64,
-                    format!("{}/{} calls", self.done, self.total_calls),
-                )
-            }
-            Mode::Sustained { duration, .. } => (
-                elapsed.as_secs_f64() / duration.as_secs_f64().max(1e-9),
-                format!(
-                    "{:.1}/{:.1} s, {} sent",
-                    elapsed.as_secs_f64(),
-                    duration.as_secs_f64(),
-                    sent
-                ),
-            ),
-        };
-        let filled = ((frac.clamp(0.0, 1.0)) * WIDTH as f64) as usize;
-        let bar: String = "#".repeat(filled) + &"-".repeat(WIDTH - filled);
+    /// Redraws the progress bar.
+    fn progress(&mut self, elapsed: Duration, sent: u64, counts: (u64, u64, u64, u64)) {
+        let text = progress_bar(self.mode, self.total_calls, elapsed, sent, counts);
         let mut err = std::io::stderr().lock();
-        let _ = write!(
-            err,
-            "\r\x1b[2K[{bar}] {label}  allowed {} throttled {} errors {}",
-            self.allowed, self.throttled, self.errors
-        );
+        let _ = write!(err, "\r\x1b[2K{text}");
         let _ = err.flush();
-        self.progress_shown = true;
+        self.bar_shown = true;
     }
 
-    fn clear_progress(&mut self) {
-        if self.progress_shown {
+    /// Erases the progress bar, if it is shown.
+    fn clear(&mut self) {
+        if self.bar_shown {
             let mut err = std::io::stderr().lock();
             let _ = write!(err, "\r\x1b[2K");
             let _ = err.flush();
-            self.progress_shown = false;
-        }
-    }
-
-    fn finish(mut self, plan: &Plan, elapsed: Duration, sent: u64, interrupted: bool) -> Report {
-        let elapsed_s = elapsed.as_secs_f64();
-        // The last partial second of a sustained run, if it saw anything.
-        if matches!(self.mode, Mode::Sustained { .. }) && self.second_counts.0 > 0 {
-            self.second(elapsed_s, sent, true);
-        }
-        let mut verification = plan.verify.as_ref().map(|cfg| verify(cfg, &self.keys));
-        if let Some(v) = verification.as_mut() {
-            v.notes.extend(plan.notes.iter().cloned());
-            if let Limit::Bucket { capacity, .. } = v.limit {
-                let others: Vec<String> = self
-                    .limits_seen
-                    .keys()
-                    .filter(|l| (**l as f64 - capacity).abs() > 1e-9)
-                    .map(|l| l.to_string())
-                    .collect();
-                if !others.is_empty() {
-                    v.notes.push(format!(
-                        "the replies reported limit {} but the bound checked uses capacity {capacity}",
-                        others.join(", ")
-                    ));
-                }
-            }
-            if v.verdict == Verdict::Pass && (self.errors > 0 || interrupted) {
-                v.verdict = Verdict::Inconclusive;
-                v.notes.push(if interrupted {
-                    "interrupted: calls still in flight are not counted, so the check may miss admitted calls".into()
-                } else {
-                    format!(
-                        "{} call(s) failed: an error (e.g. a timeout) may hide an admitted call, so the check is incomplete",
-                        self.errors
-                    )
-                });
-            }
-        }
-        let keys: Vec<KeyReport> = self
-            .per_key
-            .take()
-            .map(|m| {
-                m.into_values()
-                    .map(|mut k| {
-                        k.over_admission = verification
-                            .as_ref()
-                            .map(|v| v.excess_by_key.get(&k.n).copied().unwrap_or(0));
-                        k
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        let (calls_per_worker, duration_s, target_rate, mode) = match plan.mode {
-            Mode::Burst { calls } => (Some(calls), None, None, "burst"),
-            Mode::Sustained { duration, rate } => {
-                (None, Some(duration.as_secs_f64()), rate, "sustained")
-            }
-        };
-        Report {
-            target: plan.connector.describe(),
-            mode: mode.to_string(),
-            workers: plan.workers,
-            calls_per_worker,
-            duration_s,
-            target_rate,
-            elapsed_s,
-            interrupted,
-            sent,
-            done: self.done,
-            allowed: self.allowed,
-            throttled: self.throttled,
-            errors: self.errors,
-            error_kinds: self.error_kinds,
-            rate_per_s: if elapsed_s > 0.0 {
-                self.done as f64 / elapsed_s
-            } else {
-                0.0
-            },
-            latency: Latency::from_hist(&self.hist),
-            intervals: self.intervals,
-            verification,
-            keys,
+            self.bar_shown = false;
         }
     }
 }
 
-fn truncate(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
-    }
-    let mut cut = max;
-    while !s.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    format!("{}...", &s[..cut])
+/// The progress bar's text: how far the run is (calls of a burst, time of a
+/// sustained run) and the counts so far, `counts` = (done, allowed, throttled, errors).
+fn progress_bar(
+    mode: Mode,
+    total_calls: u64,
+    elapsed: Duration,
+    sent: u64,
+    counts: (u64, u64, u64, u64),
+) -> String {
+    const WIDTH: usize = 30;
+    let (done, allowed, throttled, errors) = counts;
+    let (frac, label) = match mode {
+        Mode::Burst { .. } => (
+            done as f64 / total_calls.max(1) as f64,
+            format!("{done}/{total_calls} calls"),
+        ),
+        Mode::Sustained { duration, .. } => (
+            elapsed.as_secs_f64() / duration.as_secs_f64().max(1e-9),
+            format!(
+                "{:.1}/{:.1} s, {sent} sent",
+                elapsed.as_secs_f64(),
+                duration.as_secs_f64(),
+            ),
+        ),
+    };
+    let filled = (frac.clamp(0.0, 1.0) * WIDTH as f64) as usize;
+    let bar = "#".repeat(filled) + &"-".repeat(WIDTH - filled);
+    format!("[{bar}] {label}  allowed {allowed} throttled {throttled} errors {errors}")
 }

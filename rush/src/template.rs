@@ -9,8 +9,9 @@
 //! - `{run}`: an id drawn once per run (8 hex digits), for fresh keys:
 //!   `THROTTLE rush:{run}:{n} ...` never meets a bucket left by a past run.
 //!
-//! Spaces inside the braces are ignored (`{ n }` is `{n}`; the help text
-//! writes it that way because clap turns a literal `{n}` into a newline).
+//! Spaces inside the braces are ignored (`{ n }` is `{n}`; the help source
+//! writes it that way because clap turns a literal `{n}` into a newline, and
+//! [`crate::cli::clap_text`] prints it back as `{n}`).
 //! `{{` and `}}` are literal braces (a Redis Cluster hash tag `{user}` is
 //! written `{{user}}`). Any other use of a brace is an error, so a typo never
 //! silently becomes a constant key.
@@ -242,8 +243,8 @@ impl KeyRange {
     }
 
     /// A uniformly random value.
-    pub fn random(&self, rng: &mut fastrand::Rng) -> u64 {
-        rng.u64(self.start..=self.end)
+    pub fn random(&self, rng: &mut impl rand::Rng) -> u64 {
+        rand::RngExt::random_range(rng, self.start..=self.end)
     }
 }
 

@@ -554,6 +554,15 @@ mod tests {
         }
     }
 
+    /// PERMIT ... BLOCK with this interval, 2 ms of clock tolerance.
+    fn blocking_permits(interval_ms: f64) -> VerifyConfig {
+        VerifyConfig {
+            limit: Limit::Pacing { interval_ms },
+            blocking: true,
+            ..bucket(1.0, 1.0)
+        }
+    }
+
     fn one_key(admits: Vec<Admit>) -> BTreeMap<u64, KeyLog> {
         let mut log = KeyLog::default();
         for a in &admits {
@@ -640,13 +649,10 @@ mod tests {
         // Twice the rate with 60 ms latency: each adjacent pair is explained by
         // latency (2 ≤ 1 + 10 × 0.111), but 20 within 1.01 s is not.
         assert_eq!(
-            verify(&bucket(10.0, 1.0), &one_key(slow)).verdict,
+            verify(&bucket(10.0, 1.0), &one_key(slow.clone())).verdict,
             Verdict::Fail
         );
         // The same calls with capacity 11 are within the bound.
-        let slow: Vec<Admit> = (0..20)
-            .map(|i| admit(i as f64 * 50.0, i as f64 * 50.0 + 60.0))
-            .collect();
         assert_eq!(
             verify(&bucket(10.0, 11.0), &one_key(slow)).verdict,
             Verdict::Pass
@@ -665,16 +671,17 @@ mod tests {
 
     #[test]
     fn tree_matches_brute_force() {
-        let mut rng = fastrand::Rng::with_seed(7);
+        use rand::{RngExt, SeedableRng};
+        let mut rng = rand::rngs::ChaCha8Rng::seed_from_u64(7);
         for round in 0..40 {
-            let n = 1 + rng.usize(..40);
+            let n = rng.random_range(1..=40);
             let admits: Vec<Admit> = (0..n)
                 .map(|_| {
-                    let s = rng.f64() * 2000.0;
-                    admit(s, s + rng.f64() * 30.0)
+                    let s = rng.random::<f64>() * 2000.0;
+                    admit(s, s + rng.random::<f64>() * 30.0)
                 })
                 .collect();
-            let rps = 1.0 + rng.f64() * 20.0;
+            let rps = 1.0 + rng.random::<f64>() * 20.0;
             let got = check_bucket(rps, 3.0, 1000, &admits).peak.unwrap();
             let want = brute_peak(rps, 0.001, &admits);
             assert!(
@@ -714,15 +721,51 @@ mod tests {
         }
     }
 
+    /// An immediate permit "never expires" (2^53-1); far-future times stay
+    /// exact in the checks (f64 holds every integer up to 2^53).
+    #[test]
+    fn permits_that_never_expire_are_checked_exactly() {
+        const NEVER: i64 = 9_007_199_254_740_991;
+        let cfg = VerifyConfig {
+            clock_tolerance_ms: 0.0,
+            ..blocking_permits(1.0)
+        };
+        let never = |valid_at_ms: i64, recv_wall_ms: f64| Admit {
+            permit: Some(Permit {
+                time_to_wait_ms: 0,
+                valid_at_ms,
+                expires_at_ms: NEVER,
+            }),
+            ..permit_admit(valid_at_ms, recv_wall_ms)
+        };
+        // Two permits 1 ms apart at the very end of the range: exactly the interval.
+        let late = [
+            never(NEVER - 1, (NEVER - 1) as f64),
+            never(NEVER, NEVER as f64),
+        ];
+        let v = verify(&cfg, &one_key(late.to_vec()));
+        assert_eq!((v.verdict, v.min_gap_ms), (Verdict::Pass, Some(1)), "{v:?}");
+        // The same pair granted together breaks the interval by exactly one permit.
+        let same = [never(NEVER, NEVER as f64), never(NEVER, NEVER as f64)];
+        let v = verify(&cfg, &one_key(same.to_vec()));
+        assert_eq!(
+            (v.verdict, v.over_admission, v.min_gap_ms),
+            (Verdict::Fail, 1, Some(0))
+        );
+        // A reply 1 ms before a valid_at of 2^53-1 is seen as early.
+        let early = [never(NEVER, (NEVER - 1) as f64)];
+        let v = verify(&cfg, &one_key(early.to_vec()));
+        assert_eq!(v.verdict, Verdict::Fail, "{v:?}");
+        assert!(
+            v.violations[0]
+                .detail
+                .contains("1.0 ms before its valid_at 9007199254740991")
+        );
+    }
+
     #[test]
     fn permits_closer_than_the_interval_fail() {
-        let cfg = VerifyConfig {
-            limit: Limit::Pacing { interval_ms: 100.0 },
-            resolution_us: 1000,
-            clock_tolerance_ms: 2.0,
-            blocking: true,
-            allow_excess: 0,
-        };
+        let cfg = blocking_permits(100.0);
         let ok: Vec<Admit> = (0..5)
             .map(|i| permit_admit(1000 + 100 * i, (1000 + 100 * i) as f64 + 0.3))
             .collect();

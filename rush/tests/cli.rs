@@ -5,7 +5,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{rush, rush_err};
+use common::{assert_counts, rush_err, rush_redis};
 
 fn rush_bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_rush"))
@@ -124,10 +124,7 @@ fn ctrl_c_prints_the_partial_report() {
 async fn server_errors_are_counted_and_shown() {
     let server = testkit::Server::builder().without_module().start();
     let url = server.url();
-    let r = rush(&[
-        "redis", "-u", &url, "-c", "4", "-n", "3", "--", "THROTTLE", "k", "1", "1", "1",
-    ])
-    .await;
+    let r = rush_redis(&url, "-c 4 -n 3 -- THROTTLE k 1 1 1").await;
     assert_eq!((r.errors, r.allowed), (12, 0));
     let (msg, n) = r.error_kinds.iter().next().expect("an error kind");
     assert!(msg.starts_with("ERR unknown command"), "{msg}");
@@ -143,10 +140,7 @@ async fn server_errors_are_counted_and_shown() {
         .arg("x")
         .query::<i64>(&mut server.conn())
         .unwrap();
-    let r = rush(&[
-        "redis", "-u", &url, "-c", "2", "--rule", "int<=5", "--", "INCR", "alist",
-    ])
-    .await;
+    let r = rush_redis(&url, "-c 2 --rule int<=5 -- INCR alist").await;
     assert_eq!(r.errors, 2);
     assert!(
         r.error_kinds.keys().any(|k| k.starts_with("WRONGTYPE")),
@@ -154,10 +148,7 @@ async fn server_errors_are_counted_and_shown() {
         r.error_kinds
     );
     // With --verify, errors make the verdict inconclusive (exit 1).
-    let r = rush(&[
-        "redis", "-u", &url, "-c", "2", "--verify", "--", "THROTTLE", "k", "1", "1", "1",
-    ])
-    .await;
+    let r = rush_redis(&url, "-c 2 --verify -- THROTTLE k 1 1 1").await;
     assert_eq!(
         r.verification.as_ref().map(|v| v.verdict),
         Some(rush::verify::Verdict::Inconclusive)
@@ -188,25 +179,46 @@ async fn plain_commands_with_an_int_rule() {
     let server = testkit::Server::builder().without_module().start();
     let url = server.url();
     // INCR on one key: the first 7 replies are ≤ 7.
-    let r = rush(&[
-        "redis",
-        "-u",
-        &url,
-        "-c",
-        "10",
-        "-n",
-        "3",
-        "--rule",
-        "int<=7",
-        "--",
-        "INCR",
-        "counter:{run}",
-    ])
-    .await;
-    assert_eq!(
-        (r.allowed, r.throttled, r.errors),
-        (7, 23, 0),
-        "{}",
-        r.to_text()
-    );
+    let r = rush_redis(&url, "-c 10 -n 3 --rule int<=7 -- INCR counter:{run}").await;
+    assert_counts(&r, (7, 23, 0));
+}
+
+/// `--seed`: the same `{run}` and, per worker, the same key for each call;
+/// another seed draws other keys. Each worker appends its keys, in call
+/// order, to its own list `seed:{run}:{worker}`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seed_repeats_the_run_id_and_every_workers_keys() {
+    let server = testkit::Server::builder().without_module().start();
+    let url = server.url();
+    let words = |seed: u64| {
+        format!("-c 4 -n 25 --keys 0..1000000 --seed {seed} -- RPUSH seed:{{run}}:{{worker}} {{n}}")
+    };
+    for seed in [7, 7, 8] {
+        let r = rush_redis(&url, &words(seed)).await;
+        assert_eq!((r.allowed, r.seed), (100, seed), "{}", r.to_text());
+    }
+    let mut c = server.conn();
+    let list = |c: &mut redis::Connection, seed: u64, worker: u64| -> Vec<u64> {
+        let key = format!("seed:{:08x}:{worker}", rush::seed::run_id(seed));
+        redis::cmd("LRANGE")
+            .arg(key)
+            .arg(0)
+            .arg(-1)
+            .query(c)
+            .expect("LRANGE")
+    };
+    let mut firsts = Vec::new();
+    for w in 0..4 {
+        let twice = list(&mut c, 7, w);
+        assert_eq!(twice.len(), 50, "two runs of 25 calls under one {{run}}");
+        assert_eq!(twice[..25], twice[25..], "worker {w} drew other keys");
+        let other = list(&mut c, 8, w);
+        assert_eq!(other.len(), 25, "seed 8 has its own {{run}}");
+        assert_ne!(other[..], twice[..25], "seeds 7 and 8 drew the same keys");
+        firsts.push(twice[..25].to_vec());
+    }
+    firsts.dedup();
+    assert_eq!(firsts.len(), 4, "workers draw different keys");
+    let keys: Vec<String> = redis::cmd("KEYS").arg("seed:*").query(&mut c).unwrap();
+    assert_eq!(keys.len(), 8, "{keys:?}");
 }

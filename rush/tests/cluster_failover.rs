@@ -7,9 +7,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::cluster::{Cluster, info_field, key_slot};
 use common::rush;
 use rush::verify::Verdict;
+use testkit::cluster::{Cluster, info_field, key_slot};
 
 /// Workers; each has at most one call in flight.
 const WORKERS: u64 = 16;
@@ -30,10 +30,10 @@ async fn failover_under_sustained_load_over_admits_at_most_the_unreplicated_call
     // takes 10 s to refill, longer than the failover, so tokens that the
     // new master forgot would show as over-admission instead of being
     // hidden by the refill during the outage.
-    let prefix = format!("fo:{:08x}", fastrand::u32(..));
+    let prefix = format!("fo:{}", std::process::id());
     let on_victim: Vec<u64> = (1..=200u64)
         .filter(|n| {
-            let s = key_slot(&format!("{prefix}:{n}"));
+            let s = key_slot(format!("{prefix}:{n}").as_bytes());
             victim_slots.iter().any(|&(a, b)| a <= s && s <= b)
         })
         .collect();

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{header, raw_get, rush, start_http_api};
+use common::{assert_counts, header, raw_get, rush_words, start_http_api, verdict};
 use rush::verify::Verdict;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -10,51 +10,20 @@ async fn rush_counts_the_429s_of_the_example_api() {
     let server = testkit::Server::start();
     // capacity ceil(0.1 × 100 × 1) = 10 per API key.
     let base = start_http_api(&server.url(), 0.1, 100.0, 1.0).await;
-    let r = rush(&[
-        "http",
-        "-c",
-        "30",
-        "-n",
-        "2",
-        "-H",
-        "X-API-Key: key-{run}",
-        "--verify",
-        "--limit-rps",
-        "0.1",
-        "--limit-capacity",
-        "10",
-        &format!("{base}/v1/things"),
-    ])
+    let r = rush_words(&format!(
+        "http -c 30 -n 2 -H X-API-Key:key-{{run}} --verify --limit-rps 0.1 --limit-capacity 10 \
+         {base}/v1/things"
+    ))
     .await;
-    assert_eq!(
-        (r.done, r.allowed, r.throttled, r.errors),
-        (60, 10, 50, 0),
-        "{}",
-        r.to_text()
-    );
-    let v = r.verification.as_ref().expect("verification");
-    assert_eq!(v.verdict, Verdict::Pass, "{}", r.to_text());
+    assert_counts(&r, (10, 50, 0));
+    verdict(&r, Verdict::Pass);
 
     // Keys in the query string, three keys: 10 each.
-    let r = rush(&[
-        "http",
-        "-c",
-        "30",
-        "-n",
-        "3",
-        "--keys",
-        "1..=3",
-        "--key-order",
-        "sequential",
-        &format!("{base}/v1/things?api_key=q-{{run}}-{{n}}"),
-    ])
+    let r = rush_words(&format!(
+        "http -c 30 -n 3 --keys 1..=3 --key-order sequential {base}/v1/things?api_key=q-{{run}}-{{n}}"
+    ))
     .await;
-    assert_eq!(
-        (r.allowed, r.throttled, r.errors),
-        (30, 60, 0),
-        "{}",
-        r.to_text()
-    );
+    assert_counts(&r, (30, 60, 0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -98,10 +67,10 @@ async fn http_errors_are_counted_by_status() {
     let server = testkit::Server::start();
     let base = start_http_api(&server.url(), 10.0, 1.0, 1.0).await;
     // No API key: every call is a 401, an error for the default rule ...
-    let r = rush(&["http", "-c", "3", "-n", "2", &base]).await;
+    let r = rush_words(&format!("http -c 3 -n 2 {base}")).await;
     assert_eq!((r.allowed, r.errors), (0, 6), "{}", r.to_text());
     assert_eq!(r.error_kinds.get("HTTP 401"), Some(&6), "{}", r.to_text());
     // ... unless the rule says 401 is "allowed".
-    let r = rush(&["http", "-c", "3", "--allow-status", "2xx,401", &base]).await;
+    let r = rush_words(&format!("http -c 3 --allow-status 2xx,401 {base}")).await;
     assert_eq!((r.allowed, r.errors), (3, 0), "{}", r.to_text());
 }

@@ -8,23 +8,18 @@ use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use common::{rush, rush_err};
+use common::{assert_counts, rush, rush_err};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_rustls::rustls;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .expect("the openssl CLI is needed for this test");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    match Command::new("openssl").current_dir(dir).args(args).output() {
+        Ok(out) if out.status.success() => {}
+        Ok(out) => panic!("openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr)),
+        Err(e) => panic!("the openssl CLI is needed for this test: {e}"),
+    }
 }
 
 /// A CA and a leaf for 127.0.0.1/localhost signed by it; returns the directory.
@@ -159,12 +154,7 @@ async fn https_with_a_private_ca() {
     let ca = dir.join("ca.pem");
     let ca = ca.to_str().expect("utf-8 path");
     let r = rush(&["http", "-c", "10", "-n", "3", "--cacert", ca, &url]).await;
-    assert_eq!(
-        (r.allowed, r.throttled, r.errors),
-        (7, 23, 0),
-        "{}",
-        r.to_text()
-    );
+    assert_counts(&r, (7, 23, 0));
 
     // Without the CA, the certificate is not trusted: the connection fails up front.
     let e = rush_err(&["http", "-c", "2", &url]).await;

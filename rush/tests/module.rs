@@ -4,39 +4,15 @@ mod common;
 
 use std::time::Duration;
 
-use common::rush;
+use common::{assert_counts, rush_on_module, rush_redis, verdict};
 use rush::verify::{Limit, Verdict};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn burst_against_throttle_admits_exactly_the_capacity() {
-    let server = testkit::Server::start();
-    let url = server.url();
     // capacity = ceil(0.1 × 100 × 1) = 10; one more token only every 10 s.
-    let r = rush(&[
-        "redis",
-        "-u",
-        &url,
-        "-c",
-        "50",
-        "-n",
-        "2",
-        "--verify",
-        "--",
-        "THROTTLE",
-        "rush:{run}",
-        "0.1",
-        "100",
-        "1",
-    ])
-    .await;
-    assert_eq!(
-        (r.done, r.allowed, r.throttled, r.errors),
-        (100, 10, 90, 0),
-        "{}",
-        r.to_text()
-    );
-    let v = r.verification.as_ref().expect("verification");
-    assert_eq!(v.verdict, Verdict::Pass, "{}", r.to_text());
+    let r = rush_on_module("-c 50 -n 2 --verify -- THROTTLE rush:{run} 0.1 100 1").await;
+    assert_counts(&r, (10, 90, 0));
+    let v = verdict(&r, Verdict::Pass);
     assert_eq!(
         v.limit,
         Limit::Bucket {
@@ -54,70 +30,19 @@ async fn burst_against_throttle_admits_exactly_the_capacity() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn burst_over_many_keys_admits_the_capacity_of_each() {
-    let server = testkit::Server::start();
-    let url = server.url();
     // 5 keys, 40 calls each (sequential order), capacity 4 each.
-    let r = rush(&[
-        "redis",
-        "-u",
-        &url,
-        "-c",
-        "20",
-        "-n",
-        "10",
-        "--keys",
-        "1..=5",
-        "--key-order",
-        "sequential",
-        "--verify",
-        "--",
-        "THROTTLE",
-        "rush:{run}:{n}",
-        "0.1",
-        "40",
-        "1",
-    ])
-    .await;
-    assert_eq!(
-        (r.allowed, r.throttled, r.errors),
-        (20, 180, 0),
-        "{}",
-        r.to_text()
-    );
-    let v = r.verification.as_ref().expect("verification");
-    assert_eq!(
-        (v.verdict, v.keys, v.admitted, v.ideal),
-        (Verdict::Pass, 5, 20, 20),
-        "{}",
-        r.to_text()
-    );
+    let r = rush_on_module("-c 20 -n 10 --keys 1..=5 --key-order sequential --verify -- THROTTLE rush:{run}:{n} 0.1 40 1").await;
+    assert_counts(&r, (20, 180, 0));
+    let v = verdict(&r, Verdict::Pass);
+    assert_eq!((v.keys, v.admitted, v.ideal), (5, 20, 20));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sustained_throttle_stays_within_the_bound_and_near_the_ideal() {
-    let server = testkit::Server::start();
-    let url = server.url();
     // rps 100, capacity ceil(100 × 0.2 × 1) = 20, for 2 s as fast as possible:
     // ideal ≈ 20 + 100 × 2 = 220.
-    let r = rush(&[
-        "redis",
-        "-u",
-        &url,
-        "-c",
-        "8",
-        "-d",
-        "2s",
-        "--verify",
-        "--",
-        "THROTTLE",
-        "rush:{run}",
-        "100",
-        "0.2",
-        "1",
-    ])
-    .await;
-    let v = r.verification.as_ref().expect("verification");
-    assert_eq!(v.verdict, Verdict::Pass, "{}", r.to_text());
+    let r = rush_on_module("-c 8 -d 2s --verify -- THROTTLE rush:{run} 100 0.2 1").await;
+    let v = verdict(&r, Verdict::Pass);
     assert!(
         r.throttled > r.allowed,
         "the run must saturate the limit: {}",
@@ -141,65 +66,19 @@ async fn sustained_throttle_stays_within_the_bound_and_near_the_ideal() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sustained_at_a_rate_below_the_limit_is_all_allowed() {
-    let server = testkit::Server::start();
-    let url = server.url();
-    let r = rush(&[
-        "redis",
-        "-u",
-        &url,
-        "-c",
-        "4",
-        "-d",
-        "1s",
-        "-r",
-        "50",
-        "--verify",
-        "--",
-        "THROTTLE",
-        "rush:{run}",
-        "100",
-        "1",
-        "1",
-    ])
-    .await;
-    assert_eq!(
-        (r.allowed, r.throttled, r.errors),
-        (50, 0, 0),
-        "{}",
-        r.to_text()
-    );
-    let v = r.verification.as_ref().expect("verification");
-    assert_eq!(v.verdict, Verdict::Pass);
+    let r = rush_on_module("-c 4 -d 1s -r 50 --verify -- THROTTLE rush:{run} 100 1 1").await;
+    assert_counts(&r, (50, 0, 0));
+    let v = verdict(&r, Verdict::Pass);
     assert!((v.efficiency - 1.0).abs() < 1e-9, "{}", r.to_text());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn throttle_wait_blocks_longer_than_the_response_timeout_asked() {
-    let server = testkit::Server::start();
-    let url = server.url();
     // rps 20, capacity 1: 6 workers queue behind each other with WAIT up to 2 s.
     // --timeout 200ms is raised above the WAIT timeout, so nothing times out.
-    let r = rush(&[
-        "redis",
-        "-u",
-        &url,
-        "-c",
-        "6",
-        "-d",
-        "1s",
-        "--timeout",
-        "200ms",
-        "--verify",
-        "--",
-        "THROTTLE",
-        "rush:{run}",
-        "20",
-        "0.05",
-        "1",
-        "1",
-        "WAIT",
-        "2000",
-    ])
+    let r = rush_on_module(
+        "-c 6 -d 1s --timeout 200ms --verify -- THROTTLE rush:{run} 20 0.05 1 1 WAIT 2000",
+    )
     .await;
     assert_eq!(r.errors, 0, "{}", r.to_text());
     assert!(
@@ -207,36 +86,15 @@ async fn throttle_wait_blocks_longer_than_the_response_timeout_asked() {
         "calls waited server-side: {}",
         r.to_text()
     );
-    let v = r.verification.as_ref().expect("verification");
-    assert_eq!(v.verdict, Verdict::Pass, "{}", r.to_text());
+    verdict(&r, Verdict::Pass);
     // About 1 + 20/s over the run (plus the calls still waiting at the end).
     assert!((15..=32).contains(&r.allowed), "{}", r.to_text());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn permit_block_is_paced_and_verified() {
-    let server = testkit::Server::start();
-    let url = server.url();
-    let r = rush(&[
-        "redis",
-        "-u",
-        &url,
-        "-c",
-        "6",
-        "-d",
-        "1200ms",
-        "--verify",
-        "--",
-        "PERMIT",
-        "rush:{run}",
-        "100",
-        "20",
-        "BLOCK",
-        "5000",
-    ])
-    .await;
-    let v = r.verification.as_ref().expect("verification");
-    assert_eq!(v.verdict, Verdict::Pass, "{}", r.to_text());
+    let r = rush_on_module("-c 6 -d 1200ms --verify -- PERMIT rush:{run} 100 20 BLOCK 5000").await;
+    let v = verdict(&r, Verdict::Pass);
     assert_eq!(v.limit, Limit::Pacing { interval_ms: 100.0 });
     assert!(v.min_gap_ms.is_some_and(|g| g >= 100), "{}", r.to_text());
     assert!(v.efficiency > 0.95, "{}", r.to_text());
@@ -253,36 +111,11 @@ async fn permit_block_is_paced_and_verified() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn permit_refusals_are_throttled() {
-    let server = testkit::Server::start();
-    let url = server.url();
     // Interval 1 s, at most 2 waiting: of 10 simultaneous calls, 3 are granted.
-    let r = rush(&[
-        "redis",
-        "-u",
-        &url,
-        "-c",
-        "10",
-        "--verify",
-        "--",
-        "PERMIT",
-        "rush:{run}",
-        "1000",
-        "2",
-    ])
-    .await;
-    assert_eq!(
-        (r.allowed, r.throttled, r.errors),
-        (3, 7, 0),
-        "{}",
-        r.to_text()
-    );
-    let v = r.verification.as_ref().expect("verification");
-    assert_eq!(
-        (v.verdict, v.min_gap_ms),
-        (Verdict::Pass, Some(1000)),
-        "{}",
-        r.to_text()
-    );
+    let r = rush_on_module("-c 10 --verify -- PERMIT rush:{run} 1000 2").await;
+    assert_counts(&r, (3, 7, 0));
+    let v = verdict(&r, Verdict::Pass);
+    assert_eq!(v.min_gap_ms, Some(1000), "{}", r.to_text());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -290,28 +123,13 @@ async fn misconfigured_bound_is_caught() {
     let server = testkit::Server::start();
     let url = server.url();
     // The limiter really allows capacity 10; claim 5 and rush must say FAIL.
-    let r = rush(&[
-        "redis",
-        "-u",
+    let r = rush_redis(
         &url,
-        "-c",
-        "20",
-        "--verify",
-        "--limit-rps",
-        "0.1",
-        "--limit-capacity",
-        "5",
-        "--",
-        "THROTTLE",
-        "rush:{run}",
-        "0.1",
-        "100",
-        "1",
-    ])
+        "-c 20 --verify --limit-rps 0.1 --limit-capacity 5 -- THROTTLE rush:{run} 0.1 100 1",
+    )
     .await;
     assert_eq!(r.allowed, 10);
-    let v = r.verification.as_ref().expect("verification");
-    assert_eq!(v.verdict, Verdict::Fail, "{}", r.to_text());
+    let v = verdict(&r, Verdict::Fail);
     assert_eq!(r.exit_code(), 1);
     assert!(
         v.violations[0].detail.contains("10 tokens"),
@@ -338,26 +156,13 @@ async fn misconfigured_bound_is_caught() {
     );
     // --allow-excess: 4 is not enough, 5 passes.
     for (allow, verdict) in [("4", Verdict::Fail), ("5", Verdict::Pass)] {
-        let r = rush(&[
-            "redis",
-            "-u",
+        let r = rush_redis(
             &url,
-            "-c",
-            "20",
-            "--verify",
-            "--limit-rps",
-            "0.1",
-            "--limit-capacity",
-            "5",
-            "--allow-excess",
-            allow,
-            "--",
-            "THROTTLE",
-            "rush:{run}",
-            "0.1",
-            "100",
-            "1",
-        ])
+            &format!(
+                "-c 20 --verify --limit-rps 0.1 --limit-capacity 5 --allow-excess {allow} \
+                 -- THROTTLE rush:{{run}} 0.1 100 1"
+            ),
+        )
         .await;
         let v = r.verification.as_ref().expect("verification");
         assert_eq!(
@@ -376,37 +181,19 @@ async fn lost_limiter_state_is_reported_as_over_admission_per_key() {
     // 5 keys of capacity 20, refilling 1 token/s, drained at once; then the
     // server forgets them (FLUSHALL, as a master that lost its writes would)
     // and each bucket is full again: about 19 tokens beyond the bound per key.
-    let args = [
-        "redis",
-        "-u",
-        &url,
-        "-c",
-        "4",
-        "-d",
-        "1s",
-        "--keys",
-        "1..=5",
-        "--verify",
-        "--per-key",
-        "--",
-        "THROTTLE",
-        "lost:{run}:{n}",
-        "1",
-        "20",
-        "1",
-    ]
-    .map(String::from);
-    let run =
-        tokio::spawn(
-            async move { rush(&args.iter().map(String::as_str).collect::<Vec<_>>()).await },
-        );
+    let run = tokio::spawn(async move {
+        rush_redis(
+            &url,
+            "-c 4 -d 1s --keys 1..=5 --verify --per-key -- THROTTLE lost:{run}:{n} 1 20 1",
+        )
+        .await
+    });
     tokio::time::sleep(Duration::from_millis(500)).await;
     let _: () = redis::cmd("FLUSHALL")
         .query(&mut server.conn())
         .expect("FLUSHALL");
     let r = run.await.expect("rush task");
-    let v = r.verification.as_ref().expect("verification");
-    assert_eq!(v.verdict, Verdict::Fail, "{}", r.to_text());
+    let v = verdict(&r, Verdict::Fail);
     assert_eq!(v.over_admission_keys, 5, "{}", r.to_text());
     assert!(
         (5 * 17..=5 * 21).contains(&v.over_admission),

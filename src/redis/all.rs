@@ -11,102 +11,113 @@
 //! limits that refused (-1 if one of them can never allow this cost).
 //! Keys are at positions 2, 6, 10, … (first 2, last -1, step 4), so Redis
 //! Cluster routes the command and answers CROSSSLOT for keys in different
-//! slots: co-locate them with a hash tag, e.g. `{user:42}:s` and
-//! `{user:42}:h`.
-
-use std::sync::atomic::Ordering::Relaxed;
+//! slots. At most `throttle.all-max-limits` limits (default 64): the work
+//! per call is bounded, and the duplicate-key check sorts (O(n log n)).
 
 use throttle_core::Micros;
-use throttle_core::limiter::{self, Outcome};
-use throttle_core::quota::Limit;
+use throttle_core::limiter::{self, Limiter, Outcome};
+use throttle_core::rate::Policy;
 
 use super::args;
 use super::clock;
+use super::config;
 use super::error::{Error, Result};
-use super::ffi::{self, Args, Ctx, Key};
-use super::stats::STATS;
-use super::throttle::{load, store};
+use super::ffi::{Args, Ctx, Key, RStr};
+use super::keyspace::{self, Target};
+use super::stats;
+use super::throttle::reply;
 
-pub fn all(ctx: Ctx, args: Args) -> Result<()> {
+struct Limit<'a> {
+    name: RStr<'a>,
+    policy: Policy,
+}
+
+fn parse<'a>(args: &Args<'a>) -> Result<(u64, Vec<Limit<'a>>)> {
     let n = args.len();
     if n < 6 || (n - 2) % 4 != 0 {
         return Err(Error::Arity("throttle.all"));
     }
-    let cost = args::count(args.bytes(1), "tokens")?;
-    let groups: Vec<usize> = (2..n).step_by(4).collect();
-    let limits = groups
-        .iter()
-        .map(|&i| args::limit(args.bytes(i + 1), args.bytes(i + 2), args.bytes(i + 3)))
-        .collect::<Result<Vec<Limit>>>()?;
-    for (a, &i) in groups.iter().enumerate() {
-        if groups[..a].iter().any(|&j| args.bytes(j) == args.bytes(i)) {
-            return Err(Error::Invalid("THROTTLE.ALL got the same key twice"));
-        }
+    let groups = (n - 2) / 4;
+    if i64::try_from(groups).unwrap_or(i64::MAX) > config::all_max_limits() {
+        return Err(Error::TooManyLimits(config::all_max_limits()));
     }
+    let bytes = |i: usize| args.get(i).map_or(&[][..], |a| a.bytes());
+    let cost = args::count(bytes(1), "tokens")?;
+    let limits = (0..groups)
+        .map(|g| {
+            let i = 2 + 4 * g;
+            Ok(Limit {
+                name: args::arg(args, i, "throttle.all")?,
+                policy: args::limitlion(bytes(i + 1), bytes(i + 2), bytes(i + 3))?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut names: Vec<&[u8]> = limits.iter().map(|l| l.name.bytes()).collect();
+    names.sort_unstable();
+    if names.windows(2).any(|w| w.first() == w.get(1)) {
+        return Err(Error::DuplicateKey);
+    }
+    Ok((cost, limits))
+}
+
+fn decide_all(
+    keys: &[Key<'_>],
+    limits: &[Limit<'_>],
+    now: Micros,
+    cost: u64,
+) -> Result<Vec<Outcome>> {
+    keys.iter()
+        .zip(limits)
+        .map(|(key, l)| {
+            let value = keyspace::load::<Limiter>(key)?;
+            Ok(limiter::throttle(
+                value,
+                now,
+                Some(&l.policy),
+                cost,
+                Micros::ZERO,
+            )?)
+        })
+        .collect()
+}
+
+pub fn all(ctx: Ctx<'_>, args: Args<'_>) -> Result<()> {
+    let (cost, limits) = parse(&args)?;
     let now = clock::now();
-    let keys: Vec<Key> = groups
-        .iter()
-        .map(|&i| Key::open(ctx, args.raw(i), true))
-        .collect();
-    let mut values = keys.iter().map(load).collect::<Result<Vec<_>>>()?;
-    let decide = |values: &[Option<&mut throttle_core::limiter::Limiter>], cost: u64| {
-        values
-            .iter()
-            .zip(&limits)
-            .map(|(v, l)| limiter::throttle(v.as_deref(), now, l, cost, Micros::ZERO))
-            .collect::<std::result::Result<Vec<Outcome>, _>>()
-            .map_err(args::quota_error)
-    };
-    let outcomes = decide(&values, cost)?;
-    let denied_by = outcomes.iter().position(|o| o.reply[0] == 0);
-    STATS.throttle_calls.fetch_add(1, Relaxed);
+    let mut keys: Vec<Key<'_>> = limits.iter().map(|l| ctx.open_key(l.name, true)).collect();
+    let outcomes = decide_all(&keys, &limits, now, cost)?;
+    let replies: Vec<[i64; 5]> = outcomes.iter().map(|o| reply(&o.answer)).collect();
+    let denied_by = outcomes.iter().position(|o| !o.answer.allowed());
+    stats::count_throttle(
+        denied_by.is_none(),
+        cost.saturating_mul(limits.len() as u64),
+    );
     let (remaining, retry_after): (Vec<i64>, i64) = match denied_by {
         None => {
-            STATS.throttle_allowed.fetch_add(1, Relaxed);
-            STATS
-                .tokens_consumed
-                .fetch_add(cost.saturating_mul(limits.len() as u64), Relaxed);
-            let remaining = outcomes.iter().map(|o| o.reply[1]).collect();
-            for ((o, v), (key, &i)) in outcomes
-                .into_iter()
-                .zip(values.iter_mut())
-                .zip(keys.iter().zip(&groups))
-            {
-                if let Some(next) = o.store {
-                    store(
-                        ctx,
-                        key,
-                        args.raw(i),
-                        v.take(),
-                        next,
-                        o.expires_at,
-                        c"throttle",
-                    );
-                }
+            for ((o, key), l) in outcomes.into_iter().zip(keys.iter_mut()).zip(&limits) {
+                keyspace::write(ctx, key, Target::new(l.name, c"throttle"), o.write, now);
             }
-            (remaining, 0)
+            (replies.iter().map(|r| r[1]).collect(), 0)
         }
         Some(_) => {
-            STATS.throttle_denied.fetch_add(1, Relaxed);
-            let denied = outcomes
-                .iter()
-                .filter(|o| o.reply[0] == 0)
-                .map(|o| o.reply[2]);
-            let retry = if denied.clone().any(|r| r < 0) {
+            let refused = replies.iter().filter(|r| r[0] == 0).map(|r| r[2]);
+            let retry = if refused.clone().any(|r| r < 0) {
                 -1
             } else {
-                denied.max().unwrap_or(0)
+                refused.max().unwrap_or(0)
             };
             // Nothing was consumed: report what each limit holds now.
-            let now_held = decide(&values, 0)?;
-            (now_held.iter().map(|o| o.reply[1]).collect(), retry)
+            let held = decide_all(&keys, &limits, now, 0)?;
+            (held.iter().map(|o| reply(&o.answer)[1]).collect(), retry)
         }
     };
     drop(keys);
-    ffi::reply_array(ctx, 4);
-    ffi::reply_i64(ctx, i64::from(denied_by.is_none()));
-    ffi::reply_i64(ctx, denied_by.map_or(0, |p| p as i64 + 1));
-    ffi::reply_i64(ctx, retry_after);
-    ffi::reply_i64s(ctx, &remaining);
+    ctx.reply_array(4);
+    ctx.reply_i64(i64::from(denied_by.is_none()));
+    ctx.reply_i64(denied_by.map_or(0, |p| {
+        i64::try_from(p).unwrap_or(i64::MAX).saturating_add(1)
+    }));
+    ctx.reply_i64(retry_after);
+    ctx.reply_i64s(&remaining);
     Ok(())
 }

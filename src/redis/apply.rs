@@ -1,53 +1,58 @@
-//! THROTTLE.APPLY key payload expire_at_ms — the effect of a write.
+//! THROTTLE.APPLY key payload [expire_at_ms]: the effect of a write.
 //!
 //! Commands that read the clock are never propagated as they were called:
 //! a replica, or an AOF replayed later, would decide again with its own
 //! later clock. Instead the master propagates this command with the
-//! absolute resulting state (the codec's bytes) and absolute expiry (Unix
-//! ms; 0 leaves the expiry alone, as in an AOF rewrite, which adds a
-//! PEXPIREAT). It replaces whatever value of the same kind the key holds,
-//! so a replica ends byte-identical to its master.
+//! absolute resulting state (the codec's bytes) and, when it moved, the
+//! absolute expiry (Unix ms on the server's clock; absent or 0 leaves the
+//! expiry alone, as in an AOF rewrite, which adds a PEXPIREAT). It replaces
+//! whatever the key holds, so a replica ends byte-identical to its master.
 //!
-//! It is an ordinary command: an operator may use it to restore state, and
-//! the payload is validated as strictly as an RDB load.
+//! It is accepted from the master link and while loading (the AOF); other
+//! clients get an error unless `throttle.apply-from-clients` is `yes`
+//! (tools that replay an AOF by hand). The payload is validated as
+//! strictly as an RDB load.
 
 use throttle_core::codec::CodecError;
-
-use super::datatype::{Stored, create};
-use super::error::{Error, Result};
-use super::ffi::{self, Args, Ctx, Holds, Key};
 use throttle_core::limiter::Limiter;
 use throttle_core::permit::PermitState;
 
-fn decode<T: Stored>(payload: &[u8]) -> Result<T> {
-    T::decode(payload).map_err(|why| Error::Payload { what: T::NAME, why })
-}
+use super::args;
+use super::config;
+use super::datatype::Stored;
+use super::error::{Error, Range, Result};
+use super::ffi::{Args, Ctx, Key};
 
-fn replace<T: Stored>(key: &Key, value: T) -> Result<()> {
-    match key.holds::<T>(T::ty()) {
-        Holds::Ours(p) => unsafe { *p.as_ptr() = value },
-        Holds::Nothing => create(key, value),
-        Holds::Other => return Err(Error::WrongType),
+fn replace<T: Stored>(key: &mut Key<'_>, payload: &[u8]) -> Result<()> {
+    let value = T::decode(payload).map_err(|why| Error::Payload { what: T::NAME, why })?;
+    match key.value_mut::<T>() {
+        Some(slot) => *slot = value,
+        None => {
+            if key.set_value(Box::new(value)) {
+                super::datatype::counted::<T>();
+            }
+        }
     }
     Ok(())
 }
 
-pub fn apply(ctx: Ctx, args: Args) -> Result<()> {
-    if args.len() != 4 {
+pub fn apply(ctx: Ctx<'_>, args: Args<'_>) -> Result<()> {
+    if !(3..=4).contains(&args.len()) {
         return Err(Error::Arity("throttle.apply"));
     }
-    let payload = args.bytes(2);
-    let expire_at_ms = args::integer(
-        args.bytes(3),
-        "expire_at_ms",
-        0,
-        i64::MAX,
-        "an integer >= 0",
-    )?;
-    let key = Key::open(ctx, args.raw(1), true);
+    if !ctx.from_master_or_loading() && !config::apply_from_clients() {
+        return Err(Error::ApplyRefused);
+    }
+    let name = args::arg(&args, 1, "throttle.apply")?;
+    let payload = args::arg(&args, 2, "throttle.apply")?.bytes();
+    let expire_at_ms = match args.get(3) {
+        Some(a) => args::integer(a.bytes(), "expire_at_ms", 0, i64::MAX, Range::ExpireAt)?,
+        None => 0,
+    };
+    let mut key = ctx.open_key(name, true);
     match payload.get(1) {
-        Some(b'L') => replace(&key, decode::<Limiter>(payload)?)?,
-        Some(b'P') => replace(&key, decode::<PermitState>(payload)?)?,
+        Some(b'B' | b'K' | b'L') => replace::<Limiter>(&mut key, payload)?,
+        Some(b'P') => replace::<PermitState>(&mut key, payload)?,
         _ => {
             return Err(Error::Payload {
                 what: "state",
@@ -56,13 +61,11 @@ pub fn apply(ctx: Ctx, args: Args) -> Result<()> {
         }
     }
     if expire_at_ms > 0 {
-        key.set_expire_at_ms(expire_at_ms);
+        key.set_expire_at_ms(expire_at_ms, super::clock::real().reply_ms_floor());
     }
     drop(key);
-    ffi::signal_modified(ctx, args.raw(1));
-    unsafe { ffi::api!(RedisModule_ReplicateVerbatim)(ctx) };
-    ffi::reply_simple(ctx, c"OK");
+    ctx.signal_modified(name);
+    ctx.replicate_verbatim();
+    ctx.reply_simple(c"OK");
     Ok(())
 }
-
-use super::args;

@@ -4,35 +4,31 @@
 //! `nan`/`inf`, no empty strings; out-of-range values are errors, never
 //! clamped. Every error names the argument.
 
+use std::cell::RefCell;
+
 use throttle_core::Micros;
 use throttle_core::decimal::{self, DecimalError, Fixed};
-use throttle_core::quota::{Limit, QuotaError, Rate};
+use throttle_core::rate::{LimitLion, MAX_BURST_NANO, MAX_WINDOW_NS, Policy, Rps};
+use throttle_core::time::{HORIZON, MAX_WAIT};
 
-use super::error::{Error, Result};
+use super::error::{Error, Range, Result};
+use super::ffi::{Args, RStr};
 
-/// A decimal with at most `digits` fractional digits, exactly.
-pub fn decimal(bytes: &[u8], arg: &'static str, digits: u32) -> Result<Fixed> {
+/// A decimal with at most `digits` fractional digits, exactly; a value too
+/// large to hold is out of `range`.
+pub fn decimal(bytes: &[u8], arg: &'static str, digits: u32, range: Range) -> Result<Fixed> {
     decimal::parse(bytes, digits).map_err(|e| match e {
         DecimalError::Invalid => Error::NotANumber {
             arg,
             kind: "decimal number",
         },
         DecimalError::TooPrecise => Error::TooPrecise { arg, digits },
-        DecimalError::OutOfRange => Error::OutOfRange {
-            arg,
-            range: "a smaller number",
-        },
+        DecimalError::OutOfRange => Error::OutOfRange { arg, range },
     })
 }
 
 /// An integer in `min..=max`, written as Redis writes integers.
-pub fn integer(
-    bytes: &[u8],
-    arg: &'static str,
-    min: i64,
-    max: i64,
-    range: &'static str,
-) -> Result<i64> {
+pub fn integer(bytes: &[u8], arg: &'static str, min: i64, max: i64, range: Range) -> Result<i64> {
     let not_int = Error::NotANumber {
         arg,
         kind: "integer",
@@ -45,8 +41,8 @@ pub fn integer(
         Some((b'-', rest)) => (true, rest),
         _ => (false, bytes),
     };
-    if digits.is_empty() || (digits.len() > 1 && digits[0] == b'0') || (negative && digits == b"0")
-    {
+    let leading_zero = digits.len() > 1 && digits.first() == Some(&b'0');
+    if digits.is_empty() || leading_zero || (negative && digits == b"0") {
         return Err(not_int);
     }
     let mut magnitude: Option<u64> = Some(0);
@@ -71,93 +67,69 @@ pub fn integer(
 
 /// A non-negative integer count.
 pub fn count(bytes: &[u8], arg: &'static str) -> Result<u64> {
-    let v = integer(bytes, arg, 0, i64::MAX, "an integer >= 0")?;
+    let v = integer(bytes, arg, 0, i64::MAX, Range::Count)?;
     Ok(v.unsigned_abs())
 }
 
-/// Longest a caller may be held (WAIT / BLOCK): one year.
-pub const MAX_TIMEOUT_MS: i64 = 366 * 24 * 3600 * 1000;
-
-/// A timeout in whole milliseconds, `0..=MAX_TIMEOUT_MS`.
+/// A timeout in whole milliseconds, `0..=MAX_WAIT` (one year).
 pub fn timeout_ms(bytes: &[u8], arg: &'static str) -> Result<Micros> {
-    let ms = integer(
-        bytes,
-        arg,
-        0,
-        MAX_TIMEOUT_MS,
-        "an integer >= 0 and <= 31622400000 (one year)",
-    )?;
+    let max = i64::try_from(MAX_WAIT.as_millis_floor()).unwrap_or(i64::MAX);
+    let ms = integer(bytes, arg, 0, max, Range::Timeout)?;
     Ok(Micros::from_millis(ms.unsigned_abs()))
 }
 
 /// `rps`: tokens per second, > 0 with up to 9 decimals, or 0 / -1.
-pub fn rate(bytes: &[u8]) -> Result<Rate> {
-    let f = decimal(bytes, "rps", 9)?;
-    Rate::from_nano(f.negative, f.units).map_err(|_| Error::OutOfRange {
-        arg: "rps",
-        range: "> 0 and <= 1e10 (or 0 to deny all, -1 to allow all)",
-    })
+pub fn rps(bytes: &[u8]) -> Result<Rps> {
+    let f = decimal(bytes, "rps", 9, Range::Rps)?;
+    Ok(Rps::from_nano(f.negative, f.units)?)
 }
 
-/// A positive decimal in billionths (`burst`, `window` in seconds).
-pub fn positive_nano(bytes: &[u8], arg: &'static str, range: &'static str) -> Result<u128> {
-    let f = decimal(bytes, arg, 9)?;
-    if f.negative || f.units == 0 {
-        return Err(Error::OutOfRange { arg, range });
-    }
-    Ok(f.units)
-}
-
-const BURST_RANGE: &str = "> 0 and <= 1e9";
-const WINDOW_RANGE: &str = "> 0 and <= 1e9 seconds";
-
-/// Maps a quota error to the argument it is about.
-pub fn quota_error(e: QuotaError) -> Error {
-    match e {
-        QuotaError::Rps => Error::OutOfRange {
-            arg: "rps",
-            range: "> 0 and <= 1e10 (or 0 to deny all, -1 to allow all)",
-        },
-        QuotaError::Burst => Error::OutOfRange {
-            arg: "burst",
-            range: BURST_RANGE,
-        },
-        QuotaError::Window => Error::OutOfRange {
-            arg: "window",
-            range: WINDOW_RANGE,
-        },
-        QuotaError::Capacity => {
-            Error::Invalid("rps*burst*window is too large (the limit must be at most 1e15 tokens)")
-        }
+/// A positive decimal in billionths, at most `max` (`burst`, `window`).
+pub fn positive_nano(bytes: &[u8], arg: &'static str, max: u64, range: Range) -> Result<u64> {
+    let f = decimal(bytes, arg, 9, range)?;
+    match u64::try_from(f.units) {
+        Ok(n) if !f.negative && n > 0 && n <= max => Ok(n),
+        _ => Err(Error::OutOfRange { arg, range }),
     }
 }
 
-/// `rps burst window` as a validated limit.
+/// `burst`, in billionths.
+pub fn burst(bytes: &[u8]) -> Result<u64> {
+    positive_nano(bytes, "burst", MAX_BURST_NANO, Range::Burst)
+}
+
+/// `window` (seconds), in nanoseconds.
+pub fn window(bytes: &[u8]) -> Result<u64> {
+    positive_nano(bytes, "window", MAX_WINDOW_NS, Range::Window)
+}
+
+/// `rps burst window` as a validated policy.
 ///
 /// Callers send the same few parameter strings again and again, so the
 /// last [`LIMIT_CACHE_SLOTS`] distinct ones are remembered by their exact
-/// bytes with the limit they parse to: a hit skips three exact decimal
-/// parses and the capacity arithmetic (about 1,700 of THROTTLE's 14,500
-/// instructions per call; see BENCHMARKS.md). Only valid limits are
-/// remembered: a bad argument is parsed, and reported, every time.
-pub fn limit(rps: &[u8], burst: &[u8], window: &[u8]) -> Result<Limit> {
-    let args = [rps, burst, window];
+/// bytes with the policy they parse to: a hit skips three exact decimal
+/// parses and the capacity arithmetic (see BENCHMARKS.md). Only valid
+/// limits are remembered: a bad argument is parsed, and reported, every time.
+pub fn limitlion(rps_text: &[u8], burst_text: &[u8], window_text: &[u8]) -> Result<Policy> {
+    let args = [rps_text, burst_text, window_text];
     if let Some(hit) = LIMITS.with(|c| c.borrow().get(&args)) {
         return Ok(hit);
     }
-    let parsed = parse_limit(rps, burst, window)?;
+    let parsed = parse_limitlion(rps_text, burst_text, window_text)?;
     LIMITS.with(|c| c.borrow_mut().put(&args, parsed));
     Ok(parsed)
 }
 
-fn parse_limit(rps: &[u8], burst: &[u8], window: &[u8]) -> Result<Limit> {
-    let rate = rate(rps)?;
-    let burst = positive_nano(burst, "burst", BURST_RANGE)?;
-    let window = positive_nano(window, "window", WINDOW_RANGE)?;
-    Limit::new(rate, burst, window).map_err(quota_error)
+fn parse_limitlion(rps_text: &[u8], burst_text: &[u8], window_text: &[u8]) -> Result<Policy> {
+    let args = LimitLion {
+        rps: rps(rps_text)?,
+        burst_nano: burst(burst_text)?,
+        window_ns: window(window_text)?,
+    };
+    Ok(args.policy()?)
 }
 
-/// Distinct `rps burst window` strings remembered by [`limit`].
+/// Distinct `rps burst window` strings remembered by [`limitlion`].
 pub const LIMIT_CACHE_SLOTS: usize = 8;
 /// Longest `rps` + `burst` + `window` (bytes together) that is remembered.
 const LIMIT_CACHE_TEXT: usize = 48;
@@ -167,7 +139,7 @@ struct CachedLimit {
     /// The three arguments' bytes, one after the other.
     text: [u8; LIMIT_CACHE_TEXT],
     lens: [u8; 3],
-    limit: Limit,
+    policy: Policy,
 }
 
 impl CachedLimit {
@@ -198,60 +170,104 @@ impl LimitCache {
         }
     }
 
-    fn get(&self, args: &[&[u8]; 3]) -> Option<Limit> {
+    fn get(&self, args: &[&[u8]; 3]) -> Option<Policy> {
         self.slots
             .iter()
             .flatten()
             .find(|c| c.matches(args))
-            .map(|c| c.limit)
+            .map(|c| c.policy)
     }
 
-    fn put(&mut self, args: &[&[u8]; 3], limit: Limit) {
+    fn put(&mut self, args: &[&[u8]; 3], policy: Policy) {
         if args.iter().map(|a| a.len()).sum::<usize>() > LIMIT_CACHE_TEXT {
             return;
         }
         let mut entry = CachedLimit {
             text: [0; LIMIT_CACHE_TEXT],
             lens: [0; 3],
-            limit,
+            policy,
         };
         let mut at = 0;
-        for (i, arg) in args.iter().enumerate() {
-            entry.text[at..at + arg.len()].copy_from_slice(arg);
-            entry.lens[i] = arg.len() as u8; // ≤ LIMIT_CACHE_TEXT < 256
+        for (len, arg) in entry.lens.iter_mut().zip(args) {
+            if let Some(dst) = entry.text.get_mut(at..at + arg.len()) {
+                dst.copy_from_slice(arg);
+            }
+            *len = u8::try_from(arg.len()).unwrap_or(u8::MAX);
             at += arg.len();
         }
-        self.slots[self.next] = Some(entry);
+        if let Some(slot) = self.slots.get_mut(self.next) {
+            *slot = Some(entry);
+        }
         self.next = (self.next + 1) % LIMIT_CACHE_SLOTS;
     }
 }
 
 thread_local! {
     // Commands run on Redis's main thread: one cache, never contended.
-    static LIMITS: std::cell::RefCell<LimitCache> = const { std::cell::RefCell::new(LimitCache::new()) };
+    static LIMITS: RefCell<LimitCache> = const { RefCell::new(LimitCache::new()) };
 }
 
-/// `interval_ms`: > 0, in whole microseconds (at most 3 decimals).
+/// `interval_ms`: > 0 and at most the horizon, in whole microseconds (at
+/// most 3 decimals).
 pub fn interval_ms(bytes: &[u8]) -> Result<Micros> {
-    let f = decimal(bytes, "interval_ms", 3)?;
-    let range = "> 0 and <= 1e12 ms";
-    if f.negative || f.units == 0 || f.units > 1_000_000_000_000_000 {
-        return Err(Error::OutOfRange {
+    let range = Range::Interval;
+    let f = decimal(bytes, "interval_ms", 3, range)?;
+    match u64::try_from(f.units) {
+        Ok(us) if !f.negative && us > 0 && us <= HORIZON.0 => Ok(Micros(us)),
+        _ => Err(Error::OutOfRange {
             arg: "interval_ms",
             range,
-        });
+        }),
     }
-    Ok(Micros(u64::try_from(f.units).map_err(|_| {
-        Error::OutOfRange {
-            arg: "interval_ms",
-            range,
-        }
-    })?))
 }
 
 /// True when `arg` equals the option name `name` (ASCII case-insensitive).
 pub fn is_option(arg: &[u8], name: &str) -> bool {
     arg.eq_ignore_ascii_case(name.as_bytes())
+}
+
+/// Walks a command's arguments after the fixed ones: options given once
+/// each, as `NAME value` pairs.
+pub struct Options<'a> {
+    args: Args<'a>,
+    at: usize,
+}
+
+impl<'a> Options<'a> {
+    /// Options start at argument `from`.
+    pub fn new(args: Args<'a>, from: usize) -> Options<'a> {
+        Options { args, at: from }
+    }
+
+    /// The next `NAME value` pair, or `None` at the end. A name without a
+    /// value is a syntax error.
+    pub fn next_pair(&mut self) -> Result<Option<(&'a [u8], &'a [u8])>> {
+        let Some(name) = self.args.get(self.at) else {
+            return Ok(None);
+        };
+        let value = self.args.get(self.at + 1).ok_or(Error::Syntax)?;
+        self.at += 2;
+        Ok(Some((name.bytes(), value.bytes())))
+    }
+}
+
+/// Fills `slot` with `parse(value)` the first time an option is given; a
+/// repeated option is a syntax error.
+pub fn once<T>(
+    slot: &mut Option<T>,
+    value: &[u8],
+    parse: impl FnOnce(&[u8]) -> Result<T>,
+) -> Result<()> {
+    if slot.is_some() {
+        return Err(Error::Syntax);
+    }
+    *slot = Some(parse(value)?);
+    Ok(())
+}
+
+/// Argument `i` (the caller checked the arity).
+pub fn arg<'a>(args: &Args<'a>, i: usize, command: &'static str) -> Result<RStr<'a>> {
+    args.get(i).ok_or(Error::Arity(command))
 }
 
 #[cfg(test)]
@@ -347,7 +363,7 @@ mod tests {
         cases.push(vec![0xff, b'1']);
         cases.push(vec![b'1', 0xc3]);
         for c in &cases {
-            let new = integer(c, "n", i64::MIN, i64::MAX, "any");
+            let new = integer(c, "n", i64::MIN, i64::MAX, Range::Count);
             match (integer_by_str(c), new) {
                 (Ok(a), Ok(b)) => assert_eq!(a, b, "{c:?}"),
                 (Err("nan"), Err(Error::NotANumber { .. })) => {}
@@ -356,39 +372,39 @@ mod tests {
             }
         }
         assert!(matches!(
-            integer(b"5", "n", 6, 9, "6..9"),
+            integer(b"5", "n", 6, 9, Range::Count),
             Err(Error::OutOfRange { .. })
         ));
-        assert_eq!(integer(b"-5", "n", -5, 9, "-5..9").unwrap(), -5);
+        assert_eq!(integer(b"-5", "n", -5, 9, Range::Count).unwrap(), -5);
+    }
+
+    fn capacity(p: Policy) -> u64 {
+        match p {
+            Policy::Bucket(l) => l.capacity(),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
     fn limits_validate_each_argument() {
-        assert_eq!(limit(b"5", b"2", b"8").unwrap().capacity, 80);
+        assert_eq!(capacity(limitlion(b"5", b"2", b"8").unwrap()), 80);
         assert!(matches!(
-            limit(b"-2", b"2", b"8"),
-            Err(Error::OutOfRange { arg: "rps", .. })
+            limitlion(b"0e99999", b"1", b"1"),
+            Ok(Policy::Deny { .. })
         ));
-        assert!(matches!(
-            limit(b"nan", b"2", b"8"),
-            Err(Error::NotANumber { arg: "rps", .. })
-        ));
-        assert!(matches!(
-            limit(b"5", b"0", b"8"),
-            Err(Error::OutOfRange { arg: "burst", .. })
-        ));
-        assert!(matches!(
-            limit(b"5", b"2", b"-8"),
-            Err(Error::OutOfRange { arg: "window", .. })
-        ));
-        assert!(matches!(
-            limit(b"5", b"inf", b"8"),
-            Err(Error::NotANumber { arg: "burst", .. })
-        ));
-        assert!(matches!(
-            limit(b"1e10", b"1e9", b"1e9"),
-            Err(Error::Invalid(_))
-        ));
+        // Each bad argument, and the start of the error that names it.
+        #[rustfmt::skip]
+        let cases: &[([&[u8]; 3], &str)] = &[
+            ([b"-2", b"2", b"8"], "ERR rps must be"), ([b"nan", b"2", b"8"], "ERR rps is not a valid decimal"),
+            ([b"5", b"0", b"8"], "ERR burst must be"), ([b"5", b"2", b"-8"], "ERR window must be"),
+            ([b"5", b"inf", b"8"], "ERR burst is not a valid decimal"), ([b"1e9", b"1e9", b"1e9"], "ERR rps*burst*window is too large"),
+            ([b"1e99999", b"1", b"1"], "ERR rps must be"), ([b"1.0000000001", b"1", b"1"], "ERR rps has too many decimal places"),
+            ([b"1234567.891", b"1", b"1"], "ERR rps has too many significant digits"),
+        ];
+        for ([r, b, w], want) in cases {
+            let e = limitlion(r, b, w).expect_err("refused").to_string();
+            assert!(e.starts_with(want), "{r:?} {b:?} {w:?}: {e}");
+        }
     }
 
     #[test]
@@ -400,40 +416,60 @@ mod tests {
             .collect();
         for _ in 0..2 {
             for (r, b, w) in &texts {
-                let fresh = parse_limit(r.as_bytes(), b.as_bytes(), w.as_bytes()).unwrap();
+                let fresh = parse_limitlion(r.as_bytes(), b.as_bytes(), w.as_bytes()).unwrap();
                 for _ in 0..2 {
                     assert_eq!(
-                        limit(r.as_bytes(), b.as_bytes(), w.as_bytes()).unwrap(),
+                        limitlion(r.as_bytes(), b.as_bytes(), w.as_bytes()).unwrap(),
                         fresh
                     );
                 }
             }
         }
         // The same bytes split differently are a different limit.
-        assert_eq!(limit(b"12", b"3", b"4").unwrap().capacity, 144);
-        assert_eq!(limit(b"1", b"23", b"4").unwrap().capacity, 92);
-        assert_eq!(limit(b"1", b"2", b"34").unwrap().capacity, 68);
+        assert_eq!(capacity(limitlion(b"12", b"3", b"4").unwrap()), 144);
+        assert_eq!(capacity(limitlion(b"1", b"23", b"4").unwrap()), 92);
+        assert_eq!(capacity(limitlion(b"1", b"2", b"34").unwrap()), 68);
         // Errors are never cached: a bad argument fails every time.
         for _ in 0..2 {
             assert!(matches!(
-                limit(b"5", b"0", b"8"),
+                limitlion(b"5", b"0", b"8"),
                 Err(Error::OutOfRange { arg: "burst", .. })
             ));
         }
         // Arguments too long to remember still parse.
         let long = format!("1.{}", "0".repeat(60));
-        assert_eq!(limit(long.as_bytes(), b"2", b"8").unwrap().capacity, 16);
-        assert_eq!(limit(long.as_bytes(), b"2", b"8").unwrap().capacity, 16);
+        assert_eq!(
+            capacity(limitlion(long.as_bytes(), b"2", b"8").unwrap()),
+            16
+        );
+        assert_eq!(
+            capacity(limitlion(long.as_bytes(), b"2", b"8").unwrap()),
+            16
+        );
     }
 
     #[test]
-    fn intervals_are_whole_microseconds() {
+    fn intervals_are_whole_microseconds_within_the_horizon() {
         assert_eq!(interval_ms(b"0.25").unwrap(), Micros(250));
         assert_eq!(interval_ms(b"3000").unwrap(), Micros(3_000_000));
+        assert_eq!(interval_ms(b"1e12").unwrap(), HORIZON);
         assert!(matches!(
             interval_ms(b"0.0001"),
             Err(Error::TooPrecise { .. })
         ));
         assert!(matches!(interval_ms(b"0"), Err(Error::OutOfRange { .. })));
+        assert!(matches!(
+            interval_ms(b"1000000000001"),
+            Err(Error::OutOfRange { .. })
+        ));
+    }
+
+    #[test]
+    fn timeouts_are_at_most_a_year() {
+        assert_eq!(timeout_ms(b"31622400000", "t").unwrap(), MAX_WAIT);
+        assert!(matches!(
+            timeout_ms(b"31622400001", "t"),
+            Err(Error::OutOfRange { .. })
+        ));
     }
 }

@@ -1,15 +1,71 @@
-//! COMMAND INFO / COMMAND DOCS: arity, key specs and argument docs for
-//! every command, set through `RedisModule_SetCommandInfo` (Redis 7.0+).
+//! The command table: every command's name, handler, flags, keys, arity
+//! and documentation, in one place. Registration (`CreateCommand`), `COMMAND
+//! INFO`/`DOCS` (`SetCommandInfo`) and the ACL categories all read it.
 //!
-//! The table is plain data; [`register_docs`] turns it into the C structs
-//! Redis expects (leaked once at load: a few KB for the server's lifetime).
+//! Names are registered in lower case, as Redis registers its own commands:
+//! lookups ignore case, and Redis's own errors (wrong arity) quote the name
+//! as registered: `ERR wrong number of arguments for 'throttle' command`.
 
 use std::ffi::{CStr, c_int};
-use std::ptr::null_mut;
+use std::ptr::{null, null_mut};
 
 use redis_module::raw;
 
-use super::ffi::{self, Ctx, api};
+#[cfg(feature = "fault-injection")]
+use super::error::Result;
+use super::ffi::{self, Args, CmdFunc, Ctx};
+use super::{all, apply, cell, guard, knobs, permit, testclock, throttle};
+
+/// Declares an `extern "C"` command handler running `body` in the panic guard.
+macro_rules! handler {
+    ($fn_name:ident, $label:literal, $body:path) => {
+        unsafe extern "C" fn $fn_name(
+            ctx: *mut raw::RedisModuleCtx,
+            argv: *mut *mut raw::RedisModuleString,
+            argc: c_int,
+        ) -> c_int {
+            // SAFETY: Redis calls a command with its own context and argc
+            // valid argument strings, all alive until the command returns,
+            // which is as long as the guard's body runs.
+            let (ctx, args) = unsafe { (Ctx::from_raw(ctx), Args::from_raw(argv, argc)) };
+            guard::command(ctx, $label, |ctx| $body(ctx, args))
+        }
+    };
+}
+
+handler!(cmd_throttle, "THROTTLE", throttle::throttle);
+handler!(cmd_peek, "THROTTLE.PEEK", throttle::peek);
+handler!(cmd_permit, "PERMIT", permit::permit);
+handler!(cmd_apply, "THROTTLE.APPLY", apply::apply);
+handler!(cmd_set, "THROTTLE.SET", knobs::set);
+handler!(cmd_get, "THROTTLE.GET", knobs::get);
+handler!(cmd_reset, "THROTTLE.RESET", knobs::reset);
+handler!(cmd_refund, "THROTTLE.REFUND", knobs::refund);
+handler!(cmd_all, "THROTTLE.ALL", all::all);
+handler!(cmd_cell, "CL.THROTTLE", cell::throttle);
+handler!(cmd_clock, "THROTTLE.CLOCK", testclock::clock_command);
+#[cfg(feature = "fault-injection")]
+handler!(cmd_fault, "THROTTLE.FAULT", fault);
+
+/// Test builds only, to prove that no panic reaches Redis:
+/// `THROTTLE.FAULT PANIC` panics inside the command's guard;
+/// `THROTTLE.FAULT PANIC-CALLBACK` panics inside the guard that wraps every
+/// callback (type callbacks, INFO), which logs and carries on; replies OK.
+#[cfg(feature = "fault-injection")]
+fn fault(ctx: Ctx<'_>, args: Args<'_>) -> Result<()> {
+    let what = args.get(1).map(|a| a.bytes().to_ascii_uppercase());
+    match what.as_deref() {
+        Some(b"PANIC") => panic!("fault injected by THROTTLE.FAULT PANIC"),
+        Some(b"PANIC-CALLBACK") => {
+            guard::or((), "callback", || {
+                panic!("fault injected by THROTTLE.FAULT PANIC-CALLBACK")
+            });
+            ctx.reply_simple(c"OK");
+            Ok(())
+        }
+        _ => Err(super::error::Error::Syntax),
+    }
+}
 
 #[derive(Clone, Copy)]
 enum Kind {
@@ -19,151 +75,203 @@ enum Kind {
     Double,
 }
 
+use Kind::*;
+
 /// One argument: name, kind, the token before it (`WAIT`), optional.
 struct Arg(&'static CStr, Kind, Option<&'static CStr>, bool);
 
+/// An argument or a group of them.
+enum Doc {
+    One(Arg),
+    /// A named group: optional, repeated.
+    Group(&'static CStr, bool, bool, &'static [Arg]),
+}
+
 #[derive(Clone, Copy)]
 enum Keys {
+    None,
     /// One key at position 1.
-    One { write: bool },
+    One {
+        write: bool,
+    },
     /// Keys from position 2, every 4 arguments, to the end (THROTTLE.ALL).
     EveryFourth,
 }
 
-struct Doc {
-    name: &'static CStr,
-    summary: &'static CStr,
-    arity: c_int,
-    keys: Keys,
-    /// Repeat the arguments after the first (THROTTLE.ALL's groups).
-    repeat_tail: bool,
-    args: &'static [Arg],
-}
-
-use Kind::*;
-
-const THROTTLE_ARGS: &[Arg] = &[
-    Arg(c"key", Key, None, false),
-    Arg(c"rps", Double, None, false),
-    Arg(c"burst", Double, None, false),
-    Arg(c"window", Double, None, false),
-    Arg(c"tokens", Int, None, true),
-    Arg(c"timeout_ms", Int, Some(c"WAIT"), true),
-];
-
-const DOCS: &[Doc] = &[
-    Doc {
-        name: c"THROTTLE",
-        summary: c"Token bucket: take tokens if the bucket holds them. Replies [allowed, remaining, retry_after_ms, reset_after_ms, limit].",
-        arity: -5,
-        keys: Keys::One { write: true },
-        repeat_tail: false,
-        args: THROTTLE_ARGS,
-    },
-    Doc {
-        name: c"THROTTLE.PEEK",
-        summary: c"THROTTLE's reply right now, without writing anything.",
-        arity: -5,
-        keys: Keys::One { write: false },
-        repeat_tail: false,
-        args: THROTTLE_ARGS.split_at(5).0,
-    },
-    Doc {
-        name: c"PERMIT",
-        summary: c"Minimum-interval permit. Replies [time_to_wait_ms, valid_at_ms, expires_at_ms] or nil; BLOCK holds the caller until its slot.",
-        arity: -4,
-        keys: Keys::One { write: true },
-        repeat_tail: false,
-        args: &[
-            Arg(c"key", Key, None, false),
-            Arg(c"interval_ms", Double, None, false),
-            Arg(c"max_waiting", Int, None, false),
-            Arg(c"grace_ms", Int, Some(c"GRACE"), true),
-            Arg(c"timeout_ms", Int, Some(c"BLOCK"), true),
-        ],
-    },
-    Doc {
-        name: c"THROTTLE.SET",
-        summary: c"Set knobs: settings that override every caller's rps/burst/window until they expire.",
-        arity: -2,
-        keys: Keys::One { write: true },
-        repeat_tail: false,
-        args: &[
-            Arg(c"key", Key, None, false),
-            Arg(c"rps", Double, Some(c"RPS"), true),
-            Arg(c"burst", Double, Some(c"BURST"), true),
-            Arg(c"window", Double, Some(c"WINDOW"), true),
-            Arg(c"seconds", Int, Some(c"TTL"), true),
-        ],
-    },
-    Doc {
-        name: c"THROTTLE.GET",
-        summary: c"A limiter's state now: tokens, limit, effective rps/burst/window and where they come from.",
-        arity: 2,
-        keys: Keys::One { write: false },
-        repeat_tail: false,
-        args: &[Arg(c"key", Key, None, false)],
-    },
-    Doc {
-        name: c"THROTTLE.RESET",
-        summary: c"Remove a limiter's knobs, keeping its tokens. Replies 1 if knobs were removed.",
-        arity: 2,
-        keys: Keys::One { write: true },
-        repeat_tail: false,
-        args: &[Arg(c"key", Key, None, false)],
-    },
-    Doc {
-        name: c"THROTTLE.REFUND",
-        summary: c"Give back tokens for work that did not happen, never above the limit. Replies the tokens held.",
-        arity: 3,
-        keys: Keys::One { write: true },
-        repeat_tail: false,
-        args: &[Arg(c"key", Key, None, false), Arg(c"tokens", Int, None, false)],
-    },
-    Doc {
-        name: c"THROTTLE.ALL",
-        summary: c"Several limits at once, all or nothing. Replies [allowed, denied_by, retry_after_ms, [remaining...]].",
-        arity: -6,
-        keys: Keys::EveryFourth,
-        repeat_tail: true,
-        args: &[
-            Arg(c"tokens", Int, None, false),
-            Arg(c"key", Key, None, false),
-            Arg(c"rps", Double, None, false),
-            Arg(c"burst", Double, None, false),
-            Arg(c"window", Double, None, false),
-        ],
-    },
-    Doc {
-        name: c"THROTTLE.APPLY",
-        summary: c"Store a limiter's absolute state (what replication and the AOF carry).",
-        arity: 4,
-        keys: Keys::One { write: true },
-        repeat_tail: false,
-        args: &[
-            Arg(c"key", Key, None, false),
-            Arg(c"payload", Str, None, false),
-            Arg(c"expire_at_ms", Int, None, false),
-        ],
-    },
-];
-
-fn zeroed_arg() -> raw::RedisModuleCommandArg {
-    raw::RedisModuleCommandArg {
-        name: std::ptr::null(),
-        type_: 0,
-        key_spec_index: -1,
-        token: std::ptr::null(),
-        summary: std::ptr::null(),
-        since: std::ptr::null(),
-        flags: 0,
-        deprecated_since: std::ptr::null(),
-        subargs: null_mut(),
-        display_text: std::ptr::null(),
+impl Keys {
+    fn positions(self) -> (c_int, c_int, c_int) {
+        match self {
+            Keys::None => (0, 0, 0),
+            Keys::One { .. } => (1, 1, 1),
+            Keys::EveryFourth => (2, -1, 4),
+        }
     }
 }
 
-fn raw_arg(a: &Arg, multiple: bool) -> raw::RedisModuleCommandArg {
+pub struct Command {
+    name: &'static CStr,
+    handler: CmdFunc,
+    flags: &'static CStr,
+    keys: Keys,
+    arity: c_int,
+    /// In `@dangerous` too (Redis 7.2+), beside `@throttle`.
+    dangerous: bool,
+    summary: &'static CStr,
+    docs: &'static [Doc],
+}
+
+const LIMIT: &[Arg] = &[
+    Arg(c"rps", Double, None, false),
+    Arg(c"burst", Double, None, false),
+    Arg(c"window", Double, None, false),
+];
+
+const WRITE: &CStr = c"write deny-oom fast";
+
+// The arguments of each command, for COMMAND DOCS (data, kept compact).
+#[rustfmt::skip]
+mod docs {
+    use super::{Arg, Doc, Kind::*};
+
+    const KEY: Doc = Doc::One(Arg(c"key", Key, None, false));
+    const TOKENS: Doc = Doc::One(Arg(c"tokens", Int, None, true));
+    const LIMIT: Doc = Doc::Group(c"limit", true, false, super::LIMIT);
+
+    pub const THROTTLE: &[Doc] = &[KEY, LIMIT, TOKENS, Doc::One(Arg(c"timeout_ms", Int, Some(c"WAIT"), true))];
+    pub const THROTTLE_PEEK: &[Doc] = &[KEY, LIMIT, TOKENS];
+    pub const PERMIT: &[Doc] = &[KEY, Doc::One(Arg(c"interval_ms", Double, None, false)), Doc::One(Arg(c"max_waiting", Int, None, false)),
+        Doc::One(Arg(c"grace_ms", Int, Some(c"GRACE"), true)), Doc::One(Arg(c"timeout_ms", Int, Some(c"BLOCK"), true))];
+    pub const THROTTLE_SET: &[Doc] = &[KEY, Doc::One(Arg(c"rps", Double, Some(c"RPS"), true)), Doc::One(Arg(c"burst", Double, Some(c"BURST"), true)),
+        Doc::One(Arg(c"window", Double, Some(c"WINDOW"), true)), Doc::One(Arg(c"seconds", Int, Some(c"TTL"), true))];
+    pub const ONE_KEY: &[Doc] = &[KEY];
+    pub const THROTTLE_REFUND: &[Doc] = &[KEY, Doc::One(Arg(c"tokens", Int, None, false))];
+    pub const THROTTLE_ALL: &[Doc] = &[Doc::One(Arg(c"tokens", Int, None, false)), Doc::Group(c"limit", false, true, &[
+        Arg(c"key", Key, None, false), Arg(c"rps", Double, None, false), Arg(c"burst", Double, None, false), Arg(c"window", Double, None, false)])];
+    pub const THROTTLE_APPLY: &[Doc] = &[KEY, Doc::One(Arg(c"payload", Str, None, false)), Doc::One(Arg(c"expire_at_ms", Int, None, true))];
+    pub const CL_THROTTLE: &[Doc] = &[KEY, Doc::One(Arg(c"max_burst", Int, None, false)), Doc::One(Arg(c"count_per_period", Int, None, false)),
+        Doc::One(Arg(c"period", Int, None, false)), Doc::One(Arg(c"quantity", Int, None, true))];
+    pub const THROTTLE_CLOCK: &[Doc] = &[Doc::One(Arg(c"subcommand", Str, None, false)), Doc::One(Arg(c"us", Int, None, true))];
+    #[cfg(feature = "fault-injection")]
+    pub const THROTTLE_FAULT: &[Doc] = &[Doc::One(Arg(c"what", Str, None, false))];
+}
+
+// One entry per command, kept compact (the table is data).
+#[rustfmt::skip]
+pub const COMMANDS: &[Command] = &[
+    Command { name: c"throttle", handler: cmd_throttle, flags: WRITE, keys: Keys::One { write: true }, arity: -2, dangerous: false, docs: docs::THROTTLE,
+        summary: c"Token bucket: take tokens if the bucket holds them. Replies [allowed, remaining, retry_after_ms, reset_after_ms, limit]." },
+    Command { name: c"throttle.peek", handler: cmd_peek, flags: c"readonly fast", keys: Keys::One { write: false }, arity: -2, dangerous: false, docs: docs::THROTTLE_PEEK,
+        summary: c"THROTTLE's reply right now, without writing anything." },
+    Command { name: c"permit", handler: cmd_permit, flags: WRITE, keys: Keys::One { write: true }, arity: -4, dangerous: false, docs: docs::PERMIT,
+        summary: c"Minimum-interval permit. Replies [time_to_wait_ms, valid_at_ms, expires_at_ms] or nil; BLOCK holds the caller until its slot." },
+    Command { name: c"throttle.set", handler: cmd_set, flags: WRITE, keys: Keys::One { write: true }, arity: -2, dangerous: false, docs: docs::THROTTLE_SET,
+        summary: c"Set knobs: settings that override every caller's rps/burst/window until they expire." },
+    Command { name: c"throttle.get", handler: cmd_get, flags: c"readonly fast", keys: Keys::One { write: false }, arity: 2, dangerous: false, docs: docs::ONE_KEY,
+        summary: c"A limiter's state now: tokens, limit, rate, knobs and when it is full again." },
+    Command { name: c"throttle.reset", handler: cmd_reset, flags: c"write fast", keys: Keys::One { write: true }, arity: 2, dangerous: false, docs: docs::ONE_KEY,
+        summary: c"Remove a limiter's knobs, keeping its tokens. Replies 1 if knobs were removed." },
+    Command { name: c"throttle.refund", handler: cmd_refund, flags: WRITE, keys: Keys::One { write: true }, arity: 3, dangerous: false, docs: docs::THROTTLE_REFUND,
+        summary: c"Give back tokens for work that did not happen, never above the limit. Replies the tokens held." },
+    Command { name: c"throttle.all", handler: cmd_all, flags: WRITE, keys: Keys::EveryFourth, arity: -6, dangerous: false, docs: docs::THROTTLE_ALL,
+        summary: c"Several limits at once, all or nothing. Replies [allowed, denied_by, retry_after_ms, [remaining...]]." },
+    Command { name: c"throttle.apply", handler: cmd_apply, flags: c"write deny-oom", keys: Keys::One { write: true }, arity: -3, dangerous: true, docs: docs::THROTTLE_APPLY,
+        summary: c"Store a limiter's absolute state: what replication and the AOF carry (masters and loading only, unless apply-from-clients)." },
+    Command { name: c"cl.throttle", handler: cmd_cell, flags: WRITE, keys: Keys::One { write: true }, arity: -5, dangerous: false, docs: docs::CL_THROTTLE,
+        summary: c"redis-cell's GCRA limit. Replies [limited, limit, remaining, retry_after_s, reset_after_s]." },
+    Command { name: c"throttle.clock", handler: cmd_clock, flags: c"fast", keys: Keys::None, arity: -2, dangerous: false, docs: docs::THROTTLE_CLOCK,
+        summary: c"The test clock (module loaded with test-clock yes): FREEZE unix_us | ADVANCE us | REAL | GET." },
+    #[cfg(feature = "fault-injection")]
+    Command { name: c"throttle.fault", handler: cmd_fault, flags: c"fast", keys: Keys::None, arity: 2, dangerous: true, docs: docs::THROTTLE_FAULT,
+        summary: c"Test builds only: THROTTLE.FAULT PANIC panics inside the command's guard." },
+];
+
+/// The module's ACL category: `ACL SETUSER app +@throttle` grants every
+/// command of the module.
+const ACL_CATEGORY: &CStr = c"throttle";
+
+/// Registers every command; the name of the first Redis refused, if any.
+pub fn register(ctx: Ctx<'_>) -> std::result::Result<(), String> {
+    for c in COMMANDS {
+        if !ffi::create_command(ctx, c.name, c.handler, c.flags, c.keys.positions()) {
+            return Err(format!("could not register {}", c.name.to_string_lossy()));
+        }
+    }
+    for c in COMMANDS {
+        if !ffi::set_command_info(ctx, c.name, Box::leak(Box::new(info(c)))) {
+            ctx.log(
+                c"warning",
+                &format!(
+                    "could not set command info for {}",
+                    c.name.to_string_lossy()
+                ),
+            );
+        }
+    }
+    register_acl(ctx);
+    Ok(())
+}
+
+/// The ACL categories of a command: `throttle`, plus those its flags imply
+/// (`write`/`read`, `fast`/`slow`), plus `dangerous` where it is.
+fn acl_categories(c: &Command) -> String {
+    let flags = c.flags.to_string_lossy();
+    let has = |f: &str| flags.split(' ').any(|w| w == f);
+    let mut cats = vec![ACL_CATEGORY.to_string_lossy().into_owned()];
+    if has("write") {
+        cats.push("write".into());
+    }
+    if has("readonly") {
+        cats.push("read".into());
+    }
+    cats.push(if has("fast") { "fast" } else { "slow" }.into());
+    if c.dangerous {
+        cats.push("dangerous".into());
+    }
+    cats.join(" ")
+}
+
+/// Where the server supports module ACL categories (Redis 7.2+, Valkey),
+/// adds `throttle` and puts every command in its categories. Redis 7.0
+/// lacks the API: there module commands belong to no category and are
+/// granted by name. Never fails the load.
+fn register_acl(ctx: Ctx<'_>) {
+    let lists: Vec<std::ffi::CString> = COMMANDS
+        .iter()
+        .filter_map(|c| std::ffi::CString::new(acl_categories(c)).ok())
+        .collect();
+    let pairs: Vec<(&CStr, &CStr)> = COMMANDS
+        .iter()
+        .map(|c| c.name)
+        .zip(lists.iter().map(|l| l.as_c_str()))
+        .collect();
+    match ffi::set_acl_categories(ctx, ACL_CATEGORY, &pairs) {
+        None => ctx.log(
+            c"notice",
+            "this server has no module ACL categories (Redis < 7.2): grant the commands by name",
+        ),
+        Some(false) => ctx.log(c"warning", "could not set every command's ACL categories"),
+        Some(true) => {}
+    }
+}
+
+// ---- COMMAND INFO / DOCS -------------------------------------------------------
+
+fn zeroed_arg() -> raw::RedisModuleCommandArg {
+    raw::RedisModuleCommandArg {
+        name: null(),
+        type_: 0,
+        key_spec_index: -1,
+        token: null(),
+        summary: null(),
+        since: null(),
+        flags: 0,
+        deprecated_since: null(),
+        subargs: null_mut(),
+        display_text: null(),
+    }
+}
+
+fn raw_arg(a: &Arg) -> raw::RedisModuleCommandArg {
     let mut r = zeroed_arg();
     r.name = a.0.as_ptr();
     r.type_ = match a.1 {
@@ -175,51 +283,57 @@ fn raw_arg(a: &Arg, multiple: bool) -> raw::RedisModuleCommandArg {
     if matches!(a.1, Key) {
         r.key_spec_index = 0;
     }
-    r.token = a.2.map_or(std::ptr::null(), CStr::as_ptr);
-    let mut flags = 0;
+    r.token = a.2.map_or(null(), CStr::as_ptr);
     if a.3 {
-        flags |= raw::REDISMODULE_CMD_ARG_OPTIONAL;
+        r.flags = raw::REDISMODULE_CMD_ARG_OPTIONAL as c_int;
     }
-    if multiple {
-        flags |= raw::REDISMODULE_CMD_ARG_MULTIPLE;
-    }
-    r.flags = flags as c_int;
     r
 }
 
-/// A null-terminated array, leaked for Redis.
+fn raw_doc(d: &Doc) -> raw::RedisModuleCommandArg {
+    match d {
+        Doc::One(a) => raw_arg(a),
+        Doc::Group(name, optional, multiple, args) => {
+            let mut g = zeroed_arg();
+            g.name = name.as_ptr();
+            g.type_ = raw::RedisModuleCommandArgType_REDISMODULE_ARG_TYPE_BLOCK;
+            let mut flags = 0;
+            if *optional {
+                flags |= raw::REDISMODULE_CMD_ARG_OPTIONAL;
+            }
+            if *multiple {
+                flags |= raw::REDISMODULE_CMD_ARG_MULTIPLE;
+            }
+            g.flags = flags as c_int;
+            g.subargs = leak(args.iter().map(raw_arg).collect(), zeroed_arg());
+            g
+        }
+    }
+}
+
+/// A null-terminated array, leaked for Redis (a few KB, once, at load).
 fn leak<T>(mut v: Vec<T>, terminator: T) -> *mut T {
     v.push(terminator);
     Box::leak(v.into_boxed_slice()).as_mut_ptr()
 }
 
-fn key_spec(keys: Keys) -> raw::RedisModuleCommandKeySpec {
+fn key_spec(keys: Keys) -> Option<raw::RedisModuleCommandKeySpec> {
+    let rw = raw::REDISMODULE_CMD_KEY_RW
+        | raw::REDISMODULE_CMD_KEY_ACCESS
+        | raw::REDISMODULE_CMD_KEY_UPDATE;
     let (flags, pos, lastkey, keystep) = match keys {
-        Keys::One { write: true } => (
-            raw::REDISMODULE_CMD_KEY_RW
-                | raw::REDISMODULE_CMD_KEY_ACCESS
-                | raw::REDISMODULE_CMD_KEY_UPDATE,
-            1,
-            0,
-            1,
-        ),
+        Keys::None => return None,
+        Keys::One { write: true } => (rw, 1, 0, 1),
         Keys::One { write: false } => (
             raw::REDISMODULE_CMD_KEY_RO | raw::REDISMODULE_CMD_KEY_ACCESS,
             1,
             0,
             1,
         ),
-        Keys::EveryFourth => (
-            raw::REDISMODULE_CMD_KEY_RW
-                | raw::REDISMODULE_CMD_KEY_ACCESS
-                | raw::REDISMODULE_CMD_KEY_UPDATE,
-            2,
-            -1,
-            4,
-        ),
+        Keys::EveryFourth => (rw, 2, -1, 4),
     };
-    raw::RedisModuleCommandKeySpec {
-        notes: std::ptr::null(),
+    Some(raw::RedisModuleCommandKeySpec {
+        notes: null(),
         flags: u64::from(flags),
         begin_search_type: raw::RedisModuleKeySpecBeginSearchType_REDISMODULE_KSPEC_BS_INDEX,
         bs: raw::RedisModuleCommandKeySpec__bindgen_ty_1 {
@@ -233,15 +347,26 @@ fn key_spec(keys: Keys) -> raw::RedisModuleCommandKeySpec {
                 limit: 0,
             },
         },
-    }
+    })
 }
 
 fn zero_key_spec() -> raw::RedisModuleCommandKeySpec {
-    let mut k = key_spec(Keys::One { write: false });
-    k.begin_search_type = 0;
-    k.find_keys_type = 0;
-    k.flags = 0;
-    k
+    raw::RedisModuleCommandKeySpec {
+        notes: null(),
+        flags: 0,
+        begin_search_type: 0,
+        bs: raw::RedisModuleCommandKeySpec__bindgen_ty_1 {
+            index: raw::RedisModuleCommandKeySpec__bindgen_ty_1__bindgen_ty_1 { pos: 0 },
+        },
+        find_keys_type: 0,
+        fk: raw::RedisModuleCommandKeySpec__bindgen_ty_2 {
+            range: raw::RedisModuleCommandKeySpec__bindgen_ty_2__bindgen_ty_1 {
+                lastkey: 0,
+                keystep: 0,
+                limit: 0,
+            },
+        },
+    }
 }
 
 static VERSION: raw::RedisModuleCommandInfoVersion = raw::RedisModuleCommandInfoVersion {
@@ -251,52 +376,16 @@ static VERSION: raw::RedisModuleCommandInfoVersion = raw::RedisModuleCommandInfo
     sizeof_arg: std::mem::size_of::<raw::RedisModuleCommandArg>(),
 };
 
-/// Sets the docs of every registered command. Failures are logged, not
-/// fatal: the commands work without docs.
-pub fn register_docs(ctx: Ctx) {
-    let Some(set_info) = (unsafe { raw::RedisModule_SetCommandInfo }) else {
-        return;
-    };
-    for d in DOCS {
-        let cmd = unsafe { api!(RedisModule_GetCommand)(ctx, d.name.as_ptr()) };
-        if cmd.is_null() {
-            continue;
-        }
-        let args: Vec<raw::RedisModuleCommandArg> = if d.repeat_tail {
-            // tokens, then a block "limit" of (key rps burst window), repeated.
-            let sub = d.args.iter().skip(1).map(|a| raw_arg(a, false)).collect();
-            let mut block = zeroed_arg();
-            block.name = c"limit".as_ptr();
-            block.type_ = raw::RedisModuleCommandArgType_REDISMODULE_ARG_TYPE_BLOCK;
-            block.flags = raw::REDISMODULE_CMD_ARG_MULTIPLE as c_int;
-            block.subargs = leak(sub, zeroed_arg());
-            d.args
-                .iter()
-                .take(1)
-                .map(|a| raw_arg(a, false))
-                .chain([block])
-                .collect()
-        } else {
-            d.args.iter().map(|a| raw_arg(a, false)).collect()
-        };
-        let info = raw::RedisModuleCommandInfo {
-            version: &VERSION,
-            summary: d.summary.as_ptr(),
-            complexity: c"O(1) per key".as_ptr(),
-            since: c"0.1.0".as_ptr(),
-            history: null_mut(),
-            tips: std::ptr::null(),
-            arity: d.arity,
-            key_specs: leak(vec![key_spec(d.keys)], zero_key_spec()),
-            args: leak(args, zeroed_arg()),
-        };
-        let info = Box::leak(Box::new(info));
-        if unsafe { set_info(cmd, info) } != raw::REDISMODULE_OK as c_int {
-            ffi::log(
-                ctx,
-                c"warning",
-                &format!("could not set command info for {:?}", d.name),
-            );
-        }
+fn info(c: &Command) -> raw::RedisModuleCommandInfo {
+    raw::RedisModuleCommandInfo {
+        version: &VERSION,
+        summary: c.summary.as_ptr(),
+        complexity: c"O(1) per key".as_ptr(),
+        since: c"0.1.0".as_ptr(),
+        history: null_mut(),
+        tips: null(),
+        arity: c.arity,
+        key_specs: leak(key_spec(c.keys).into_iter().collect(), zero_key_spec()),
+        args: leak(c.docs.iter().map(raw_doc).collect(), zeroed_arg()),
     }
 }

@@ -1,143 +1,218 @@
-//! Module configs (Redis 7 module config API).
+//! Module configs (Redis 7 module config API), all in one table.
 //!
-//! | config                           | default | meaning |
-//! |----------------------------------|---------|---------|
-//! | `throttle.knobs-ttl`             | 604800  | seconds knobs live after THROTTLE.SET or a THROTTLE using them |
-//! | `throttle.permit-grace-percent`  | 10      | PERMIT's default GRACE, in % of the interval (rounded up to ms) |
+//! | config | default | meaning |
+//! |---|---|---|
+//! | `throttle.knobs-ttl` | 604800 | seconds knobs live after THROTTLE.SET or a THROTTLE using them |
+//! | `throttle.permit-grace-percent` | 10 | PERMIT's default GRACE, in % of the interval (rounded up to ms) |
+//! | `throttle.wait-tolerance-ms` | 10 | how late a held client may be released and still be told "go" |
+//! | `throttle.all-max-limits` | 64 | most limits one THROTTLE.ALL may check |
+//! | `throttle.apply-from-clients` | no | accept THROTTLE.APPLY from ordinary clients (tools replaying an AOF) |
+//! | `throttle.test-clock` | no | accept THROTTLE.CLOCK (load time only) |
 //!
-//! Settable as `--loadmodule <so> knobs-ttl 3600 permit-grace-percent 20`,
-//! in redis.conf (`throttle.knobs-ttl 3600`), and with CONFIG SET/GET.
+//! Settable as `--loadmodule <so> knobs-ttl 3600 test-clock yes`, in
+//! redis.conf (`throttle.knobs-ttl 3600`), and (but for test-clock) with
+//! CONFIG SET/GET. Unknown load arguments and bad values fail the load
+//! with a log line, rather than being ignored. (The redis-module crate has
+//! config glue too; it ignores unknown load arguments and reads any bool
+//! but "yes" as "no", so the module keeps this small table of its own.)
 
-use std::ffi::{CStr, c_int, c_longlong, c_void};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::ffi::{CStr, c_char, c_int, c_longlong, c_void};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering::Relaxed};
 
 use redis_module::raw;
 use throttle_core::Micros;
+use throttle_core::limiter::{DEFAULT_KNOBS_TTL, MAX_KNOBS_TTL};
+use throttle_core::permit::PermitRule;
 
-use super::ffi::{self, Ctx, api};
+use super::ffi::{self, Config, Ctx};
 
-pub static KNOBS_TTL_S: AtomicI64 = AtomicI64::new(604_800);
-pub static GRACE_PERCENT: AtomicI64 = AtomicI64::new(10);
+static KNOBS_TTL_S: AtomicI64 = AtomicI64::new(secs(DEFAULT_KNOBS_TTL));
+static GRACE_PERCENT: AtomicI64 = AtomicI64::new(10);
+static WAIT_TOLERANCE_MS: AtomicI64 = AtomicI64::new(10);
+static ALL_MAX_LIMITS: AtomicI64 = AtomicI64::new(64);
+static APPLY_FROM_CLIENTS: AtomicBool = AtomicBool::new(false);
+static TEST_CLOCK: AtomicBool = AtomicBool::new(false);
 
-struct Numeric {
-    name: &'static CStr,
-    short: &'static str,
-    cell: &'static AtomicI64,
-    min: i64,
-    max: i64,
+const fn secs(m: Micros) -> i64 {
+    (m.0 / 1_000_000) as i64
 }
 
-const CONFIGS: [Numeric; 2] = [
-    Numeric {
-        name: c"knobs-ttl",
-        short: "knobs-ttl",
-        cell: &KNOBS_TTL_S,
-        min: 1,
-        max: 10 * 365 * 24 * 3600,
-    },
-    Numeric {
-        name: c"permit-grace-percent",
-        short: "permit-grace-percent",
-        cell: &GRACE_PERCENT,
-        min: 0,
-        max: 1000,
-    },
+/// One config: its name, load time only or not, and its cell.
+struct Entry {
+    name: &'static CStr,
+    /// Load time only (CONFIG SET refuses it).
+    immutable: bool,
+    config: Config,
+}
+
+const fn numeric(name: &'static CStr, cell: &'static AtomicI64, min: i64, max: i64) -> Entry {
+    let config = Config::Numeric {
+        cell,
+        range: (min, max),
+        get: get_numeric,
+        set: set_numeric,
+    };
+    Entry {
+        name,
+        immutable: false,
+        config,
+    }
+}
+
+const fn flag(name: &'static CStr, cell: &'static AtomicBool, immutable: bool) -> Entry {
+    let config = Config::Flag {
+        cell,
+        get: get_flag,
+        set: set_flag,
+    };
+    Entry {
+        name,
+        immutable,
+        config,
+    }
+}
+
+const CONFIGS: [Entry; 6] = [
+    numeric(c"knobs-ttl", &KNOBS_TTL_S, 1, secs(MAX_KNOBS_TTL)),
+    numeric(c"permit-grace-percent", &GRACE_PERCENT, 0, 1000),
+    numeric(c"wait-tolerance-ms", &WAIT_TOLERANCE_MS, 0, 60_000),
+    numeric(c"all-max-limits", &ALL_MAX_LIMITS, 1, 1024),
+    flag(c"apply-from-clients", &APPLY_FROM_CLIENTS, false),
+    flag(c"test-clock", &TEST_CLOCK, true),
 ];
 
 /// The knobs TTL currently configured.
 pub fn knobs_ttl() -> Micros {
-    Micros(
-        KNOBS_TTL_S
-            .load(Ordering::Relaxed)
-            .unsigned_abs()
-            .saturating_mul(1_000_000),
-    )
+    Micros::from_secs(KNOBS_TTL_S.load(Relaxed).unsigned_abs())
 }
 
-/// PERMIT's default grace for `interval`: the configured percentage,
-/// rounded up to whole milliseconds.
+/// PERMIT's default grace for `interval`.
 pub fn default_grace(interval: Micros) -> Micros {
-    let pct = GRACE_PERCENT.load(Ordering::Relaxed).unsigned_abs();
-    let us = interval.0.saturating_mul(pct).div_ceil(100);
-    Micros::from_millis(us.div_ceil(1000))
+    PermitRule::default_grace(interval, GRACE_PERCENT.load(Relaxed).unsigned_abs())
 }
 
-unsafe extern "C" fn get(_name: *const std::ffi::c_char, privdata: *mut c_void) -> c_longlong {
-    match unsafe { privdata.cast::<AtomicI64>().as_ref() } {
-        Some(cell) => cell.load(Ordering::Relaxed),
-        None => 0,
-    }
+/// How late a held client may be released and still be told "go".
+pub fn wait_tolerance() -> std::time::Duration {
+    std::time::Duration::from_millis(WAIT_TOLERANCE_MS.load(Relaxed).unsigned_abs())
 }
 
-unsafe extern "C" fn set(
-    _name: *const std::ffi::c_char,
-    val: c_longlong,
+/// Most limits one THROTTLE.ALL may check.
+pub fn all_max_limits() -> i64 {
+    ALL_MAX_LIMITS.load(Relaxed)
+}
+
+/// Whether ordinary clients may call THROTTLE.APPLY.
+pub fn apply_from_clients() -> bool {
+    APPLY_FROM_CLIENTS.load(Relaxed)
+}
+
+/// Whether THROTTLE.CLOCK is enabled.
+pub fn test_clock() -> bool {
+    TEST_CLOCK.load(Relaxed)
+}
+
+/// A config's name, and where Redis puts a setter's error (both unused).
+type Name = *const c_char;
+type ErrOut = *mut *mut raw::RedisModuleString;
+
+/// The static cell a config callback's private data points to.
+///
+/// # Safety
+/// `privdata` is NULL or the pointer registered with the config: one of
+/// the static cells above, of type `T`.
+unsafe fn cell<T>(privdata: *mut c_void) -> Option<&'static T> {
+    // SAFETY: per the contract above.
+    unsafe { privdata.cast::<T>().as_ref() }
+}
+
+unsafe extern "C" fn get_numeric(_: Name, privdata: *mut c_void) -> c_longlong {
+    // SAFETY: Redis passes back the AtomicI64 registered with this config.
+    unsafe { cell::<AtomicI64>(privdata) }.map_or(0, |c| c.load(Relaxed))
+}
+
+unsafe extern "C" fn set_numeric(
+    _: Name,
+    v: c_longlong,
     privdata: *mut c_void,
-    _err: *mut *mut raw::RedisModuleString,
+    _: ErrOut,
 ) -> c_int {
-    if let Some(cell) = unsafe { privdata.cast::<AtomicI64>().as_ref() } {
-        cell.store(val, Ordering::Relaxed);
+    // SAFETY: as in `get_numeric`; Redis checked the value's range.
+    if let Some(c) = unsafe { cell::<AtomicI64>(privdata) } {
+        c.store(v, Relaxed);
     }
     raw::REDISMODULE_OK as c_int
 }
 
-/// Registers the configs, taking defaults from `name value` pairs in the
-/// module's load arguments. Returns an error message for bad arguments.
-pub fn register(ctx: Ctx, load_args: &[&[u8]]) -> Result<(), String> {
+unsafe extern "C" fn get_flag(_: Name, privdata: *mut c_void) -> c_int {
+    // SAFETY: Redis passes back the AtomicBool registered with this config.
+    c_int::from(unsafe { cell::<AtomicBool>(privdata) }.is_some_and(|c| c.load(Relaxed)))
+}
+
+unsafe extern "C" fn set_flag(_: Name, v: c_int, privdata: *mut c_void, _: ErrOut) -> c_int {
+    // SAFETY: as in `get_flag`.
+    if let Some(c) = unsafe { cell::<AtomicBool>(privdata) } {
+        c.store(v != 0, Relaxed);
+    }
+    raw::REDISMODULE_OK as c_int
+}
+
+/// Applies `name value` load arguments to the cells.
+fn apply_load_args(load_args: &[&[u8]]) -> Result<(), String> {
     if load_args.len() % 2 != 0 {
         return Err("module arguments must be name/value pairs".into());
     }
     for pair in load_args.chunks(2) {
-        let (name, value) = (pair[0], pair[1]);
-        let cfg = CONFIGS
+        let [name, value] = pair else { continue };
+        let text = String::from_utf8_lossy(value);
+        let entry = CONFIGS
             .iter()
-            .find(|c| name.eq_ignore_ascii_case(c.short.as_bytes()))
+            .find(|c| name.eq_ignore_ascii_case(c.name.to_bytes()))
             .ok_or_else(|| {
                 format!(
                     "unknown module argument '{}'",
                     String::from_utf8_lossy(name)
                 )
             })?;
-        let v: i64 = std::str::from_utf8(value)
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .filter(|v| (cfg.min..=cfg.max).contains(v))
-            .ok_or_else(|| {
-                format!(
-                    "{} must be an integer in {}..={}",
-                    cfg.short, cfg.min, cfg.max
-                )
-            })?;
-        cfg.cell.store(v, Ordering::Relaxed);
-    }
-    let Some(register) = (unsafe { raw::RedisModule_RegisterNumericConfig }) else {
-        ffi::log(
-            ctx,
-            c"notice",
-            "module configs need Redis 7.0+; using load arguments only",
-        );
-        return Ok(());
-    };
-    for c in &CONFIGS {
-        let rc = unsafe {
-            register(
-                ctx,
-                c.name.as_ptr(),
-                c.cell.load(Ordering::Relaxed),
-                0,
-                c.min,
-                c.max,
-                Some(get),
-                Some(set),
-                None,
-                std::ptr::from_ref(c.cell).cast_mut().cast(),
-            )
-        };
-        if rc != raw::REDISMODULE_OK as c_int {
-            return Err(format!("could not register config {}", c.short));
+        let what = entry.name.to_string_lossy();
+        match entry.config {
+            Config::Numeric { cell, range, .. } => {
+                let v: i64 = text
+                    .parse()
+                    .ok()
+                    .filter(|v| (range.0..=range.1).contains(v))
+                    .ok_or_else(|| {
+                        format!("{what} must be an integer in {}..={}", range.0, range.1)
+                    })?;
+                cell.store(v, Relaxed);
+            }
+            Config::Flag { cell, .. } => match text.to_ascii_lowercase().as_str() {
+                "yes" => cell.store(true, Relaxed),
+                "no" => cell.store(false, Relaxed),
+                _ => return Err(format!("{what} must be yes or no")),
+            },
         }
     }
-    if unsafe { api!(RedisModule_LoadConfigs)(ctx) } != raw::REDISMODULE_OK as c_int {
+    Ok(())
+}
+
+/// Registers the configs, taking defaults from `name value` pairs in the
+/// module's load arguments. Returns an error message for bad arguments.
+pub fn register(ctx: Ctx<'_>, load_args: &[&[u8]]) -> Result<(), String> {
+    apply_load_args(load_args)?;
+    for c in &CONFIGS {
+        let flags = if c.immutable {
+            raw::REDISMODULE_CONFIG_IMMUTABLE
+        } else {
+            raw::REDISMODULE_CONFIG_DEFAULT
+        };
+        if !ffi::register_config(ctx, c.name, flags, &c.config) {
+            return Err(format!(
+                "could not register config {}",
+                c.name.to_string_lossy()
+            ));
+        }
+    }
+    if !ffi::load_configs(ctx) {
         return Err("could not load module configs".into());
     }
     Ok(())

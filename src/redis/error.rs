@@ -1,9 +1,56 @@
 //! One error type for every command, and its one mapping to a reply.
 //!
 //! Messages follow Redis's wording: the first word is the error code
-//! (`ERR`, `WRONGTYPE`), and argument errors name the argument.
+//! (`ERR`, `WRONGTYPE`), and argument errors name the argument. Every
+//! message text lives here (ranges in [`Range`]), so the README, the
+//! parsers and the tests quote one source.
 
 use throttle_core::codec::CodecError;
+use throttle_core::limiter::{NoLimit, SetError};
+use throttle_core::rate::LimitError;
+
+/// The allowed range of an argument, as the error message states it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Range {
+    Rps,
+    Burst,
+    Window,
+    Tokens,
+    Count,
+    Timeout,
+    KnobsTtl,
+    Interval,
+    ExpireAt,
+    MaxBurst,
+    CellCount,
+    CellPeriod,
+    CellQuantity,
+    ClockMicros,
+}
+
+impl Range {
+    pub const fn text(self) -> &'static str {
+        match self {
+            Range::Rps => "> 0 and <= 1e9 (or 0 to deny all, -1 to allow all)",
+            Range::Burst => "> 0 and <= 1e9",
+            Range::Window => "> 0 and <= 1e9 seconds",
+            Range::Tokens | Range::Count => "an integer >= 0",
+            Range::Timeout => "an integer >= 0 and <= 31622400000 (one year)",
+            Range::KnobsTtl => "an integer >= 1 and <= 315360000 (ten years)",
+            Range::Interval => "> 0 and <= 1e12 ms",
+            Range::ExpireAt => "an integer >= 0",
+            Range::MaxBurst => "an integer >= 0 and <= 999999999999999",
+            Range::CellCount => {
+                "an integer >= 1 (at most 4294967295 once divided by its common factor with period)"
+            }
+            Range::CellPeriod => {
+                "an integer >= 1 (at most 4294967295 once divided by its common factor with count_per_period)"
+            }
+            Range::CellQuantity => "an integer >= 0 (to give tokens back, use THROTTLE.REFUND)",
+            Range::ClockMicros => "an integer >= 0 (microseconds)",
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -18,19 +65,72 @@ pub enum Error {
         arg: &'static str,
         kind: &'static str,
     },
-    #[error("ERR {arg} must be {range}")]
-    OutOfRange {
-        arg: &'static str,
-        range: &'static str,
-    },
+    #[error("ERR {arg} must be {}", range.text())]
+    OutOfRange { arg: &'static str, range: Range },
     #[error("ERR {arg} has too many decimal places (at most {digits})")]
     TooPrecise { arg: &'static str, digits: u32 },
-    #[error("ERR {0}")]
-    Invalid(&'static str),
-    #[error("ERR invalid {what} payload: {why:?}")]
+    #[error("ERR rps has too many significant digits (at most 9)")]
+    RpsDigits,
+    #[error("ERR rps*burst*window is too large (the limit must be at most 1e15 tokens)")]
+    Capacity,
+    #[error(
+        "ERR the limit would take more than 1e9 seconds to refill from empty (capacity / rate)"
+    )]
+    Refill,
+    #[error("ERR the first THROTTLE.SET on a limiter must give RPS, BURST and WINDOW")]
+    IncompleteKnobs,
+    #[error("ERR no knobs on this key: give rps burst window, or set them with THROTTLE.SET")]
+    NoKnobs,
+    #[error("ERR THROTTLE.ALL got the same key twice")]
+    DuplicateKey,
+    #[error("ERR THROTTLE.ALL takes at most {0} limits (config throttle.all-max-limits)")]
+    TooManyLimits(i64),
+    #[error("ERR invalid {what} payload: {why}")]
     Payload { what: &'static str, why: CodecError },
+    #[error(
+        "ERR THROTTLE.APPLY is accepted from a master or while loading only; enable it for clients with CONFIG SET throttle.apply-from-clients yes"
+    )]
+    ApplyRefused,
+    #[error(
+        "ERR THROTTLE.CLOCK needs the module loaded with 'test-clock yes' (--loadmodule <path> test-clock yes)"
+    )]
+    NoTestClock,
+    #[error("ERR the server could not hold the client")]
+    CannotBlock,
     #[error("ERR internal error")]
     Internal,
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
+
+impl From<LimitError> for Error {
+    fn from(e: LimitError) -> Error {
+        let range = |arg, range| Error::OutOfRange { arg, range };
+        match e {
+            LimitError::Rps => range("rps", Range::Rps),
+            LimitError::RpsDigits => Error::RpsDigits,
+            LimitError::Burst => range("burst", Range::Burst),
+            LimitError::Window => range("window", Range::Window),
+            LimitError::Capacity => Error::Capacity,
+            LimitError::Refill => Error::Refill,
+            LimitError::MaxBurst => range("max_burst", Range::MaxBurst),
+            LimitError::Count => range("count_per_period", Range::CellCount),
+            LimitError::Period => range("period", Range::CellPeriod),
+        }
+    }
+}
+
+impl From<SetError> for Error {
+    fn from(e: SetError) -> Error {
+        match e {
+            SetError::Incomplete => Error::IncompleteKnobs,
+            SetError::Limit(l) => l.into(),
+        }
+    }
+}
+
+impl From<NoLimit> for Error {
+    fn from(_: NoLimit) -> Error {
+        Error::NoKnobs
+    }
+}

@@ -1,9 +1,9 @@
 //! No panic ever crosses into Redis.
 //!
-//! Every entry point Redis calls (commands, type callbacks, timers) runs
-//! its body through [`command`] or [`or`]: an unwinding panic is caught,
-//! logged to the Redis log with its message, and turned into
-//! `ERR internal error` (or a neutral value for callbacks).
+//! Every entry point Redis calls (commands, reply callbacks, type
+//! callbacks, INFO) runs its body through [`command`] or [`or`]: an
+//! unwinding panic is caught, logged to the Redis log with its message,
+//! and turned into `ERR internal error` (or a neutral value for callbacks).
 
 use std::cell::RefCell;
 use std::ffi::c_int;
@@ -31,31 +31,34 @@ fn take_panic_message() -> String {
     LAST_PANIC.with(|p| std::mem::take(&mut *p.borrow_mut()))
 }
 
-/// Runs a command body; replies the error if it returns one.
-pub fn command(ctx: Ctx, name: &str, body: impl FnOnce() -> Result<()>) -> c_int {
-    match catch_unwind(AssertUnwindSafe(body)) {
+/// Runs a command body; replies its error if it returns one.
+pub fn command(
+    ctx: Option<Ctx<'_>>,
+    name: &str,
+    body: impl FnOnce(Ctx<'_>) -> Result<()>,
+) -> c_int {
+    let Some(ctx) = ctx else {
+        return raw::REDISMODULE_ERR as c_int;
+    };
+    match catch_unwind(AssertUnwindSafe(|| body(ctx))) {
         Ok(Ok(())) => {}
-        Ok(Err(e)) => ffi::reply_error(ctx, &e.to_string()),
+        Ok(Err(e)) => ctx.reply_error(&e.to_string()),
         Err(_) => {
             let msg = take_panic_message();
-            ffi::log(ctx, c"warning", &format!("panic in {name}: {msg}"));
-            ffi::reply_error(ctx, &Error::Internal.to_string());
+            ctx.log(c"warning", &format!("panic in {name}: {msg}"));
+            ctx.reply_error(&Error::Internal.to_string());
         }
     }
     raw::REDISMODULE_OK as c_int
 }
 
 /// Runs a callback body; a panic yields `fallback` (and a log line).
-pub fn or<T>(fallback: T, body: impl FnOnce() -> T) -> T {
+pub fn or<T>(fallback: T, what: &str, body: impl FnOnce() -> T) -> T {
     match catch_unwind(AssertUnwindSafe(body)) {
         Ok(v) => v,
         Err(_) => {
             let msg = take_panic_message();
-            ffi::log(
-                std::ptr::null_mut(),
-                c"warning",
-                &format!("panic in callback: {msg}"),
-            );
+            ffi::log_global(c"warning", &format!("panic in {what}: {msg}"));
             fallback
         }
     }

@@ -9,6 +9,7 @@
 //! binary (`target/<profile>/libredis_throttle.so`), so `cargo test --release`
 //! tests the release build that `scripts/serve.sh` runs.
 
+pub mod clock;
 pub mod cluster;
 
 use std::net::TcpListener;
@@ -86,7 +87,7 @@ pub fn free_port() -> u16 {
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
 
-fn scratch_dir(tag: &str) -> PathBuf {
+pub(crate) fn scratch_dir(tag: &str) -> PathBuf {
     let n = SEQ.fetch_add(1, Ordering::Relaxed);
     let dir = std::env::temp_dir().join(format!(
         "throttle-test-{}-{}-{}",
@@ -103,20 +104,26 @@ fn scratch_dir(tag: &str) -> PathBuf {
 #[derive(Clone, Debug)]
 pub struct ServerBuilder {
     module: bool,
+    module_path: Option<PathBuf>,
+    allow_panics: bool,
     module_args: Vec<String>,
     args: Vec<String>,
     dir: Option<PathBuf>,
     port: Option<u16>,
+    env: Vec<(String, String)>,
 }
 
 impl Default for ServerBuilder {
     fn default() -> Self {
         Self {
             module: true,
+            module_path: None,
+            allow_panics: false,
             module_args: Vec::new(),
             args: Vec::new(),
             dir: None,
             port: None,
+            env: Vec::new(),
         }
     }
 }
@@ -137,6 +144,18 @@ impl ServerBuilder {
         self.module = false;
         self
     }
+    /// Load this module file instead of [`module_path`] (e.g. a build with
+    /// extra test features).
+    pub fn module_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.module_path = Some(path.into());
+        self
+    }
+    /// The test provokes panics on purpose: do not fail on a `panic in`
+    /// line in the log when the server is dropped.
+    pub fn allow_panics(mut self) -> Self {
+        self.allow_panics = true;
+        self
+    }
     /// Use this working directory (kept on drop) instead of a fresh one.
     pub fn dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.dir = Some(dir.into());
@@ -145,6 +164,11 @@ impl ServerBuilder {
     /// Use this port instead of a free one.
     pub fn port(mut self, port: u16) -> Self {
         self.port = Some(port);
+        self
+    }
+    /// An environment variable for the server process (e.g. `LD_PRELOAD`).
+    pub fn env(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.push((name.into(), value.into()));
         self
     }
 
@@ -190,19 +214,24 @@ impl ServerBuilder {
             .arg("--repl-diskless-sync-delay")
             .arg("0");
         if self.module {
-            cmd.arg("--loadmodule").arg(module_path());
+            let so = self.module_path.clone().unwrap_or_else(module_path);
+            cmd.arg("--loadmodule").arg(so);
             cmd.args(&self.module_args);
         }
         cmd.args(&self.args);
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(
+            std::fs::File::create(dir.join("stderr.log"))
+                .map(Stdio::from)
+                .unwrap_or_else(|_| Stdio::null()),
+        );
         let child = cmd.spawn().map_err(|e| format!("spawn: {e}"))?;
         let mut server = Server {
             child: Some(child),
             port,
             dir,
             own_dir,
+            allow_panics: self.allow_panics,
         };
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
@@ -228,12 +257,16 @@ impl ServerBuilder {
     }
 }
 
-/// A running server; killed when dropped.
+/// A running server; killed when dropped. Dropping it also fails the test
+/// (unless it is already failing, or the builder said
+/// [`ServerBuilder::allow_panics`]) when the server exited by itself, or its
+/// log shows a panic the module caught (`panic in …`) or a crash report.
 pub struct Server {
     child: Option<Child>,
     port: u16,
     dir: PathBuf,
     own_dir: bool,
+    allow_panics: bool,
 }
 
 impl Server {
@@ -270,9 +303,33 @@ impl Server {
             redis::Client::open(format!("{}?protocol=resp3", self.url())).expect("resp3 url");
         client.get_connection().expect("connect resp3")
     }
+    /// Where the server writes its log.
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join("server.log")
+    }
     /// The server's log so far (for assertions and failure messages).
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+        let mut log = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+        // What the process wrote to stderr (an abort's message, say).
+        let stderr = std::fs::read_to_string(self.dir.join("stderr.log")).unwrap_or_default();
+        if !stderr.is_empty() {
+            log.push_str("--- stderr ---\n");
+            log.push_str(&stderr);
+        }
+        log
+    }
+    /// Log lines that report a panic caught by the module (`panic in …`) or
+    /// a crash (Redis's and Valkey's crash reports).
+    pub fn panics_logged(&self) -> Vec<String> {
+        self.log()
+            .lines()
+            .filter(|l| {
+                l.contains("panic in ")
+                    || l.contains("crashed by signal")
+                    || l.contains("Guru Meditation")
+            })
+            .map(str::to_string)
+            .collect()
     }
     /// True while the process runs.
     pub fn is_alive(&mut self) -> bool {
@@ -300,7 +357,26 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        // A server that exited by itself (not through `kill`) crashed.
+        let exited = self
+            .child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten());
         self.kill();
+        if !self.allow_panics && !std::thread::panicking() {
+            let panics = self.panics_logged();
+            if !panics.is_empty() || exited.is_some() {
+                let log = self.log();
+                if self.own_dir {
+                    let _ = std::fs::remove_dir_all(&self.dir);
+                }
+                panic!(
+                    "the server on port {} exited by itself ({exited:?}) or logged a panic \
+                     ({panics:?}); log:\n{log}",
+                    self.port
+                );
+            }
+        }
         if self.own_dir {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
@@ -316,5 +392,60 @@ pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<
         }
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Which server a connection talks to, from `INFO server`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Flavor {
+    Redis,
+    Valkey,
+}
+
+/// The server's flavour and its own version (Valkey's `valkey_version`, not
+/// the Redis version it reports for compatibility), as (major, minor).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServerVersion {
+    pub flavor: Flavor,
+    pub major: u32,
+    pub minor: u32,
+}
+
+impl ServerVersion {
+    /// Reads `INFO server` on `conn`.
+    pub fn of(conn: &mut redis::Connection) -> ServerVersion {
+        let info: String = redis::cmd("INFO")
+            .arg("server")
+            .query(conn)
+            .expect("INFO server");
+        let field = |name: &str| {
+            info.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+                .map(str::trim)
+        };
+        let (flavor, version) = match field("valkey_version") {
+            Some(v) => (Flavor::Valkey, v),
+            None => (
+                Flavor::Redis,
+                field("redis_version").expect("redis_version"),
+            ),
+        };
+        let mut parts = version.split('.').map(|p| p.parse().unwrap_or(0));
+        ServerVersion {
+            flavor,
+            major: parts.next().unwrap_or(0),
+            minor: parts.next().unwrap_or(0),
+        }
+    }
+
+    /// Redis 7.2+ or any Valkey: `RedisModule_Microseconds`.
+    pub fn has_7_2_module_api(&self) -> bool {
+        self.flavor == Flavor::Valkey || (self.major, self.minor) >= (7, 2)
+    }
+
+    /// Redis 7.4+ or any Valkey: `RedisModule_AddACLCategory`, so a module
+    /// can have its own ACL category (Redis 7.2 has none: measured on 7.2.6).
+    pub fn has_module_acl_categories(&self) -> bool {
+        self.flavor == Flavor::Valkey || (self.major, self.minor) >= (7, 4)
     }
 }

@@ -14,6 +14,33 @@ use std::time::Duration;
 use redis::{Connection, RedisError, ToRedisArgs};
 pub use testkit::{Server, wait_for};
 
+/// A server with the module and a connection to it. Dropping the server
+/// checks that it did not crash or log a panic (see `testkit::Server`).
+pub fn start() -> (Server, Connection) {
+    let s = Server::start();
+    let c = s.conn();
+    (s, c)
+}
+
+/// Runs `calls` (each `[command, args…]`) in one MULTI/EXEC: every call
+/// reads the clock microseconds after the one before.
+pub fn multi<T: redis::FromRedisValue>(con: &mut Connection, calls: &[&[&str]]) -> T {
+    let mut pipe = redis::pipe();
+    pipe.atomic();
+    for call in calls {
+        pipe.cmd(call[0]).arg(&call[1..]);
+    }
+    pipe.query(con)
+        .unwrap_or_else(|e| panic!("MULTI {calls:?}: {e}"))
+}
+
+/// DUMP and absolute expiry of each key.
+pub fn states<K: ToRedisArgs>(con: &mut Connection, keys: &[K]) -> Vec<(Option<Vec<u8>>, i64)> {
+    keys.iter()
+        .map(|k| (dump(con, k), pexpiretime(con, k)))
+        .collect()
+}
+
 /// The error reply as the server wrote it: `CODE detail`.
 pub fn error_text(e: &RedisError) -> String {
     match (e.code(), e.detail()) {
@@ -126,19 +153,43 @@ pub fn digest(con: &mut Connection) -> String {
         .expect("DEBUG DIGEST")
 }
 
-/// The server's clock (TIME) in Unix milliseconds.
-pub fn server_time_ms(con: &mut Connection) -> i64 {
+/// An immediate permit's `expires_at`: never, written as 2^53 - 1 (the
+/// largest integer every client, JavaScript included, reads exactly).
+pub const NEVER: i64 = 9_007_199_254_740_991;
+
+/// The server's clock (TIME) in Unix microseconds.
+pub fn server_time_us(con: &mut Connection) -> i64 {
     let (s, us): (i64, i64) = redis::cmd("TIME").query(con).expect("TIME");
-    s * 1000 + us / 1000
+    s * 1_000_000 + us
 }
 
-/// This process's wall clock in Unix milliseconds (the same clock the
-/// server reads: both run on this host).
-pub fn wall_ms() -> i64 {
-    let d = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock after 1970");
-    i64::try_from(d.as_millis()).expect("ms fit in i64")
+/// The server's clock (TIME) in Unix milliseconds.
+pub fn server_time_ms(con: &mut Connection) -> i64 {
+    server_time_us(con) / 1000
+}
+
+/// Checks where a THROTTLE that replied `reset_after_ms` while the server
+/// clock read between `before_ms` and `after_ms` left its key's expiry: no
+/// earlier than "full again", and later by less than max(1 s, a tenth of
+/// the limit's refill time `refill_ms`) (the expiry moves only when it
+/// must, to a grid of that size).
+pub fn assert_bucket_expiry<K: ToRedisArgs + std::fmt::Debug>(
+    con: &mut Connection,
+    key: K,
+    reset_after_ms: i64,
+    refill_ms: i64,
+    (before_ms, after_ms): (i64, i64),
+) {
+    let at = pexpiretime(con, &key);
+    let slack = 1000.max(refill_ms / 10);
+    let (low, high) = (
+        before_ms + reset_after_ms,
+        after_ms + reset_after_ms + slack + 1,
+    );
+    assert!(
+        (low..=high).contains(&at),
+        "{key:?}: expires at {at}, want [{low}, {high}] (reset_after {reset_after_ms} ms)"
+    );
 }
 
 /// `INFO <section>` as a field → value map.
@@ -151,14 +202,12 @@ pub fn info(con: &mut Connection, section: &str) -> HashMap<String, String> {
         .collect()
 }
 
-/// A numeric field of `INFO throttle`, found by the end of its name (Redis
-/// prefixes module fields with the module name).
+/// A numeric field of `INFO throttle`, by the exact name the server prints
+/// (`throttle_calls`, `throttle_permit_calls`, `throttle_blocked_total`, …).
 pub fn throttle_stat(con: &mut Connection, field: &str) -> u64 {
     let all = info(con, "throttle");
-    let suffix = format!("_{field}");
-    let (_, v) = all
-        .iter()
-        .find(|(k, _)| *k == field || k.ends_with(&suffix))
+    let v = all
+        .get(field)
         .unwrap_or_else(|| panic!("INFO throttle has no {field}: {all:?}"));
     v.parse().expect("numeric INFO field")
 }
@@ -170,11 +219,43 @@ pub fn assert_healthy(server: &mut Server) {
         .query(&mut server.conn())
         .expect("PING after the test");
     assert_eq!(pong, "PONG");
-    let log = server.log();
+    let panics = server.panics_logged();
     assert!(
-        !log.contains("panic") && !log.contains("Guru Meditation"),
-        "the server log shows a panic:\n{log}"
+        panics.is_empty(),
+        "the server log shows a panic: {panics:?}"
     );
+}
+
+/// Sends `cmd key args…` for every bad input on a fresh key and on `held`
+/// (an existing key of the command's type): each must be refused with an
+/// error that starts with the expected text, create no key, and leave
+/// `held`'s value and expiry as they were; no client is ever parked.
+pub fn assert_refused_changing_nothing(
+    con: &mut Connection,
+    cmd: &str,
+    held: &str,
+    cases: &[(Vec<&str>, &str)],
+) {
+    let (d0, e0) = (dump(con, held), pexpiretime(con, held));
+    assert!(d0.is_some(), "{held} must exist");
+    let parked = throttle_stat(con, "throttle_blocked_total");
+    for (args, want) in cases {
+        for key in ["fresh", held] {
+            let e = expect_err(con, redis::cmd(cmd).arg(key).arg(args));
+            assert!(
+                e.starts_with(want),
+                "{cmd} {key} {args:?}: got {e:?}, want {want:?}"
+            );
+        }
+        assert!(!exists(con, "fresh"), "{cmd} {args:?} created a key");
+        assert_eq!(dump(con, held), d0, "{cmd} {args:?} changed {held}");
+        assert_eq!(
+            pexpiretime(con, held),
+            e0,
+            "{cmd} {args:?} moved the expiry"
+        );
+    }
+    assert_eq!(throttle_stat(con, "throttle_blocked_total"), parked);
 }
 
 /// A master and a replica of it, both with the module loaded. The

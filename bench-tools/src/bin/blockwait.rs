@@ -15,9 +15,16 @@
 //! ```
 //!
 //! `valid_at_ms` in the reply is the slot rounded up to a whole ms, so a
-//! lateness can be slightly negative. Exit status 1 when a client got no
-//! reply before the deadline (clients × interval + 30 s), an error, or a
-//! nil; 2 on bad usage or connection failure.
+//! lateness can be slightly negative (never below -1 ms). Exit status 1
+//! when a client got no reply before the deadline (clients × interval +
+//! 30 s), an error, or a nil, was released more than 1 ms before its slot,
+//! or (with `--max-late-ms N`) more than N ms after it; 2 on bad usage or
+//! connection failure.
+//!
+//! How late held clients are released is measured here, not asserted in
+//! the integration tests: on a busy machine any reply can be delayed, so
+//! the tests check only "never early" (on the server's clock) and leave
+//! the ceiling (`--max-late-ms`) to this benchmark on a quiet machine.
 //!
 //! `--dump FILE` writes one line per client (slot, arrival, lateness).
 //!
@@ -36,11 +43,12 @@ struct Opts {
     interval_ms: String,
     key: String,
     dump: Option<String>,
+    max_late_ms: Option<f64>,
 }
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: blockwait --port P [--host 127.0.0.1] [--clients 1000] [--interval-ms 2] [--key K] [--dump FILE]"
+        "usage: blockwait --port P [--host 127.0.0.1] [--clients 1000] [--interval-ms 2] [--key K] [--dump FILE] [--max-late-ms N]"
     );
     ExitCode::from(2)
 }
@@ -53,6 +61,7 @@ fn parse_opts() -> Option<Opts> {
         interval_ms: "2".into(),
         key: format!("blockwait:{}", std::process::id()),
         dump: None,
+        max_late_ms: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -64,11 +73,15 @@ fn parse_opts() -> Option<Opts> {
             "--interval-ms" => o.interval_ms = v,
             "--key" => o.key = v,
             "--dump" => o.dump = Some(v),
+            "--max-late-ms" => o.max_late_ms = Some(v.parse().ok()?),
             _ => return None,
         }
     }
     (o.port != 0 && o.clients > 0).then_some(o)
 }
+
+/// An immediate permit's `expires_at`.
+const NEVER: i64 = 9_007_199_254_740_991;
 
 fn now_us() -> i64 {
     SystemTime::now()
@@ -281,7 +294,9 @@ fn main() -> ExitCode {
         match r {
             Reply::Ints(v) if v.len() == 3 => {
                 slots.push(v[1]);
-                if v[2] != i64::MAX {
+                // An immediate permit never expires: 2^53 - 1 (i64::MAX
+                // before the module capped reply integers).
+                if v[2] != NEVER && v[2] != i64::MAX {
                     // A reserved (held) permit: [0, valid_at_ms, expires_at_ms].
                     blocked += 1;
                     late_ms.push((arrival_us - v[1] * 1000) as f64 / 1e3);
@@ -340,6 +355,21 @@ fn main() -> ExitCode {
     );
     if pending > 0 || errors > 0 || nil > 0 {
         eprintln!("blockwait: {pending} without reply, {errors} errors, {nil} nil");
+        return ExitCode::from(1);
+    }
+    let earliest = late_ms.first().copied().unwrap_or(0.0);
+    if earliest < -1.0 {
+        eprintln!(
+            "blockwait: a client was released {:.3} ms before its slot",
+            -earliest
+        );
+        return ExitCode::from(1);
+    }
+    let latest = late_ms.last().copied().unwrap_or(0.0);
+    if let Some(max) = o.max_late_ms.filter(|&m| latest > m) {
+        eprintln!(
+            "blockwait: a client was released {latest:.3} ms after its slot (ceiling {max} ms)"
+        );
         return ExitCode::from(1);
     }
     ExitCode::SUCCESS

@@ -196,8 +196,7 @@ impl HttpConnector {
 
     /// Opens one connection (each worker has its own).
     pub async fn connect(&self) -> Result<HttpConn, String> {
-        let sender = self.open().await?;
-        Ok(HttpConn {
+        self.open().await.map(|sender| HttpConn {
             connector: self.clone(),
             sender: Some(sender),
         })

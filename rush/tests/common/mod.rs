@@ -1,11 +1,10 @@
 //! Helpers shared by rush's integration tests: run rush in-process, load
-//! deliberately wrong limiters written in Lua, start the example HTTP API,
-//! start a Redis Cluster ([`cluster`]).
+//! deliberately wrong limiters written in Lua, start the example HTTP API
+//! (Redis Clusters come from `testkit::cluster`).
 #![allow(dead_code)]
 
-pub mod cluster;
-
 use rush::report::Report;
+use rush::verify::{Verdict, Verification};
 
 /// Runs rush with `args` (without the program name) and returns its report.
 pub async fn rush(args: &[&str]) -> Report {
@@ -15,6 +14,38 @@ pub async fn rush(args: &[&str]) -> Report {
         Ok(r) => r,
         Err(e) => panic!("rush {args:?} failed: {e}"),
     }
+}
+
+/// Runs `rush redis -u <url> <words>` (the words split on white space, so
+/// no argument may hold a space) and returns its report.
+pub async fn rush_redis(url: &str, words: &str) -> Report {
+    rush_words(&format!("redis -u {url} {words}")).await
+}
+
+/// Starts a redis-server with the module and runs `rush redis` on it (as [`rush_redis`]).
+pub async fn rush_on_module(words: &str) -> Report {
+    let server = testkit::Server::start();
+    rush_redis(&server.url(), words).await
+}
+
+/// Runs `rush <words>` (split on white space) and returns its report.
+pub async fn rush_words(words: &str) -> Report {
+    rush(&words.split_whitespace().collect::<Vec<_>>()).await
+}
+
+/// Asserts the report's (allowed, throttled, errors), showing it when they differ.
+#[track_caller]
+pub fn assert_counts(r: &Report, want: (u64, u64, u64)) {
+    assert_eq!((r.allowed, r.throttled, r.errors), want, "{}", r.to_text());
+    assert_eq!(r.done, r.allowed + r.throttled + r.errors);
+}
+
+/// The report's verification, after asserting its verdict.
+#[track_caller]
+pub fn verdict(r: &Report, want: Verdict) -> &Verification {
+    let v = r.verification.as_ref().expect("a verification");
+    assert_eq!(v.verdict, want, "{}", r.to_text());
+    v
 }
 
 /// Runs rush and returns its error.

@@ -1,0 +1,46 @@
+"""Python client for the redis-throttle Redis module.
+
+- :class:`Limiter` / :class:`AsyncLimiter`: token buckets (THROTTLE, WAIT,
+  PEEK, REFUND, knobs); :func:`allow_all`: several limits at once
+  (THROTTLE.ALL); ``@limiter.throttled()``: a decorator that rejects or waits.
+- :class:`Pacer` / :class:`AsyncPacer`: paced permits (PERMIT, BLOCK), a
+  FIFO queue in Redis as a context manager (``slot``) or decorator (``paced``).
+- :mod:`redis_throttle.limitlion`: LimitLion's functions, one import away.
+- :mod:`redis_throttle.testing`: the module's test clock (and a pytest fixture,
+  ``throttle_clock``).
+
+Works with ``redis.Redis``, ``redis.cluster.RedisCluster`` and their
+``redis.asyncio`` counterparts. Bad arguments raise ``ValueError`` with the
+server's message; WRONGTYPE and connection errors stay redis-py's exceptions.
+"""
+
+from .limiter import AsyncLimiter, Limiter, RateLimited, allow_all, allow_all_async
+from .pacer import AsyncPacer, Pacer, PermitRefused
+from .results import NEVER_MS, AllResult, LimiterState, Permit, ThrottleResult
+from .testing import AsyncThrottleClock, TestClockDisabled, ThrottleClock
+
+try:
+    from importlib.metadata import version as _version
+
+    __version__ = _version("redis-throttle")
+except Exception:  # not installed (a source checkout on sys.path)
+    __version__ = "unknown"
+
+__all__ = [
+    "AllResult",
+    "AsyncLimiter",
+    "AsyncPacer",
+    "AsyncThrottleClock",
+    "Limiter",
+    "LimiterState",
+    "NEVER_MS",
+    "Pacer",
+    "Permit",
+    "PermitRefused",
+    "RateLimited",
+    "TestClockDisabled",
+    "ThrottleClock",
+    "ThrottleResult",
+    "allow_all",
+    "allow_all_async",
+]

@@ -1,0 +1,128 @@
+//! CL.THROTTLE: redis-cell's command, on this module's bucket.
+//!
+//! ```text
+//! CL.THROTTLE key max_burst count_per_period period [quantity]
+//! ```
+//! Reply: `[limited, limit, remaining, retry_after_s, reset_after_s]`, as
+//! redis-cell 0.5.0 answers, with exact arithmetic, effects replication,
+//! and a pure peek for quantity 0. A key redis-cell left (a string holding
+//! its theoretical arrival time in nanoseconds) is taken over on its first
+//! call with a quantity: converted to this module's type, same state.
+
+use throttle_core::Micros;
+use throttle_core::bucket::Decision;
+use throttle_core::cell;
+use throttle_core::limiter::{self, Answer, Limiter, Write};
+use throttle_core::rate::{self, Policy};
+
+use super::args;
+use super::clock;
+use super::error::{Error, Range, Result};
+use super::ffi::{Args, Ctx, Holds, Key};
+use super::keyspace::{self, Target};
+use super::stats;
+
+const COMMAND: &str = "cl.throttle";
+
+struct Call {
+    limit: rate::Limit,
+    quantity: u64,
+}
+
+fn parse(args: &Args<'_>) -> Result<Call> {
+    if !(5..=6).contains(&args.len()) {
+        return Err(Error::Arity(COMMAND));
+    }
+    let int = |i: usize, arg: &'static str, range: Range| -> Result<i64> {
+        let bytes = args::arg(args, i, COMMAND)?.bytes();
+        args::integer(bytes, arg, i64::MIN, i64::MAX, range)
+    };
+    let max_burst = int(2, "max_burst", Range::MaxBurst)?;
+    let count = int(3, "count_per_period", Range::CellCount)?;
+    let period = int(4, "period", Range::CellPeriod)?;
+    let quantity = match args.get(5) {
+        None => 1,
+        Some(q) => {
+            let q = args::integer(q.bytes(), "quantity", 0, i64::MAX, Range::CellQuantity)?;
+            q.unsigned_abs()
+        }
+    };
+    Ok(Call {
+        limit: rate::cell_limit(max_burst, count, period)?,
+        quantity,
+    })
+}
+
+/// A redis-cell key: a string holding a decimal TAT in nanoseconds.
+fn cell_tat(key: &Key<'_>) -> Result<u64> {
+    let bytes = key.string_bytes().ok_or(Error::WrongType)?;
+    let digits = !bytes.is_empty() && bytes.len() <= 20 && bytes.iter().all(u8::is_ascii_digit);
+    let tat = digits
+        .then(|| std::str::from_utf8(bytes).ok()?.parse::<u64>().ok())
+        .flatten();
+    tat.ok_or(Error::WrongType)
+}
+
+/// The five integers; the switches (knobs with RPS 0 or -1) answer as
+/// THROTTLE does, in seconds.
+fn reply(a: &Answer) -> [i64; 5] {
+    let bucket = |d: &Decision| {
+        let r = cell::reply(d);
+        [
+            i64::from(r.limited),
+            i64::try_from(r.limit).unwrap_or(i64::MAX),
+            i64::try_from(r.remaining).unwrap_or(i64::MAX),
+            r.retry_after_s.unwrap_or(-1),
+            r.reset_after_s,
+        ]
+    };
+    match a {
+        Answer::Bucket(d) => bucket(d),
+        Answer::DenyAll { window } => [1, 0, 0, cell::whole_seconds(*window), 0],
+        Answer::AllowAll => [0, -1, -1, -1, 0],
+    }
+}
+
+/// CL.THROTTLE key max_burst count_per_period period [quantity]
+pub fn throttle(ctx: Ctx<'_>, args: Args<'_>) -> Result<()> {
+    let call = parse(&args)?;
+    let now = clock::now();
+    let name = args::arg(&args, 1, COMMAND)?;
+    let mut key = ctx.open_key(name, call.quantity > 0);
+    let policy = Policy::Bucket(call.limit);
+    // A key redis-cell left is read as a bucket, and stored as one by any
+    // call with a quantity (a peek writes nothing, as ever).
+    let migrated = match key.holds::<Limiter>() {
+        Holds::String => Some(
+            limiter::from_cell_tat(cell_tat(&key)?, now, &call.limit).ok_or(Error::WrongType)?,
+        ),
+        _ => None,
+    };
+    let value = match &migrated {
+        Some(v) => Some(v),
+        None => keyspace::load::<Limiter>(&key)?,
+    };
+    let outcome = limiter::throttle(value, now, Some(&policy), call.quantity, Micros::ZERO)?;
+    // A taken-over key is a new value (the string and its TTL go): it
+    // always gets its expiry.
+    let write = match (outcome.write, migrated) {
+        (Some(Write::Store { value, .. }), Some(_)) => {
+            let expire_at = Some(value.expiry());
+            Some(Write::Store { value, expire_at })
+        }
+        (Some(w), _) => Some(w),
+        (None, Some(v)) if call.quantity > 0 => {
+            let expire_at = Some(v.expiry());
+            Some(Write::Store {
+                value: v,
+                expire_at,
+            })
+        }
+        _ => None,
+    };
+    stats::count_throttle(outcome.answer.allowed(), call.quantity);
+    keyspace::write(ctx, &mut key, Target::new(name, c"throttle"), write, now);
+    drop(key);
+    ctx.reply_i64s(&reply(&outcome.answer));
+    Ok(())
+}
