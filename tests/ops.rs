@@ -11,7 +11,7 @@ use redis::{Connection, Value};
 use testkit::{Server, wait_for};
 
 /// An immediate permit's `expires_at`: never (2^53 - 1, exact in every client).
-const NEVER: i64 = 9_007_199_254_740_991;
+const NEVER: i64 = 253_402_300_799_999;
 
 fn throttle(c: &mut Connection, args: &[&str]) -> Vec<i64> {
     redis::cmd("THROTTLE").arg(args).query(c).expect("THROTTLE")

@@ -12,7 +12,12 @@
 //!   one year;
 //! - [`HORIZON`]: no stored time lies further ahead than this (a bucket's
 //!   refill time, a permit chain): 10^15 µs, about 31.7 years;
-//! - [`REPLY_MAX`]: 2^53 − 1, the largest integer any reply carries.
+//! - [`REPLY_MAX`]: 9 × 10^15, the largest integer any reply carries:
+//!   below 2^53 − 48, so every client reads every reply exactly (ioredis and
+//!   node-redis misread the odd integers within 48 of 2^53);
+//! - [`NEVER_MS`]: PERMIT's "never expires", 9999-12-31T23:59:59.999Z in
+//!   Unix ms: a real instant every client and date library reads exactly,
+//!   and later than any expiry a naive comparison could meet.
 
 /// Microseconds: an instant since the Unix epoch, or a duration.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -22,9 +27,11 @@ pub struct Micros(pub u64);
 pub const MAX_WAIT: Micros = Micros(366 * 24 * 3600 * 1_000_000);
 /// The longest a stored time may lie ahead of now: 10^15 µs (~31.7 years).
 pub const HORIZON: Micros = Micros(1_000_000_000_000_000);
-/// The largest integer in any reply: 2^53 − 1, exact in every client
-/// (JavaScript numbers included). PERMIT's "never expires" is this value.
-pub const REPLY_MAX: i64 = (1 << 53) - 1;
+/// The largest integer in any reply: 9 × 10^15, exact in every client
+/// (JavaScript numbers included; see the module docs).
+pub const REPLY_MAX: i64 = 9_000_000_000_000_000;
+/// PERMIT's "never expires": 9999-12-31T23:59:59.999Z, in Unix ms.
+pub const NEVER_MS: i64 = 253_402_300_799_999;
 
 const US_PER_S: u64 = 1_000_000;
 
@@ -115,7 +122,8 @@ mod tests {
     fn replies_never_exceed_53_bits() {
         assert_eq!(Micros::MAX.reply_ms_ceil(), REPLY_MAX);
         assert_eq!(clamp_reply(u64::MAX), REPLY_MAX);
-        assert_eq!(REPLY_MAX, 9_007_199_254_740_991);
+        const { assert!(REPLY_MAX < (1 << 53) - 48) };
+        const { assert!(NEVER_MS < REPLY_MAX) };
         // Everything the bounds allow is far below it.
         assert!(HORIZON.saturating_add(MAX_WAIT).as_millis_ceil() * 10 < REPLY_MAX as u64);
     }

@@ -374,9 +374,9 @@ mod tests {
         assert_eq!(r.classify(&arr(&[5, 1000])).outcome, Outcome::Error);
     }
 
-    /// "Never expires" is 2^53-1 (every reply integer is within ±(2^53-1),
-    /// so JavaScript clients read it exactly); rush reads it, and the
-    /// extremes of i64, exactly, whether sent as integers or as text.
+    /// Reply integers as large as 2^53-1 (the module's replies stay below
+    /// 9e15; "never expires" is 253402300799999), and the extremes of i64,
+    /// are read exactly, whether sent as integers or as text.
     #[test]
     fn reply_integers_are_read_exactly() {
         const NEVER: i64 = 9_007_199_254_740_991;

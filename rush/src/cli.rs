@@ -5,7 +5,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::classify::{RedisRule, StatusSet};
-use crate::run::{Align, KeyOrder, Mode, Plan, Ui};
+use crate::plan::{Align, KeyOrder, Mode, Plan, Ui};
 use crate::seed;
 use crate::target::Connector;
 use crate::target::http::{HttpConnector, HttpTarget};

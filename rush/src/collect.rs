@@ -11,8 +11,8 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 
 use crate::classify::{Classified, Outcome};
+use crate::plan::{Mode, Plan};
 use crate::report::{Interval, KeyReport, Latency, Report};
-use crate::run::{Mode, Plan};
 use crate::verify::{Admit, KeyLog, Limit, Verdict, Verification, verify};
 
 /// One completed call. Times are client monotonic, µs since the workers were released.

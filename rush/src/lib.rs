@@ -9,7 +9,7 @@
 //! - [`seed`]: `{run}` and the random draws of `{n}`, reproducible from `--seed`;
 //! - [`verify`]: the bound check on admitted calls (token bucket, permits);
 //! - [`report`]: text and JSON reports, exit codes;
-//! - [`cli`]: flags → a checked [`run::Plan`].
+//! - [`cli`]: flags → a checked [`plan::Plan`] (what a run is);
 //!
 //! The binary is a thin wrapper around [`main_with_args`]; tests drive
 //! [`execute`] in-process.
@@ -17,6 +17,7 @@
 pub mod classify;
 pub mod cli;
 pub mod collect;
+pub mod plan;
 pub mod report;
 pub mod run;
 pub mod seed;

@@ -721,8 +721,8 @@ mod tests {
         }
     }
 
-    /// An immediate permit "never expires" (2^53-1); far-future times stay
-    /// exact in the checks (f64 holds every integer up to 2^53).
+    /// Far-future times, up to 2^53-1, stay exact in the checks (f64
+    /// holds every integer up to 2^53), expiries that never come included.
     #[test]
     fn permits_that_never_expire_are_checked_exactly() {
         const NEVER: i64 = 9_007_199_254_740_991;

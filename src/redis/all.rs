@@ -24,8 +24,8 @@ use super::config;
 use super::error::{Error, Result};
 use super::ffi::{Args, Ctx, Key, RStr};
 use super::keyspace::{self, Target};
+use super::replies;
 use super::stats;
-use super::throttle::reply;
 
 struct Limit<'a> {
     name: RStr<'a>,
@@ -86,7 +86,10 @@ pub fn all(ctx: Ctx<'_>, args: Args<'_>) -> Result<()> {
     let now = clock::now();
     let mut keys: Vec<Key<'_>> = limits.iter().map(|l| ctx.open_key(l.name, true)).collect();
     let outcomes = decide_all(&keys, &limits, now, cost)?;
-    let replies: Vec<[i64; 5]> = outcomes.iter().map(|o| reply(&o.answer)).collect();
+    let replies: Vec<[i64; 5]> = outcomes
+        .iter()
+        .map(|o| replies::throttle(&o.answer))
+        .collect();
     let denied_by = outcomes.iter().position(|o| !o.answer.allowed());
     stats::count_throttle(
         denied_by.is_none(),
@@ -108,7 +111,12 @@ pub fn all(ctx: Ctx<'_>, args: Args<'_>) -> Result<()> {
             };
             // Nothing was consumed: report what each limit holds now.
             let held = decide_all(&keys, &limits, now, 0)?;
-            (held.iter().map(|o| reply(&o.answer)[1]).collect(), retry)
+            (
+                held.iter()
+                    .map(|o| replies::throttle(&o.answer)[1])
+                    .collect(),
+                retry,
+            )
         }
     };
     drop(keys);

@@ -27,7 +27,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::{c_int, c_void};
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -79,8 +79,6 @@ struct Scheduler {
 }
 
 static SCHEDULER: OnceLock<Scheduler> = OnceLock::new();
-/// Clients held right now (the queue's length, readable without the lock).
-static HELD: AtomicUsize = AtomicUsize::new(0);
 
 const CALLBACKS: BlockCallbacks = BlockCallbacks {
     reply: on_release,
@@ -110,11 +108,6 @@ pub fn start() -> std::io::Result<()> {
         .map(|_| ())
 }
 
-/// Clients held right now.
-pub fn held() -> usize {
-    HELD.load(Relaxed)
-}
-
 /// Parks the calling client for `wait` (measured on the monotonic clock),
 /// then replies `pending`.
 pub fn hold(ctx: Ctx<'_>, wait: Micros, pending: Pending) -> Result<()> {
@@ -127,7 +120,7 @@ pub fn hold(ctx: Ctx<'_>, wait: Micros, pending: Pending) -> Result<()> {
     q.place.insert(bc.id(), place);
     let release = Box::new(Release { pending, due });
     q.by_due.insert(place, Entry { bc, release });
-    HELD.store(q.by_due.len(), Relaxed);
+    STATS.held.store(q.by_due.len() as u64, Relaxed);
     STATS.blocked_total.fetch_add(1, Relaxed);
     drop(q);
     s.wake.notify_one();
@@ -139,7 +132,7 @@ fn take(id: usize) -> Option<Entry> {
     let mut q = lock(SCHEDULER.get()?);
     let place = q.place.remove(&id)?;
     let entry = q.by_due.remove(&place);
-    HELD.store(q.by_due.len(), Relaxed);
+    STATS.held.store(q.by_due.len() as u64, Relaxed);
     entry
 }
 
@@ -158,7 +151,7 @@ fn release_loop() {
             q.place.remove(&e.bc.id());
             due.push(e);
         }
-        HELD.store(q.by_due.len(), Relaxed);
+        STATS.held.store(q.by_due.len() as u64, Relaxed);
         if !due.is_empty() {
             drop(q);
             for Entry { bc, release } in due {

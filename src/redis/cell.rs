@@ -10,9 +10,7 @@
 //! call with a quantity: converted to this module's type, same state.
 
 use throttle_core::Micros;
-use throttle_core::bucket::Decision;
-use throttle_core::cell;
-use throttle_core::limiter::{self, Answer, Limiter, Write};
+use throttle_core::limiter::{self, Limiter, Write};
 use throttle_core::rate::{self, Policy};
 
 use super::args;
@@ -20,6 +18,7 @@ use super::clock;
 use super::error::{Error, Range, Result};
 use super::ffi::{Args, Ctx, Holds, Key};
 use super::keyspace::{self, Target};
+use super::replies;
 use super::stats;
 
 const COMMAND: &str = "cl.throttle";
@@ -63,26 +62,6 @@ fn cell_tat(key: &Key<'_>) -> Result<u64> {
     tat.ok_or(Error::WrongType)
 }
 
-/// The five integers; the switches (knobs with RPS 0 or -1) answer as
-/// THROTTLE does, in seconds.
-fn reply(a: &Answer) -> [i64; 5] {
-    let bucket = |d: &Decision| {
-        let r = cell::reply(d);
-        [
-            i64::from(r.limited),
-            i64::try_from(r.limit).unwrap_or(i64::MAX),
-            i64::try_from(r.remaining).unwrap_or(i64::MAX),
-            r.retry_after_s.unwrap_or(-1),
-            r.reset_after_s,
-        ]
-    };
-    match a {
-        Answer::Bucket(d) => bucket(d),
-        Answer::DenyAll { window } => [1, 0, 0, cell::whole_seconds(*window), 0],
-        Answer::AllowAll => [0, -1, -1, -1, 0],
-    }
-}
-
 /// CL.THROTTLE key max_burst count_per_period period [quantity]
 pub fn throttle(ctx: Ctx<'_>, args: Args<'_>) -> Result<()> {
     let call = parse(&args)?;
@@ -123,6 +102,6 @@ pub fn throttle(ctx: Ctx<'_>, args: Args<'_>) -> Result<()> {
     stats::count_throttle(outcome.answer.allowed(), call.quantity);
     keyspace::write(ctx, &mut key, Target::new(name, c"throttle"), write, now);
     drop(key);
-    ctx.reply_i64s(&reply(&outcome.answer));
+    ctx.reply_i64s(&replies::cell(&outcome.answer));
     Ok(())
 }

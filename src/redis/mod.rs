@@ -8,6 +8,7 @@
 //! - [`keyspace`]: load and store, for every command; [`datatype`]: the
 //!   data types and their persistence callbacks;
 //! - [`blocking`]: held clients, released on the monotonic clock;
+//! - [`replies`]: decisions as reply integers;
 //! - [`commands`]: the command table; then one file per command family:
 //!   [`throttle`], [`permit`], [`knobs`], [`all`], [`cell`], [`apply`],
 //!   [`testclock`];
@@ -28,6 +29,7 @@ pub mod guard;
 pub mod keyspace;
 pub mod knobs;
 pub mod permit;
+pub mod replies;
 pub mod stats;
 pub mod testclock;
 pub mod throttle;

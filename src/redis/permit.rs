@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use throttle_core::Micros;
 use throttle_core::permit::{self, Permit, PermitRule, PermitState};
-use throttle_core::time::{MAX_WAIT, REPLY_MAX};
+use throttle_core::time::{MAX_WAIT, NEVER_MS};
 
 use super::args;
 use super::blocking::{self, Pending};
@@ -86,7 +86,7 @@ pub fn permit(ctx: Ctx<'_>, args: Args<'_>) -> Result<()> {
     match decision.permit {
         Permit::Immediate { valid_at } => {
             STATS.permit_immediate.fetch_add(1, Relaxed);
-            ctx.reply_i64s(&[0, valid_at.reply_ms_floor(), REPLY_MAX]);
+            ctx.reply_i64s(&[0, valid_at.reply_ms_floor(), NEVER_MS]);
         }
         Permit::Reserved {
             valid_at,

@@ -8,10 +8,8 @@
 //! Reply: `[allowed, remaining, retry_after_ms, reset_after_ms, limit]`.
 
 use throttle_core::Micros;
-use throttle_core::bucket::{Retry, Verdict};
-use throttle_core::limiter::{self, Answer, Limiter};
+use throttle_core::limiter::{self, Limiter};
 use throttle_core::rate::Policy;
-use throttle_core::time::clamp_reply;
 
 use super::args;
 use super::blocking::{self, Pending};
@@ -19,6 +17,7 @@ use super::clock;
 use super::error::{Error, Result};
 use super::ffi::{Args, Ctx};
 use super::keyspace::{self, Target};
+use super::replies;
 use super::stats;
 
 /// What a THROTTLE call asks.
@@ -57,32 +56,6 @@ fn parse(args: &Args<'_>, command: &'static str, allow_wait: bool) -> Result<Cal
     Ok(Call { policy, cost, wait })
 }
 
-/// THROTTLE's five integers for an answer.
-pub fn reply(a: &Answer) -> [i64; 5] {
-    match a {
-        Answer::Bucket(d) => {
-            let retry = match d.verdict {
-                Verdict::Allowed { .. } => 0,
-                Verdict::Denied {
-                    retry: Retry::After(r),
-                } => r.reply_ms_ceil(),
-                Verdict::Denied {
-                    retry: Retry::Never,
-                } => -1,
-            };
-            [
-                i64::from(d.allowed()),
-                clamp_reply(d.remaining),
-                retry,
-                d.reset_after.reply_ms_ceil(),
-                clamp_reply(d.limit.capacity()),
-            ]
-        }
-        Answer::DenyAll { window } => [0, 0, window.reply_ms_ceil(), 0, 0],
-        Answer::AllowAll => [1, -1, 0, 0, -1],
-    }
-}
-
 /// THROTTLE key [rps burst window] [tokens] [WAIT timeout_ms]
 pub fn throttle(ctx: Ctx<'_>, args: Args<'_>) -> Result<()> {
     let call = parse(&args, "throttle", true)?;
@@ -101,7 +74,7 @@ pub fn throttle(ctx: Ctx<'_>, args: Args<'_>) -> Result<()> {
     let target = Target::new(name, c"throttle");
     keyspace::write(ctx, &mut key, target, outcome.write, now);
     drop(key);
-    let reply = reply(&outcome.answer);
+    let reply = replies::throttle(&outcome.answer);
     match outcome.answer.wait() {
         Micros::ZERO => ctx.reply_i64s(&reply),
         wait => blocking::hold(
@@ -124,6 +97,6 @@ pub fn peek(ctx: Ctx<'_>, args: Args<'_>) -> Result<()> {
     let value = keyspace::load::<Limiter>(&key)?;
     let outcome = limiter::throttle(value, now, call.policy.as_ref(), call.cost, Micros::ZERO)?;
     drop(key);
-    ctx.reply_i64s(&reply(&outcome.answer));
+    ctx.reply_i64s(&replies::throttle(&outcome.answer));
     Ok(())
 }

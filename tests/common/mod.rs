@@ -153,9 +153,9 @@ pub fn digest(con: &mut Connection) -> String {
         .expect("DEBUG DIGEST")
 }
 
-/// An immediate permit's `expires_at`: never, written as 2^53 - 1 (the
-/// largest integer every client, JavaScript included, reads exactly).
-pub const NEVER: i64 = 9_007_199_254_740_991;
+/// An immediate permit's `expires_at`: never, written as
+/// 9999-12-31T23:59:59.999Z in Unix ms (read exactly by every client).
+pub const NEVER: i64 = 253_402_300_799_999;
 
 /// The server's clock (TIME) in Unix microseconds.
 pub fn server_time_us(con: &mut Connection) -> i64 {

@@ -81,7 +81,7 @@ fn parse_opts() -> Option<Opts> {
 }
 
 /// An immediate permit's `expires_at`.
-const NEVER: i64 = 9_007_199_254_740_991;
+const NEVER: i64 = 253_402_300_799_999;
 
 fn now_us() -> i64 {
     SystemTime::now()

@@ -31,7 +31,7 @@ REQUIRE_FEATURES = os.environ.get("REDIS_THROTTLE_REQUIRE_FEATURES") == "1"
 
 FEATURES = {
     "clock": "THROTTLE.CLOCK and the test-clock load option",
-    "never53": "PERMIT's 'never expires' as 2**53-1",
+    "never53": "PERMIT's 'never expires' as 253402300799999",
     "short-forms": "THROTTLE key [tokens] and THROTTLE.PEEK key [tokens] using the key's knobs",
     "get-last-call": "THROTTLE.GET: burst and window nil for a last call",
 }

@@ -17,11 +17,11 @@ from typing import Any, Dict, Optional, Tuple
 
 from ._core import pairs, text
 
-#: PERMIT's ``expires_at_ms`` for a permit that never expires: 2**53 - 1, the
-#: largest integer every client (JavaScript included) reads exactly. Older
-#: module builds sent i64::MAX; both mean "never".
-NEVER_MS = 2**53 - 1
-_NEVER_VALUES = (NEVER_MS, 2**63 - 1)
+#: PERMIT's ``expires_at_ms`` for a permit that never expires:
+#: 9999-12-31T23:59:59.999Z in Unix ms (read exactly by every client).
+NEVER_MS = 253_402_300_799_999
+#: Also read as "never": what earlier module versions sent (2**53 - 1, i64::MAX).
+_NEVER_VALUES = (NEVER_MS, 2**53 - 1, 2**63 - 1)
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
