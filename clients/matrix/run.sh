@@ -102,7 +102,7 @@ cli_checks() { # every check runs; prints each mismatch; fails if any
     "$("${c[@]}" THROTTLE.ALL 1 "{cli:$$}:sec" 5 1 1 "{cli:$$}:min" 1 100 1 | tr '\n' ' ')"
   expect "THROTTLE.ALL across slots" "*CROSSSLOT*" \
     "$("${c[@]}" THROTTLE.ALL 1 "cli:$$:a" 5 1 1 "cli:$$:b" 1 100 1 2>&1 | tr '\n' ' ')"
-  expect PERMIT "0 * 9007199254740991 " "$("${c[@]}" PERMIT "cli:$$:p" 300 5 | tr '\n' ' ')"
+  expect PERMIT "0 * 253402300799999 " "$("${c[@]}" PERMIT "cli:$$:p" 300 5 | tr '\n' ' ')"
   expect "PERMIT BLOCK" "0 * * " "$("${c[@]}" PERMIT "cli:$$:p" 300 5 BLOCK 5000 | tr '\n' ' ')"
   "${c[@]}" THROTTLE "cli:$$:g" 5 2 8 >/dev/null
   expect THROTTLE.GET "tokens * limit 80 rps 5 burst  window  source last-call *" \
