@@ -162,15 +162,28 @@ impl Limiter {
 /// Stores `next` in place of `old`: the expiry moves when `next` needs
 /// more time than `old` had, or when the clock stepped back under `old`.
 fn store(old: Option<&Limiter>, next: Limiter, now: Micros) -> Write {
-    let need = next.expiry();
-    let must_move = match old {
-        None => true,
-        Some(o) => need > o.expiry() || o.bucket().is_some_and(|b| b.rebased(now).is_some()),
+    let expire_at = match old {
+        Some(o) if o.bucket().is_some_and(|b| b.rebased(now).is_some()) => Some(next.expiry()),
+        Some(o) if still_covered(o, &next) => None,
+        Some(o) => Some(next.expiry()).filter(|&need| need > o.expiry()),
+        None => Some(next.expiry()),
     };
     Write::Store {
         value: next,
-        expire_at: must_move.then_some(need),
+        expire_at,
     }
+}
+
+/// The common case, cheaply: a plain bucket under the same limit whose new
+/// "full again" is still within the expiry the old one was given (one
+/// multiplication instead of recomputing both expiries).
+fn still_covered(old: &Limiter, next: &Limiter) -> bool {
+    let (Limiter::Plain(o), Limiter::Plain(n)) = (old, next) else {
+        return false;
+    };
+    let rate = o.limit().rate();
+    o.limit() == n.limit()
+        && n.full() <= u128::from(old.expiry().0).saturating_mul(rate.units_per_us())
 }
 
 /// The policy in force at `now`: live knobs, else the caller's.
@@ -179,6 +192,27 @@ fn policy(value: Option<&Limiter>, now: Micros, caller: Option<&Policy>) -> Opti
         .and_then(|v| v.live_knobs(now))
         .map(|k| k.policy)
         .or(caller.copied())
+}
+
+/// What THROTTLE would answer now, deciding nothing and writing nothing
+/// (THROTTLE.PEEK).
+pub fn peek(
+    value: Option<&Limiter>,
+    now: Micros,
+    caller: Option<&Policy>,
+    cost: u64,
+) -> Result<Answer, NoLimit> {
+    Ok(match policy(value, now, caller).ok_or(NoLimit)? {
+        Policy::Deny { window } => Answer::DenyAll { window },
+        Policy::Allow => Answer::AllowAll,
+        Policy::Bucket(limit) => Answer::Bucket(bucket::decide(
+            value.and_then(Limiter::bucket),
+            now,
+            &limit,
+            cost,
+            Micros::ZERO,
+        )),
+    })
 }
 
 /// Decides a THROTTLE call on `value` (`None`: no key, a full bucket).

@@ -94,9 +94,13 @@ pub fn peek(ctx: Ctx<'_>, args: Args<'_>) -> Result<()> {
     let call = parse(&args, "throttle.peek", false)?;
     let now = clock::now();
     let key = ctx.open_key(args::arg(&args, 1, "throttle.peek")?, false);
-    let value = keyspace::load::<Limiter>(&key)?;
-    let outcome = limiter::throttle(value, now, call.policy.as_ref(), call.cost, Micros::ZERO)?;
+    let answer = limiter::peek(
+        keyspace::load::<Limiter>(&key)?,
+        now,
+        call.policy.as_ref(),
+        call.cost,
+    )?;
     drop(key);
-    ctx.reply_i64s(&replies::throttle(&outcome.answer));
+    ctx.reply_i64s(&replies::throttle(&answer));
     Ok(())
 }
