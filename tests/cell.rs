@@ -4,8 +4,13 @@
 //!
 //! The peer module is `CELL_MODULE` (scripts/test.sh sets it from
 //! `scripts/cell.sh`, which builds redis-cell once into a cache). Both
-//! servers read one wall clock the test freezes and moves
-//! (`testkit::clock`), so both modules decide at exactly the same instants.
+//! modules decide at exactly the same instants: redis-cell reads the host's
+//! wall clock, which the test freezes and moves (`testkit::clock`), and
+//! this module reads the same instant from its test clock (THROTTLE.CLOCK,
+//! set after every move). The server's own clock cannot pin it down: Valkey
+//! 9 with its TSC clock reads the wall clock at most once a millisecond
+//! and adds TSC time in between, so under a frozen wall clock it jitters by
+//! up to a millisecond (and steps back as often).
 
 mod common;
 
@@ -31,6 +36,74 @@ fn cell_module() -> PathBuf {
 /// An instant in 2026, in Unix µs.
 const T0: i64 = 1_790_000_000_123_456;
 
+/// A server with this module on `clock`, its module reading the test
+/// clock (which [`follow`] sets to `clock`'s instant).
+fn ours_on(clock: &WallClock, builder: testkit::ServerBuilder) -> Server {
+    clock
+        .apply(builder.module_args(["test-clock", "yes"]))
+        .start()
+}
+
+/// Sets this module's test clock to the frozen wall clock's instant.
+fn follow(c: &mut Connection, clock: &WallClock) {
+    let () = redis::cmd("THROTTLE.CLOCK")
+        .arg("FREEZE")
+        .arg(clock.frozen_at_us())
+        .query(c)
+        .expect("THROTTLE.CLOCK FREEZE");
+}
+
+/// A server running redis-cell on the frozen `clock`. redis-cell reads the
+/// host's wall clock itself, which the shim sets only where the server
+/// loads modules without `RTLD_DEEPBIND`: Valkey 9 loads them with it (a
+/// module's libc calls then bypass `LD_PRELOAD`), so there redis-cell runs
+/// on Debian's redis-server (what is compared is the two modules'
+/// arithmetic, not the servers').
+fn cell_on(clock: &mut WallClock, builder: testkit::ServerBuilder) -> Server {
+    let s = clock
+        .apply(builder.clone().module_file(cell_module()))
+        .start();
+    if cell_follows(&s, clock) {
+        return s;
+    }
+    drop(s);
+    eprintln!(
+        "note: {} loads modules with RTLD_DEEPBIND: redis-cell's clock cannot be set there, \
+         so it runs on redis-server",
+        testkit::server_binary()
+    );
+    let s = clock
+        .apply(builder.binary("redis-server").module_file(cell_module()))
+        .start();
+    assert!(
+        cell_follows(&s, clock),
+        "the clock shim has no effect on redis-cell"
+    );
+    s
+}
+
+/// Whether redis-cell on `s` sees `clock` move: a bucket of one token per
+/// hour, drained an hour ago, has its token again now.
+fn cell_follows(s: &Server, clock: &mut WallClock) -> bool {
+    let mut c = s.conn();
+    let now = clock.frozen_at_us();
+    let probe = || {
+        [
+            "probe".to_string(),
+            "0".into(),
+            "1".into(),
+            "3600".into(),
+            "1".into(),
+        ]
+    };
+    clock.freeze(now - 3_600_000_000);
+    assert_eq!(cl(&mut c, &probe())[0], 0, "a full bucket allows");
+    clock.freeze(now);
+    let again = cl(&mut c, &probe());
+    let _: i64 = redis::cmd("DEL").arg("probe").query(&mut c).expect("DEL");
+    again[0] == 0
+}
+
 /// Two servers on one frozen clock: redis-cell's and this module's.
 struct Twins {
     ours: Server,
@@ -42,10 +115,8 @@ impl Twins {
     fn start() -> Twins {
         let mut clock = WallClock::new();
         clock.freeze(T0);
-        let cell = clock
-            .apply(Server::builder().module_file(cell_module()))
-            .start();
-        let ours = clock.apply(Server::builder()).start();
+        let cell = cell_on(&mut clock, Server::builder());
+        let ours = ours_on(&clock, Server::builder());
         Twins { ours, cell, clock }
     }
 }
@@ -111,6 +182,7 @@ fn replies_match_redis_cell_call_by_call() {
             let advance_us =
                 rng.pick(&[0, 0, 1_000, 37_000, 250_000, 999_999, 3_000_000, 61_000_000]);
             t.clock.advance(advance_us);
+            follow(&mut ours, &t.clock);
             let args: Vec<String> = [format!("s{seed}:k{k}:{}", generation[k])]
                 .into_iter()
                 .chain([burst, count, period, quantity].map(|n| n.to_string()))
@@ -150,10 +222,16 @@ fn replies_match_redis_cell_call_by_call() {
 /// token).
 #[test]
 fn a_ratio_rate_does_not_drift() {
-    let mut clock = WallClock::new();
-    clock.freeze(T0);
-    let s = clock.apply(Server::builder()).start();
+    let s = Server::builder().module_args(["test-clock", "yes"]).start();
     let mut c = s.conn();
+    let clock = |c: &mut Connection, args: &[&str]| {
+        let _: i64 = redis::cmd("THROTTLE.CLOCK")
+            .arg(args)
+            .query(c)
+            .map(|_: Value| 0)
+            .expect("THROTTLE.CLOCK");
+    };
+    clock(&mut c, &["FREEZE", &T0.to_string()]);
     // Capacity 2, so a call a fraction of a µs after its token is due
     // loses nothing: both taken now, then one every 3/7 s.
     let args = |q: i64| {
@@ -171,11 +249,11 @@ fn a_ratio_rate_does_not_drift() {
         let due_us = (n * 3_000_000 + 6) / 7; // ceil(n × 3/7 s) in µs
         if n % 10_000 == 0 {
             // A microsecond before it is due, the token is not there.
-            clock.advance(due_us - 1 - elapsed_us);
+            clock(&mut c, &["ADVANCE", &(due_us - 1 - elapsed_us).to_string()]);
             elapsed_us = due_us - 1;
             assert_eq!(cl(&mut c, &args(1))[0], 1, "token {n} early");
         }
-        clock.advance(due_us - elapsed_us);
+        clock(&mut c, &["ADVANCE", &(due_us - elapsed_us).to_string()]);
         elapsed_us = due_us;
         let r = cl(&mut c, &args(1));
         assert_eq!(r[0], 0, "token {n} not there at {due_us} µs: {r:?}");
@@ -273,13 +351,10 @@ fn wrong_input_gets_clear_errors() {
 fn a_redis_cell_rdb_loads_and_carries_on() {
     let mut clock = WallClock::new();
     clock.freeze(T0);
-    let mut cell = clock
-        .apply(
-            Server::builder()
-                .module_file(cell_module())
-                .args(["--dbfilename", "cell.rdb"]),
-        )
-        .start();
+    let mut cell = cell_on(
+        &mut clock,
+        Server::builder().args(["--dbfilename", "cell.rdb"]),
+    );
     let mut c = cell.conn();
     let args = |k: &str, q: i64| {
         vec![
@@ -304,14 +379,14 @@ fn a_redis_cell_rdb_loads_and_carries_on() {
     let dir = ScratchDir::adopt(&mut cell);
     drop(cell);
 
-    let ours = clock
-        .apply(
-            Server::builder()
-                .dir(dir.path())
-                .args(["--dbfilename", "cell.rdb"]),
-        )
-        .start();
+    let ours = ours_on(
+        &clock,
+        Server::builder()
+            .dir(dir.path())
+            .args(["--dbfilename", "cell.rdb"]),
+    );
     let mut c = ours.conn();
+    follow(&mut c, &clock);
     assert_eq!(key_type(&mut c, "a"), "string");
     // A peek reads the string as a bucket and converts nothing.
     let peek = cl(&mut c, &args("a", 0));

@@ -759,6 +759,9 @@ fn implied_categories(spec: &Spec) -> Vec<String> {
     );
     if spec.flags.contains(&"admin") {
         want.extend(["@admin".into(), "@dangerous".into()]);
+    } else if spec.name == "throttle.apply" {
+        // It writes any state a caller sends: kept from `-@dangerous` users.
+        want.push("@dangerous".into());
     }
     want.sort();
     want

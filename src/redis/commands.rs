@@ -13,7 +13,7 @@ use redis_module::raw;
 
 #[cfg(feature = "fault-injection")]
 use super::error::Result;
-use super::ffi::{self, Args, CmdFunc, Ctx};
+use super::ffi::{self, AclSupport, Args, CmdFunc, Ctx};
 use super::{all, apply, cell, guard, knobs, permit, testclock, throttle};
 
 /// Declares an `extern "C"` command handler running `body` in the panic guard.
@@ -211,12 +211,16 @@ pub fn register(ctx: Ctx<'_>) -> std::result::Result<(), String> {
     Ok(())
 }
 
-/// The ACL categories of a command: `throttle`, plus those its flags imply
-/// (`write`/`read`, `fast`/`slow`), plus `dangerous` where it is.
-fn acl_categories(c: &Command) -> String {
+/// The ACL categories of a command: those its flags imply (`write`/`read`,
+/// `fast`/`slow`), `dangerous` where it is, and the module's own
+/// (`throttle`) when `own`.
+fn acl_categories(c: &Command, own: bool) -> String {
     let flags = c.flags.to_string_lossy();
     let has = |f: &str| flags.split(' ').any(|w| w == f);
-    let mut cats = vec![ACL_CATEGORY.to_string_lossy().into_owned()];
+    let mut cats = Vec::new();
+    if own {
+        cats.push(ACL_CATEGORY.to_string_lossy().into_owned());
+    }
     if has("write") {
         cats.push("write".into());
     }
@@ -230,27 +234,39 @@ fn acl_categories(c: &Command) -> String {
     cats.join(" ")
 }
 
-/// Where the server supports module ACL categories (Redis 7.2+, Valkey),
-/// adds `throttle` and puts every command in its categories. Redis 7.0
-/// lacks the API: there module commands belong to no category and are
-/// granted by name. Never fails the load.
+/// Puts every command in its ACL categories, as far as the server allows:
+/// on Redis 7.4+ and Valkey the module's own `@throttle` too; on Redis 7.2
+/// the standard ones only (a module cannot add a category there); on Redis
+/// 7.0 none (module commands are granted by name). Never fails the load.
 fn register_acl(ctx: Ctx<'_>) {
-    let lists: Vec<std::ffi::CString> = COMMANDS
+    let support = ffi::acl_support();
+    let own = match support {
+        AclSupport::Nothing => {
+            ctx.log(
+                c"notice",
+                "this server has no module ACL categories (Redis 7.0): grant the commands by name",
+            );
+            return;
+        }
+        AclSupport::Standard => {
+            ctx.log(
+                c"notice",
+                "this server cannot add the @throttle ACL category (Redis 7.2): the commands \
+                 are in the standard categories (@write, @fast, ...); grant them by name",
+            );
+            false
+        }
+        AclSupport::ModuleCategory => ffi::add_acl_category(ctx, ACL_CATEGORY),
+    };
+    let refused = COMMANDS
         .iter()
-        .filter_map(|c| std::ffi::CString::new(acl_categories(c)).ok())
-        .collect();
-    let pairs: Vec<(&CStr, &CStr)> = COMMANDS
-        .iter()
-        .map(|c| c.name)
-        .zip(lists.iter().map(|l| l.as_c_str()))
-        .collect();
-    match ffi::set_acl_categories(ctx, ACL_CATEGORY, &pairs) {
-        None => ctx.log(
-            c"notice",
-            "this server has no module ACL categories (Redis < 7.2): grant the commands by name",
-        ),
-        Some(false) => ctx.log(c"warning", "could not set every command's ACL categories"),
-        Some(true) => {}
+        .filter(|c| {
+            !std::ffi::CString::new(acl_categories(c, own))
+                .is_ok_and(|cats| ffi::set_command_acl_categories(ctx, c.name, &cats))
+        })
+        .count();
+    if refused > 0 || (support == AclSupport::ModuleCategory && !own) {
+        ctx.log(c"warning", "could not set every command's ACL categories");
     }
 }
 

@@ -651,33 +651,54 @@ pub fn set_command_info(
     !cmd.is_null() && unsafe { set(cmd, std::ptr::from_ref(info).cast_mut()) } == OK
 }
 
-/// Adds a module ACL category and puts commands in categories: `None` on
-/// servers without module ACL categories (Redis 7.0), else whether all of
-/// it succeeded.
-pub fn set_acl_categories(
-    ctx: Ctx<'_>,
-    category: &CStr,
-    commands: &[(&CStr, &CStr)],
-) -> Option<bool> {
-    let (Some(add), Some(get), Some(set)) = (
-        optional_api!(RedisModule_AddACLCategory),
+/// What a server offers for command ACL categories.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum AclSupport {
+    /// Redis 7.0: module commands belong to no category.
+    Nothing,
+    /// Redis 7.2: commands may join the standard categories, but a module
+    /// cannot add one of its own (`AddACLCategory` is 7.4+).
+    Standard,
+    /// Redis 7.4+, Valkey: standard categories and the module's own.
+    ModuleCategory,
+}
+
+pub fn acl_support() -> AclSupport {
+    let commands = optional_api!(RedisModule_GetCommand).is_some()
+        && optional_api!(RedisModule_SetCommandACLCategories).is_some();
+    match (
+        commands,
+        optional_api!(RedisModule_AddACLCategory).is_some(),
+    ) {
+        (false, _) => AclSupport::Nothing,
+        (true, false) => AclSupport::Standard,
+        (true, true) => AclSupport::ModuleCategory,
+    }
+}
+
+/// Adds an ACL category of the module's own (during load; needs
+/// [`AclSupport::ModuleCategory`]).
+pub fn add_acl_category(ctx: Ctx<'_>, category: &CStr) -> bool {
+    let Some(add) = optional_api!(RedisModule_AddACLCategory) else {
+        return false;
+    };
+    // SAFETY: a valid context during load; NUL-terminated name.
+    unsafe { add(ctx.raw(), category.as_ptr()) == OK }
+}
+
+/// Puts a registered command in `categories` (space-separated); false when
+/// the server refused or lacks the API.
+pub fn set_command_acl_categories(ctx: Ctx<'_>, name: &CStr, categories: &CStr) -> bool {
+    let (Some(get), Some(set)) = (
         optional_api!(RedisModule_GetCommand),
         optional_api!(RedisModule_SetCommandACLCategories),
     ) else {
-        return None;
+        return false;
     };
     // SAFETY: a valid context during load; NUL-terminated name.
-    if unsafe { add(ctx.raw(), category.as_ptr()) } != OK {
-        return Some(false);
-    }
-    let mut all = true;
-    for (name, categories) in commands {
-        // SAFETY: as above; a command handle from GetCommand.
-        let cmd = unsafe { get(ctx.raw(), name.as_ptr()) };
-        // SAFETY: a command handle and a NUL-terminated category list.
-        all &= !cmd.is_null() && unsafe { set(cmd, categories.as_ptr()) } == OK;
-    }
-    Some(all)
+    let cmd = unsafe { get(ctx.raw(), name.as_ptr()) };
+    // SAFETY: a command handle from GetCommand and a NUL-terminated list.
+    !cmd.is_null() && unsafe { set(cmd, categories.as_ptr()) } == OK
 }
 
 /// A module config, as registered: a numeric or a bool one, backed by a

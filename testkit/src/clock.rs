@@ -9,8 +9,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use crate::ServerBuilder;
+
+/// How long after a move every server reads the moved clock.
+const SEEN_AFTER: Duration = Duration::from_micros(1100);
 
 pub struct WallClock {
     dir: PathBuf,
@@ -67,6 +71,10 @@ impl WallClock {
             .open(&self.file)
             .expect("open the clock file");
         f.write_all(&bytes).expect("write the clock file");
+        // Valkey 9 with its TSC clock reads the wall clock at most once a
+        // millisecond and adds TSC time in between: after a move, the next
+        // reading a millisecond on is the first to see it.
+        std::thread::sleep(SEEN_AFTER);
     }
 
     /// Steps the wall clock by `delta_us` (negative: back).
@@ -80,6 +88,12 @@ impl WallClock {
         assert!(at_us > 0, "a frozen instant is after the epoch");
         self.frozen_us = at_us;
         self.write();
+    }
+
+    /// The instant a frozen clock reads (Unix µs, offset included).
+    pub fn frozen_at_us(&self) -> i64 {
+        assert!(self.frozen_us > 0, "the clock is not frozen");
+        self.frozen_us + self.offset_us
     }
 
     /// Moves a frozen clock `by_us` ahead.

@@ -111,6 +111,7 @@ pub struct ServerBuilder {
     dir: Option<PathBuf>,
     port: Option<u16>,
     env: Vec<(String, String)>,
+    binary: Option<String>,
 }
 
 impl Default for ServerBuilder {
@@ -124,6 +125,7 @@ impl Default for ServerBuilder {
             dir: None,
             port: None,
             env: Vec::new(),
+            binary: None,
         }
     }
 }
@@ -166,6 +168,11 @@ impl ServerBuilder {
         self.port = Some(port);
         self
     }
+    /// Run this server binary instead of [`server_binary`].
+    pub fn binary(mut self, path: impl Into<String>) -> Self {
+        self.binary = Some(path.into());
+        self
+    }
     /// An environment variable for the server process (e.g. `LD_PRELOAD`).
     pub fn env(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.env.push((name.into(), value.into()));
@@ -194,7 +201,7 @@ impl ServerBuilder {
             None => (scratch_dir(&port.to_string()), true),
         };
         let log = dir.join("server.log");
-        let mut cmd = Command::new(server_binary());
+        let mut cmd = Command::new(self.binary.clone().unwrap_or_else(server_binary));
         cmd.arg("--port")
             .arg(port.to_string())
             .arg("--bind")
