@@ -564,7 +564,7 @@ fn debug_reload_keeps_state_and_expiry() {
     assert_eq!(digest(&mut c), digest0);
     // And the reloaded bucket keeps counting from where it was.
     assert_eq!(tokens_left(&mut c, "b", &["0.001", "1", "3000"]), 1);
-    assert_eq!(throttle_stat(&mut c, "throttle_bucket_keys"), 3);
+    assert_key_count(&mut c, "throttle_bucket_keys", 3);
 }
 
 #[test]

@@ -450,6 +450,12 @@ impl ServerVersion {
         self.flavor == Flavor::Valkey || (self.major, self.minor) >= (7, 2)
     }
 
+    /// Redis 7.2+ or any Valkey: `RedisModule_SetCommandACLCategories`, so
+    /// module commands can join the standard categories (`@write`, ...).
+    pub fn has_command_acl_categories(&self) -> bool {
+        self.has_7_2_module_api()
+    }
+
     /// Redis 7.4+ or any Valkey: `RedisModule_AddACLCategory`, so a module
     /// can have its own ACL category (Redis 7.2 has none: measured on 7.2.6).
     pub fn has_module_acl_categories(&self) -> bool {

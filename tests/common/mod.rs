@@ -212,6 +212,16 @@ pub fn throttle_stat(con: &mut Connection, field: &str) -> u64 {
     v.parse().expect("numeric INFO field")
 }
 
+/// Waits (up to 2 s) until the `INFO throttle` key count `field` reads
+/// `want`: Valkey frees deleted and replaced values in the background
+/// (lazyfree), and a value is uncounted when it is freed.
+pub fn assert_key_count(con: &mut Connection, field: &str, want: u64) {
+    let what = format!("{field} to read {want}");
+    wait_for(Duration::from_secs(2), &what, || {
+        (throttle_stat(con, field) == want).then_some(())
+    });
+}
+
 /// The server process runs, answers PING, and its log shows no panic.
 pub fn assert_healthy(server: &mut Server) {
     assert!(server.is_alive(), "server died; log:\n{}", server.log());
