@@ -135,14 +135,11 @@ declare -A rand_cmd=(
   [PERMIT]="PERMIT bp:__rand_int__ 60000 1000000"
   [LUA]="EVALSHA $LUA_SHA 1 bl:__rand_int__ 0.5 32 1"
 )
-declare -A hot_cmd=(
-  [INCR]="INCR bi:hot"
-  [THROTTLE]="THROTTLE bt:hot 0.5 32 1"
-  [CL]="CL.THROTTLE bc:hot 15 30 60 1"
-  [PEEK]="THROTTLE.PEEK bt:hot 0.5 32 1"
-  [PERMIT]="PERMIT bp:hot 0.01 100"
-  [LUA]="EVALSHA $LUA_SHA 1 bl:hot 0.5 32 1"
-)
+# The hot key: the same commands on one key ("hot" for __rand_int__), but
+# PERMIT's slots 10 µs apart with at most 100 waiting.
+declare -A hot_cmd=()
+for n in "${!rand_cmd[@]}"; do hot_cmd[$n]=${rand_cmd[$n]//__rand_int__/hot}; done
+hot_cmd[PERMIT]="PERMIT bp:hot 0.01 100"
 if [ -n "$COMPARE_CMD" ]; then
   names+=(CMP)
   rand_cmd[CMP]=$COMPARE_CMD

@@ -15,7 +15,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Pair, info};
+use common::{Pair, info, permit, throttle};
 use testkit::Server;
 
 /// Which server this is: Valkey reports `server_name:valkey` and its own
@@ -122,6 +122,16 @@ const SAMPLE_COMMANDS: [&str; 4] = [
     "THROTTLE.APPLY",
 ];
 
+/// A grant by name, where the server has no `@throttle` category.
+const BY_NAME: &[&str] = &[
+    "on",
+    "nopass",
+    "~*",
+    "+throttle",
+    "+throttle.peek",
+    "+permit",
+];
+
 #[test]
 fn acl_category_where_the_server_has_module_categories() {
     let server = Server::start();
@@ -181,14 +191,7 @@ fn acl_category_where_the_server_has_module_categories() {
                 );
             }
         }
-        &[
-            "on",
-            "nopass",
-            "~*",
-            "+throttle",
-            "+throttle.peek",
-            "+permit",
-        ]
+        BY_NAME
     } else {
         // Redis 7.0: no module categories at all; commands are granted by name.
         assert!(!categories.iter().any(|c| c == "throttle"));
@@ -199,14 +202,7 @@ fn acl_category_where_the_server_has_module_categories() {
                 .contains("no module ACL categories")
                 .then_some(())
         });
-        &[
-            "on",
-            "nopass",
-            "~*",
-            "+throttle",
-            "+throttle.peek",
-            "+permit",
-        ]
+        BY_NAME
     };
     let _: () = redis::cmd("ACL")
         .arg("SETUSER")
@@ -221,12 +217,7 @@ fn acl_category_where_the_server_has_module_categories() {
         .arg("x")
         .query(&mut app)
         .expect("AUTH app");
-    let reply: Vec<i64> = redis::cmd("THROTTLE")
-        .arg("acl:k")
-        .arg(&["1", "1", "1"])
-        .query(&mut app)
-        .expect("THROTTLE as app");
-    assert_eq!(reply[0], 1);
+    assert_eq!(throttle(&mut app, "acl:k", &["1", "1", "1"])[0], 1);
     let err = redis::cmd("GET")
         .arg("acl:k")
         .query::<redis::Value>(&mut app)
@@ -388,11 +379,7 @@ fn blocked_clients_are_unblocked_when_their_master_becomes_a_replica() {
     let new_master = Server::start();
     let mut c = old.conn();
     let id = Identity::of(&mut c);
-    let first: Vec<i64> = redis::cmd("PERMIT")
-        .arg("demote:p")
-        .arg(&["1500", "5"])
-        .query(&mut c)
-        .expect("PERMIT");
+    let first = permit(&mut c, "demote:p", &["1500", "5"]).expect("a permit");
     assert_eq!(first[0], 0);
     let url = old.url();
     let held: Vec<_> = (0..3)
@@ -444,16 +431,10 @@ fn blocked_clients_are_unblocked_when_their_master_becomes_a_replica() {
 fn master_and_replica_cluster() -> (Server, Server) {
     let node = || {
         Server::builder()
-            .args([
-                "--cluster-enabled",
-                "yes",
-                "--cluster-config-file",
-                "nodes.conf",
-                "--cluster-node-timeout",
-                "2000",
-                "--cluster-port",
-                &testkit::free_port().to_string(),
-            ])
+            .args(testkit::cluster::node_args(
+                testkit::free_port(),
+                testkit::cluster::NODE_TIMEOUT_MS,
+            ))
             .start()
     };
     let (master, replica) = (node(), node());
@@ -519,11 +500,7 @@ fn blocked_clients_through_a_planned_cluster_failover() {
     let (master, replica) = master_and_replica_cluster();
     let mut c = master.conn();
     let id = Identity::of(&mut c);
-    let first: Vec<i64> = redis::cmd("PERMIT")
-        .arg("fo:p")
-        .arg(&["1000", "5"])
-        .query(&mut c)
-        .expect("PERMIT");
+    let first = permit(&mut c, "fo:p", &["1000", "5"]).expect("a permit");
     let held = {
         let url = master.url();
         std::thread::spawn(move || {
@@ -575,12 +552,10 @@ fn an_expired_limiter_reads_as_missing_on_a_replica_before_the_master_deletes_it
         .arg(0)
         .query(&mut m)
         .expect("DEBUG SET-ACTIVE-EXPIRE 0");
-    let r: Vec<i64> = redis::cmd("THROTTLE")
-        .arg("exp:k")
-        .arg(&["1", "10", "1"])
-        .query(&mut m)
-        .expect("THROTTLE");
-    assert_eq!(r, vec![1, 9, 0, 1000, 10]);
+    assert_eq!(
+        throttle(&mut m, "exp:k", &["1", "10", "1"]),
+        [1, 9, 0, 1000, 10]
+    );
     let _: Option<Vec<i64>> = redis::cmd("PERMIT")
         .arg("exp:p")
         .arg(&["100000", "5"])

@@ -7,6 +7,7 @@
 
 mod common;
 
+use std::path::Path;
 use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::Duration;
@@ -548,6 +549,52 @@ fn keys_are_binary_safe() {
         .query(&mut c)
         .unwrap();
     assert_eq!(dump(&mut c, b"\x00copy\xff"), Some(d));
+}
+
+/// An RDB written before issue 15 (value encoding version 1; see
+/// tests/fixtures/README.md) loads, and every limiter carries on from the
+/// state it held: the buckets' tokens (one accrues every 1e8 s, so the
+/// expected count follows the server's clock), the knobs, the permit.
+#[test]
+fn an_rdb_written_by_encoding_version_1_loads_and_carries_on() {
+    const WRITTEN_US: i64 = 1_796_015_921_876_839;
+    const TOKEN_US: i64 = 100_000_000 * 1_000_000;
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/encoding-v1.rdb");
+    let dir = testkit::scratch_dir("encoding-v1");
+    std::fs::copy(&fixture, dir.join("v1.rdb")).expect("copy the fixture");
+    let s = Server::builder()
+        .dir(&dir)
+        .args(["--dbfilename", "v1.rdb"])
+        .start();
+    let mut c = s.conn();
+    let n: i64 = redis::cmd("DBSIZE").query(&mut c).unwrap();
+    assert_eq!(n, 3);
+    assert_eq!(key_type(&mut c, "slow"), "rl-bucket");
+    assert_eq!(key_type(&mut c, "p"), "rl-permit");
+    let slow = ["0.00000001", "100000000", "10"];
+    let accrued = |c: &mut redis::Connection| (server_time_us(c) - WRITTEN_US) / TOKEN_US;
+    let expected = (7 + accrued(&mut c)).min(10);
+    assert_eq!(tokens_left(&mut c, "slow", &slow), expected);
+    let r = throttle(&mut c, "slow", &[&slow[..], &["1"]].concat());
+    assert_eq!(r[..3], [1, expected - 1, 0], "carries on: {r:?}");
+    // The knobs came through: the short form uses them.
+    let r: Vec<i64> = redis::cmd("THROTTLE")
+        .arg("knobbed")
+        .arg(1)
+        .query(&mut c)
+        .expect("THROTTLE knobbed 1");
+    assert_eq!(r[..3], [1, (8 + accrued(&mut c)).min(10) - 1, 0], "{r:?}");
+    // The permit's last slot is long past: the next one is immediate.
+    let p = permit(&mut c, "p", &["1000", "5"]).expect("a permit");
+    assert_eq!(p[0], 0);
+    // Written again, everything is in the current encoding and reloads.
+    let keys: [&[u8]; 3] = [b"slow", b"knobbed", b"p"];
+    let before = states(&mut c, &keys);
+    let _: () = redis::cmd("DEBUG").arg("RELOAD").query(&mut c).unwrap();
+    assert_eq!(states(&mut c, &keys), before);
+    drop(c);
+    drop(s);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

@@ -43,6 +43,26 @@ fn pow10(exp: u32) -> Option<u128> {
 /// digits count: `0e99999` is zero, and `10000000000000000000000000000000000000000e-40`
 /// is exactly one.
 pub fn parse(text: &[u8], scale: u32) -> Result<Fixed, DecimalError> {
+    // The common case, a plain integer of at most 19 digits (below
+    // u64::MAX), the short way; the same value as the general path.
+    if (1..=19).contains(&text.len()) && text.iter().all(u8::is_ascii_digit) {
+        let value = text.iter().fold(0u64, |v, &d| {
+            v.saturating_mul(10)
+                .saturating_add(u64::from(d.saturating_sub(b'0')))
+        });
+        return pow10(scale)
+            .and_then(|p| u128::from(value).checked_mul(p))
+            .map(|units| Fixed {
+                negative: false,
+                units,
+            })
+            .ok_or(DecimalError::OutOfRange);
+    }
+    parse_general(text, scale)
+}
+
+/// [`parse`] for any text: sign, fraction, exponent.
+fn parse_general(text: &[u8], scale: u32) -> Result<Fixed, DecimalError> {
     let (negative, rest) = match text.split_first() {
         Some((b'-', r)) => (true, r),
         Some((b'+', r)) => (false, r),
@@ -155,6 +175,36 @@ pub fn format(negative: bool, units: u128, scale: u32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        #[test]
+        fn any_plain_integer_parses_as_the_general_path(v: u64, lead in 0usize..3, scale in 0u32..=40) {
+            let t = format!("{}{v}", "0".repeat(lead));
+            proptest::prop_assert_eq!(parse(t.as_bytes(), scale), parse_general(t.as_bytes(), scale));
+        }
+    }
+
+    #[test]
+    fn plain_integers_take_the_short_way_to_the_same_value() {
+        let texts = [
+            "0",
+            "7",
+            "007",
+            "60000",
+            "1000000",
+            "9999999999999999999",
+            "1844674407370955161",
+        ];
+        for t in texts {
+            for scale in [0, 3, 6, 9, 15, 30] {
+                assert_eq!(
+                    parse(t.as_bytes(), scale),
+                    parse_general(t.as_bytes(), scale),
+                    "{t} at scale {scale}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn formats_exactly() {

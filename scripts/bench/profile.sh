@@ -54,30 +54,24 @@ die() { log "$*"; exit 1; }
 # cell: the same limit for both modules (capacity 16 at 0.5 tokens/s, as in
 # scripts/bench.sh): on random keys every call is allowed (4 calls per key
 # at most, counting the warm-up); on the hot key nearly every call is denied.
-declare -A cmd=(
-  [incr]="INCR bi:__rand_int__"
-  [throttle]="THROTTLE bt:__rand_int__ 0.01 1000 100000 1"
-  [throttle_hot]="THROTTLE bh:hot 100000 0.1 1 1"
-  [peek]="THROTTLE.PEEK bt:__rand_int__ 0.01 1000 100000 1"
-  [permit]="PERMIT bp:__rand_int__ 60000 1000000"
-  [permit_hot]="PERMIT ph:hot 0.01 100"
-  [throttle_cl]="THROTTLE bs:__rand_int__ 0.5 32 1"
-  [throttle_cl_hot]="THROTTLE bs:hot 0.5 32 1"
-  [cell]="CL.THROTTLE bc:__rand_int__ 15 30 60 1"
-  [cell_hot]="CL.THROTTLE bc:hot 15 30 60 1"
+# Each workload: "what the table calls it|the command".
+declare -A workload=(
+  [incr]="INCR, random keys|INCR bi:__rand_int__"
+  [throttle]="THROTTLE allowed, random keys|THROTTLE bt:__rand_int__ 0.01 1000 100000 1"
+  [throttle_hot]="THROTTLE, hot key (all allowed under callgrind)|THROTTLE bh:hot 100000 0.1 1 1"
+  [peek]="THROTTLE.PEEK, random keys|THROTTLE.PEEK bt:__rand_int__ 0.01 1000 100000 1"
+  [permit]="PERMIT, random keys|PERMIT bp:__rand_int__ 60000 1000000"
+  [permit_hot]="PERMIT, hot key|PERMIT ph:hot 0.01 100"
+  [throttle_cl]="THROTTLE, redis-cell's limit, random keys|THROTTLE bs:__rand_int__ 0.5 32 1"
+  [cell]="CL.THROTTLE (redis-cell), random keys|CL.THROTTLE bc:__rand_int__ 15 30 60 1"
+  [throttle_cl_hot]="THROTTLE, redis-cell's limit, hot key (denied)|THROTTLE bs:hot 0.5 32 1"
+  [cell_hot]="CL.THROTTLE (redis-cell), hot key (denied)|CL.THROTTLE bc:hot 15 30 60 1"
 )
-declare -A what=(
-  [incr]="INCR, random keys"
-  [throttle]="THROTTLE allowed, random keys"
-  [throttle_hot]="THROTTLE, hot key (all allowed under callgrind)"
-  [peek]="THROTTLE.PEEK, random keys"
-  [permit]="PERMIT, random keys"
-  [permit_hot]="PERMIT, hot key"
-  [throttle_cl]="THROTTLE, redis-cell's limit, random keys"
-  [cell]="CL.THROTTLE (redis-cell), random keys"
-  [throttle_cl_hot]="THROTTLE, redis-cell's limit, hot key (denied)"
-  [cell_hot]="CL.THROTTLE (redis-cell), hot key (denied)"
-)
+declare -A what=() cmd=()
+for w in "${!workload[@]}"; do
+  what[$w]=${workload[$w]%%|*}
+  cmd[$w]=${workload[$w]#*|}
+done
 for w in $WORKLOADS; do [ -n "${cmd[$w]:-}" ] || die "unknown workload $w (known: $ALL)"; done
 is_cell() { case $1 in cell | cell_hot) return 0 ;; *) return 1 ;; esac; }
 

@@ -2,7 +2,7 @@
 //!
 //! Redis prefixes every field with the module's name: the field `calls` of
 //! section `stats` prints as `throttle_calls` under `# throttle_stats`.
-//! [`INFO_FIELDS`] is the list README.md documents (a test compares them).
+//! README.md lists the fields; `tests/readme.rs` compares the two.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
@@ -67,33 +67,29 @@ pub fn count_throttle(allowed: bool, tokens: u64) {
     }
 }
 
-/// Every INFO field, as the server prints it (section, then fields).
-pub const INFO_FIELDS: [(&str, &[&str]); 2] = [
-    (
-        "throttle_stats",
-        &[
-            "throttle_calls",
-            "throttle_allowed",
-            "throttle_denied",
-            "throttle_tokens_consumed",
-            "throttle_permit_calls",
-            "throttle_permit_immediate",
-            "throttle_permit_reserved",
-            "throttle_permit_refused",
-            "throttle_blocked_clients",
-            "throttle_blocked_total",
-            "throttle_blocked_released",
-            "throttle_blocked_late",
-            "throttle_blocked_unblocked",
-            "throttle_blocked_disconnected",
-            "throttle_clock_source",
-            "throttle_clock_frozen",
-        ],
-    ),
-    (
-        "throttle_keys",
-        &["throttle_bucket_keys", "throttle_permit_keys"],
-    ),
+/// The counters of `# throttle_stats`, in the order INFO prints them
+/// (Redis prefixes each name with `throttle_`).
+static COUNTERS: [(&str, &AtomicU64); 14] = [
+    ("calls", &STATS.calls),
+    ("allowed", &STATS.allowed),
+    ("denied", &STATS.denied),
+    ("tokens_consumed", &STATS.tokens_consumed),
+    ("permit_calls", &STATS.permit_calls),
+    ("permit_immediate", &STATS.permit_immediate),
+    ("permit_reserved", &STATS.permit_reserved),
+    ("permit_refused", &STATS.permit_refused),
+    ("blocked_clients", &STATS.held),
+    ("blocked_total", &STATS.blocked_total),
+    ("blocked_released", &STATS.blocked_released),
+    ("blocked_late", &STATS.blocked_late),
+    ("blocked_unblocked", &STATS.blocked_unblocked),
+    ("blocked_disconnected", &STATS.blocked_disconnected),
+];
+
+/// The gauges of `# throttle_keys`.
+static KEY_COUNTS: [(&str, &AtomicU64); 2] = [
+    ("bucket_keys", &KEYS.buckets),
+    ("permit_keys", &KEYS.permits),
 ];
 
 /// `INFO throttle`: the callback Redis calls.
@@ -113,35 +109,22 @@ pub unsafe extern "C" fn info_callback(
 
 /// Writes the sections with the redis-module crate's INFO builder.
 fn info(ctx: &InfoContext) {
-    let s = &STATS;
     let n = |c: &AtomicU64| i64::try_from(c.load(Relaxed)).unwrap_or(i64::MAX);
-    let built = ctx
-        .builder()
-        .add_section("stats")
-        .field("calls", n(&s.calls))
-        .and_then(|b| b.field("allowed", n(&s.allowed)))
-        .and_then(|b| b.field("denied", n(&s.denied)))
-        .and_then(|b| b.field("tokens_consumed", n(&s.tokens_consumed)))
-        .and_then(|b| b.field("permit_calls", n(&s.permit_calls)))
-        .and_then(|b| b.field("permit_immediate", n(&s.permit_immediate)))
-        .and_then(|b| b.field("permit_reserved", n(&s.permit_reserved)))
-        .and_then(|b| b.field("permit_refused", n(&s.permit_refused)))
-        .and_then(|b| b.field("blocked_clients", n(&s.held)))
-        .and_then(|b| b.field("blocked_total", n(&s.blocked_total)))
-        .and_then(|b| b.field("blocked_released", n(&s.blocked_released)))
-        .and_then(|b| b.field("blocked_late", n(&s.blocked_late)))
-        .and_then(|b| b.field("blocked_unblocked", n(&s.blocked_unblocked)))
-        .and_then(|b| b.field("blocked_disconnected", n(&s.blocked_disconnected)))
-        .and_then(|b| b.field("clock_source", clock::source().to_string()))
-        .and_then(|b| b.field("clock_frozen", i64::from(clock::is_frozen())))
-        .and_then(|b| b.build_section())
-        .and_then(|b| {
-            b.add_section("keys")
-                .field("bucket_keys", n(&KEYS.buckets))
-                .and_then(|b| b.field("permit_keys", n(&KEYS.permits)))
-        })
-        .and_then(|b| b.build_section())
-        .and_then(|b| b.build_info());
+    let built = (|| {
+        let mut stats = ctx.builder().add_section("stats");
+        for (name, counter) in &COUNTERS {
+            stats = stats.field(name, n(counter))?;
+        }
+        let stats = stats
+            .field("clock_source", clock::source().to_string())?
+            .field("clock_frozen", i64::from(clock::is_frozen()))?
+            .build_section()?;
+        let mut keys = stats.add_section("keys");
+        for (name, count) in &KEY_COUNTS {
+            keys = keys.field(name, n(count))?;
+        }
+        keys.build_section()?.build_info()
+    })();
     if let Err(e) = built {
         super::ffi::log_global(c"warning", &format!("INFO throttle: {e}"));
     }

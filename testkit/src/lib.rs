@@ -87,7 +87,7 @@ pub fn free_port() -> u16 {
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
 
-pub(crate) fn scratch_dir(tag: &str) -> PathBuf {
+pub fn scratch_dir(tag: &str) -> PathBuf {
     let n = SEQ.fetch_add(1, Ordering::Relaxed);
     let dir = std::env::temp_dir().join(format!(
         "throttle-test-{}-{}-{}",

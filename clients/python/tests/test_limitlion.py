@@ -95,17 +95,25 @@ def test_throttle_needs_configuring_first(r):
     limitlion._redis = None
 
 
-@pytest.mark.needs("clock")
-def test_readme_loop(frozen):
-    """LimitLion's README: throttle('test', 5, 2, 8) in a loop, sleeping when denied."""
-    freeze(frozen, START)
+def drain(check=None):
+    """LimitLion's README loop: throttle('test', 5, 2, 8) until denied.
+    Returns (calls allowed, tokens, sleep) of the last reply; ``check``
+    asserts each allowed reply."""
     done = 0
     while True:
         allowed, tokens, sleep = throttle("test", 5, 2, 8)
         if not allowed:
-            break
+            return done, tokens, sleep
         done += 1
-        assert (tokens, sleep) == (80 - done, 0.0)
+        if check is not None:
+            assert check(done, tokens, sleep), (done, tokens, sleep)
+
+
+@pytest.mark.needs("clock")
+def test_readme_loop(frozen):
+    """LimitLion's README: throttle('test', 5, 2, 8) in a loop, sleeping when denied."""
+    freeze(frozen, START)
+    done, tokens, sleep = drain(lambda done, tokens, sleep: (tokens, sleep) == (80 - done, 0.0))
     assert (done, tokens) == (80, 0)
     assert sleep == 0.2  # the next token (LimitLion: the rest of the 8 s window)
     freeze(frozen, START, 199_999)
@@ -116,12 +124,7 @@ def test_readme_loop(frozen):
 
 def test_readme_loop_on_the_real_clock(ll):
     start = time.monotonic()
-    done = 0
-    while True:
-        allowed, tokens, sleep = throttle("test", 5, 2, 8)
-        if not allowed:
-            break
-        done += 1
+    done, tokens, sleep = drain()
     elapsed = time.monotonic() - start
     # 80 tokens, plus at most what accrued at 5/s while the loop ran
     assert 80 <= done <= 80 + 5 * elapsed + 1

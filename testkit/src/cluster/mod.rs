@@ -229,25 +229,31 @@ pub struct Cluster {
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
 
+/// The arguments that make a server a cluster node with its bus on
+/// `bus_port` and the given node timeout.
+pub fn node_args(bus_port: u16, node_timeout_ms: u64) -> Vec<String> {
+    [
+        "--cluster-enabled",
+        "yes",
+        "--cluster-config-file",
+        "nodes.conf",
+        "--cluster-node-timeout",
+        &node_timeout_ms.to_string(),
+        "--cluster-port",
+        &bus_port.to_string(),
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
 fn start_node(port: u16, bus_port: u16, dir: &PathBuf) -> Server {
-    let (timeout, bus) = (NODE_TIMEOUT_MS.to_string(), bus_port.to_string());
     Server::builder()
         .port(port)
         .dir(dir)
-        .args([
-            "--cluster-enabled",
-            "yes",
-            "--cluster-config-file",
-            "nodes.conf",
-            "--cluster-node-timeout",
-            timeout.as_str(),
-            "--cluster-port",
-            bus.as_str(),
-            // The tests kill masters on purpose; the last replica must still
-            // be allowed to take over however long it was cut off.
-            "--cluster-replica-validity-factor",
-            "0",
-        ])
+        .args(node_args(bus_port, NODE_TIMEOUT_MS))
+        // The tests kill masters on purpose; the last replica must still
+        // be allowed to take over however long it was cut off.
+        .args(["--cluster-replica-validity-factor", "0"])
         .start()
 }
 

@@ -92,10 +92,10 @@ class _LimiterBase:
 
     def _set(
         self,
-        rps: Optional[Number],
-        burst: Optional[Number],
-        window: Optional[Number],
-        ttl: Optional[int],
+        rps: Optional[Number] = None,
+        burst: Optional[Number] = None,
+        window: Optional[Number] = None,
+        ttl: Optional[int] = None,
     ) -> Tuple[Any, ...]:
         args: List[Any] = ["THROTTLE.SET", self.key]
         for name, value in (("RPS", rps), ("BURST", burst), ("WINDOW", window)):
@@ -217,14 +217,9 @@ class AsyncLimiter(_LimiterBase):
         reply = await acall(self.client, *self._refund(tokens))
         return None if reply is None else int(reply)
 
-    async def set_knobs(
-        self,
-        rps: Optional[Number] = None,
-        burst: Optional[Number] = None,
-        window: Optional[Number] = None,
-        ttl: Optional[int] = None,
-    ) -> None:
-        await acall(self.client, *self._set(rps, burst, window, ttl))
+    async def set_knobs(self, *args: Any, **kwargs: Any) -> None:
+        """THROTTLE.SET, with :meth:`Limiter.set_knobs`'s arguments."""
+        await acall(self.client, *self._set(*args, **kwargs))
 
     async def get(self) -> Optional[LimiterState]:
         return LimiterState.from_reply(await acall(self.client, "THROTTLE.GET", self.key))
