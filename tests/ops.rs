@@ -1364,3 +1364,68 @@ fn a_panic_in_a_command_is_an_error_reply_and_a_log_line() {
     let pong: String = cmd(&mut s.conn(), "PING", &[]).unwrap();
     assert_eq!(pong, "PONG");
 }
+
+/// Whether `key` was written since `WATCH` (EXEC answers nil).
+fn touched_after(c: &mut Connection, key: &str, call: &[&str]) -> bool {
+    let () = cmd(c, "WATCH", &[key]).expect("WATCH");
+    let _: Value = cmd(c, call[0], &call[1..]).expect("the call");
+    let () = cmd(c, "MULTI", &[]).expect("MULTI");
+    let _: Value = cmd(c, "PING", &[]).expect("PING");
+    let exec: Value = cmd(c, "EXEC", &[]).expect("EXEC");
+    exec == Value::Nil
+}
+
+/// Calls that read write nothing: a CL.THROTTLE peek on a key with knobs
+/// (the knobs are not refreshed), a refund to a full bucket; THROTTLE.GET
+/// answers nil for a key whose knobs expired before it did; and calls
+/// under the allow-all switch take no tokens.
+#[test]
+fn reads_write_nothing_and_expired_knobs_read_as_missing() {
+    let s = Server::builder().module_args(["test-clock", "yes"]).start();
+    let mut c = s.conn();
+    let () = cmd(&mut c, "THROTTLE.CLOCK", &["FREEZE", "1790000000000000"]).unwrap();
+    let () = cmd(
+        &mut c,
+        "THROTTLE.SET",
+        &["k", "RPS", "1", "BURST", "4", "WINDOW", "1", "TTL", "100"],
+    )
+    .unwrap();
+    let _: i64 = cmd(&mut c, "THROTTLE.CLOCK", &["ADVANCE", "5000000"]).unwrap();
+    assert!(!touched_after(
+        &mut c,
+        "k",
+        &["CL.THROTTLE", "k", "3", "1", "1", "0"]
+    ));
+    let knobs_ttl = |c: &mut Connection| get(c, "k").expect("k")["knobs_ttl_ms"].clone();
+    assert_eq!(knobs_ttl(&mut c), "95000", "a peek refreshed the knobs");
+    // A call with a quantity does refresh them (at most once a second).
+    assert!(touched_after(
+        &mut c,
+        "k",
+        &["CL.THROTTLE", "k", "3", "1", "1", "1"]
+    ));
+    assert_eq!(knobs_ttl(&mut c), "100000");
+    // The bucket full again: a refund has nothing to give back.
+    let _: i64 = cmd(&mut c, "THROTTLE.CLOCK", &["ADVANCE", "1000000"]).unwrap();
+    assert!(!touched_after(&mut c, "k", &["THROTTLE.REFUND", "k", "2"]));
+    // Knobs alone (no call used the bucket) that expired: GET reads the
+    // key as missing while it lingers.
+    let () = cmd(
+        &mut c,
+        "THROTTLE.SET",
+        &["lone", "RPS", "1", "BURST", "1", "WINDOW", "1", "TTL", "10"],
+    )
+    .unwrap();
+    let _: i64 = cmd(&mut c, "THROTTLE.CLOCK", &["ADVANCE", "11000000"]).unwrap();
+    assert_eq!(get(&mut c, "lone"), None);
+    // The allow-all switch takes no tokens.
+    let before = info(&mut c)["throttle_tokens_consumed"];
+    let () = cmd(
+        &mut c,
+        "THROTTLE.SET",
+        &["open", "RPS", "-1", "BURST", "1", "WINDOW", "1"],
+    )
+    .unwrap();
+    assert_eq!(throttle(&mut c, &["open", "5"]), [1, -1, 0, 0, -1]);
+    assert_eq!(info(&mut c)["throttle_tokens_consumed"], before);
+}

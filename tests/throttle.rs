@@ -461,10 +461,20 @@ fn extreme_but_valid_parameters_work() {
     assert_eq!(r[4], 1);
     let r = throttle(&mut c, "tiny", &["0.000000001", "1", "1", "1"]);
     assert_eq!(r[4], 1);
+    let first_ms = server_time_ms(&mut c);
     let r = throttle(&mut c, "slowest", &["0.000000001", "1", "1"]);
     assert_eq!(r, [1, 0, 0, 1_000_000_000_000, 1]);
     let r = throttle(&mut c, "slowest", &["0.000000001", "1", "1"]);
-    assert_eq!(r, [0, 0, 1_000_000_000_000, 1_000_000_000_000, 1]);
+    // Denied: the token is due 1e12 ms after the first call, less the time
+    // that passed between the two calls (rounded up: at most 1 ms more).
+    let elapsed_ms = server_time_ms(&mut c) - first_ms;
+    assert_eq!(r[..2], [0, 0], "{r:?}");
+    assert!(
+        (1_000_000_000_000 - elapsed_ms - 1..=1_000_000_000_000).contains(&r[2]),
+        "{r:?} ({elapsed_ms} ms passed)"
+    );
+    assert_eq!(r[2], r[3], "{r:?}");
+    assert_eq!(r[4], 1, "{r:?}");
     let r = throttle(
         &mut c,
         "slowest",

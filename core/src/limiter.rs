@@ -72,6 +72,15 @@ impl Answer {
         }
     }
 
+    /// The tokens this answer takes from a bucket for a call of `cost`
+    /// (none when denied, or under a switch).
+    pub fn consumed(&self, cost: u64) -> u64 {
+        match self {
+            Answer::Bucket(d) if d.allowed() => cost,
+            _ => 0,
+        }
+    }
+
     /// How long an allowed WAIT caller is held.
     pub fn wait(&self) -> Micros {
         match self {
@@ -368,9 +377,9 @@ pub fn reset_knobs(value: &Limiter, now: Micros) -> Option<Write> {
 }
 
 /// THROTTLE.REFUND: gives back `tokens`, never above the capacity of the
-/// limit in force. Returns the write (none for a full or missing bucket,
-/// or zero tokens) and the whole tokens now held; `None` when no bucket
-/// applies (a switch, or a limit known only from callers and no key).
+/// limit in force. Returns the write (none when nothing changes: zero
+/// tokens, a bucket already full, or knobs alone) and the whole tokens now
+/// held; `None` when no bucket applies (a switch).
 pub fn refund(value: &Limiter, now: Micros, tokens: u64) -> Option<(Option<Write>, u64)> {
     let limit = match policy(Some(value), now, None) {
         Some(Policy::Bucket(l)) => l,
@@ -382,7 +391,8 @@ pub fn refund(value: &Limiter, now: Micros, tokens: u64) -> Option<(Option<Write
     };
     let next = bucket::refund(Some(b), now, &limit, tokens);
     let held = next.tokens(now);
-    let write = (tokens > 0).then(|| store(Some(value), value.with_bucket(next), now));
+    let changed = next.full() != b.full() || b.limit() != next.limit() || b.rebased(now).is_some();
+    let write = (tokens > 0 && changed).then(|| store(Some(value), value.with_bucket(next), now));
     Some((write, held))
 }
 
@@ -408,6 +418,13 @@ pub struct Snapshot {
     /// The knobs' remaining life, when they are live.
     pub knobs_ttl: Option<Micros>,
     pub reset_after: Micros,
+}
+
+/// Whether anything of the limiter still matters at `now`: a bucket, or
+/// live knobs. A value with neither (its knobs expired before the key did)
+/// is the same as no key.
+pub fn is_live(v: &Limiter, now: Micros) -> bool {
+    v.bucket().is_some() || v.live_knobs(now).is_some()
 }
 
 /// The limiter as it stands at `now`.

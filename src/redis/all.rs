@@ -91,10 +91,10 @@ pub fn all(ctx: Ctx<'_>, args: Args<'_>) -> Result<()> {
         .map(|o| replies::throttle(&o.answer))
         .collect();
     let denied_by = outcomes.iter().position(|o| !o.answer.allowed());
-    stats::count_throttle(
-        denied_by.is_none(),
-        cost.saturating_mul(limits.len() as u64),
-    );
+    let consumed = outcomes
+        .iter()
+        .fold(0u64, |sum, o| sum.saturating_add(o.answer.consumed(cost)));
+    stats::count_throttle(denied_by.is_none(), consumed);
     let (remaining, retry_after): (Vec<i64>, i64) = match denied_by {
         None => {
             for ((o, key), l) in outcomes.into_iter().zip(keys.iter_mut()).zip(&limits) {

@@ -81,6 +81,14 @@ pub fn throttle(ctx: Ctx<'_>, args: Args<'_>) -> Result<()> {
         Some(v) => Some(v),
         None => keyspace::load::<Limiter>(&key)?,
     };
+    if call.quantity == 0 {
+        // A peek: reads, never writes (not even a knobs refresh).
+        let answer = limiter::peek(value, now, Some(&policy), 0)?;
+        stats::count_throttle(answer.allowed(), 0);
+        drop(key);
+        ctx.reply_i64s(&replies::cell(&answer));
+        return Ok(());
+    }
     let outcome = limiter::throttle(value, now, Some(&policy), call.quantity, Micros::ZERO)?;
     // A taken-over key is a new value (the string and its TTL go): it
     // always gets its expiry.
@@ -90,14 +98,14 @@ pub fn throttle(ctx: Ctx<'_>, args: Args<'_>) -> Result<()> {
             Some(Write::Store { value, expire_at })
         }
         (Some(w), _) => Some(w),
-        (None, Some(v)) if call.quantity > 0 => {
+        (None, Some(v)) => {
             let expire_at = Some(v.expiry());
             Some(Write::Store {
                 value: v,
                 expire_at,
             })
         }
-        _ => None,
+        (None, None) => None,
     };
     stats::count_throttle(outcome.answer.allowed(), call.quantity);
     keyspace::write(ctx, &mut key, Target::new(name, c"throttle"), write, now);

@@ -111,7 +111,8 @@ pub fn get(ctx: Ctx<'_>, args: Args<'_>) -> Result<()> {
     let name = one_key(&args, "throttle.get")?;
     let now = clock::now();
     let key = ctx.open_key(name, false);
-    let Some(s) = keyspace::load::<Limiter>(&key)?.map(|v| limiter::snapshot(v, now)) else {
+    let value = keyspace::load::<Limiter>(&key)?.filter(|v| limiter::is_live(v, now));
+    let Some(s) = value.map(|v| limiter::snapshot(v, now)) else {
         drop(key);
         ctx.reply_null();
         return Ok(());

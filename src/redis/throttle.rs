@@ -73,7 +73,7 @@ pub fn throttle(ctx: Ctx<'_>, args: Args<'_>) -> Result<()> {
     };
     let value = keyspace::load::<Limiter>(&key)?;
     let outcome = limiter::throttle(value, now, call.policy.as_ref(), call.cost, max_wait)?;
-    stats::count_throttle(outcome.answer.allowed(), call.cost);
+    stats::count_throttle(outcome.answer.allowed(), outcome.answer.consumed(call.cost));
     let target = Target::new(name, c"throttle");
     keyspace::write(ctx, &mut key, target, outcome.write, now);
     drop(key);
