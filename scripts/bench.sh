@@ -73,6 +73,8 @@ BLOCKERS=${BLOCKERS:-1000}
 BLOCK_INTERVAL_MS=${BLOCK_INTERVAL_MS:-2}
 PARTS=${PARTS:-"throughput memory blocking"}
 OUT=${OUT:-}
+# The report's folder exists before the run, not only when the run is over.
+[ -z "$OUT" ] || mkdir -p "$(dirname "$OUT")"
 MODULE=${MODULE:-}
 CELL=${CELL:-1}
 CELL_SO=${CELL_SO:-}
