@@ -269,6 +269,16 @@ for lane, col, suite, status, secs, log in rows:
         passed += int(m.group(1))
         failed += int(m.group(2))
         counted = True
+    # pytest's last line, e.g. "2 failed, 836 passed, 1 error in 8.64s" (the run
+    # without the module expects failures; its step status says whether it held)
+    if "without" not in log:
+        for m in re.finditer(r"^=*\s*((?:\d+ \w+,? ?)+) in [\d.]+s", text, re.M):
+            for n, what in re.findall(r"(\d+) (\w+)", m.group(1)):
+                if what == "passed":
+                    passed += int(n)
+                elif what in ("failed", "error", "errors"):
+                    failed += int(n)
+            counted = True
     if status != "0" and not counted:
         failed += 1  # a step that failed before any test could report
 bad = sum(1 for r in rows if r[3] != "0")
