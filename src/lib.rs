@@ -22,6 +22,13 @@ fn init(
         return redis_module::Status::Err;
     };
     redis::guard::install_panic_hook();
+    // OnLoad too: a panic fails the load instead of aborting the server.
+    redis::guard::or(redis_module::Status::Err, "OnLoad", || {
+        setup(ctx, load_args)
+    })
+}
+
+fn setup(ctx: Ctx<'_>, load_args: &[redis_module::RedisString]) -> redis_module::Status {
     // HANDLE_IO_ERRORS: without it, a short read or a wrong opcode while
     // loading one of our values (RESTORE of a crafted payload) makes Redis
     // panic; with it the load call fails and `rdb_load` refuses the value.

@@ -2,11 +2,13 @@
 //! kept in Redis that override every caller's arguments).
 //!
 //! [`throttle`] is the one decision the Redis layer calls for THROTTLE,
-//! THROTTLE.PEEK, THROTTLE.ALL and CL.THROTTLE: it picks the policy in
-//! force (live knobs win over the caller's arguments), applies LimitLion's
-//! two switches, asks the bucket, and says what to write. The other
-//! functions are the operator's: [`set_knobs`], [`reset_knobs`],
-//! [`refund`], [`snapshot`].
+//! THROTTLE.ALL and CL.THROTTLE: it picks the policy in force (live knobs
+//! win over the caller's arguments), applies LimitLion's two switches, asks
+//! the bucket, and says what to write. [`peek`] answers the same without
+//! deciding or writing (THROTTLE.PEEK, CL.THROTTLE with quantity 0). The
+//! others: the operator's [`set_knobs`], [`reset_knobs`], [`refund`],
+//! [`snapshot`]; [`refund_late`] for a held client released too late;
+//! [`from_cell_tat`] for a key redis-cell left; [`is_live`].
 //!
 //! Expiry. A key only needs to live until its bucket is full again (and
 //! its knobs have expired): a missing key and a full bucket mean the same
@@ -17,7 +19,9 @@
 //! grid (`max(1 s, refill time / 10)`, knobs: `max(1 s, ttl / 10)`), so a
 //! busy key moves its expiry about ten times per refill rather than on
 //! every call. Invariant: the key's expiry ≥ [`Limiter::expiry`] of the
-//! stored value ≥ when it is full again. A clock step back moves the expiry
+//! stored value ≥ when it is full again. (A key written by encoding
+//! version 1 keeps its exact old expiry, below the grid, until a write
+//! moves it: the README's Persistence guarantee states the bound.) A clock step back moves the expiry
 //! back with the state, so TTLs stay near their reset times.
 
 use crate::bucket::{self, Bucket, Decision};
@@ -250,7 +254,7 @@ pub fn throttle(
     };
     let next = match value {
         None => Limiter::Plain(bucket),
-        Some(v) => refreshed(&v.with_bucket(bucket), now),
+        Some(v) => refreshed(v.with_bucket(bucket), now),
     };
     Ok(Outcome {
         answer,
@@ -259,15 +263,13 @@ pub fn throttle(
 }
 
 /// Knobs in use live on: every write pushes their expiry out again.
-fn refreshed(v: &Limiter, now: Micros) -> Limiter {
-    match v {
-        Limiter::Knobbed(k) if k.knobs.expires_at > now => {
-            let mut k = k.clone();
-            k.knobs.expires_at = now.saturating_add(k.knobs.ttl);
-            Limiter::Knobbed(k)
-        }
-        other => other.clone(),
+fn refreshed(mut v: Limiter, now: Micros) -> Limiter {
+    if let Limiter::Knobbed(k) = &mut v
+        && k.knobs.expires_at > now
+    {
+        k.knobs.expires_at = now.saturating_add(k.knobs.ttl);
     }
+    v
 }
 
 /// A call that changes no tokens still keeps knobs in use alive (as
@@ -286,7 +288,7 @@ fn knobs_only(value: Option<&Limiter>, now: Micros, answer: Answer) -> Outcome {
         return unchanged;
     }
     Outcome {
-        write: Some(store(value, refreshed(v, now), now)),
+        write: Some(store(value, refreshed(v.clone(), now), now)),
         ..unchanged
     }
 }

@@ -88,7 +88,7 @@ impl Rate {
             return Err(LimitError::Rps);
         }
         let mut digits = rps_nano;
-        while digits % 10 == 0 {
+        while digits.is_multiple_of(10) {
             digits /= 10;
         }
         if digits >= 10u64.pow(MAX_RPS_DIGITS) {

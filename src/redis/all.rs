@@ -34,21 +34,20 @@ struct Limit<'a> {
 
 fn parse<'a>(args: &Args<'a>) -> Result<(u64, Vec<Limit<'a>>)> {
     let n = args.len();
-    if n < 6 || (n - 2) % 4 != 0 {
+    if n < 6 || !(n - 2).is_multiple_of(4) {
         return Err(Error::Arity("throttle.all"));
     }
     let groups = (n - 2) / 4;
     if i64::try_from(groups).unwrap_or(i64::MAX) > config::all_max_limits() {
         return Err(Error::TooManyLimits(config::all_max_limits()));
     }
-    let bytes = |i: usize| args.get(i).map_or(&[][..], |a| a.bytes());
-    let cost = args::count(bytes(1), "tokens")?;
+    let cost = args::count(args.bytes(1), "tokens")?;
     let limits = (0..groups)
         .map(|g| {
             let i = 2 + 4 * g;
             Ok(Limit {
                 name: args::arg(args, i, "throttle.all")?,
-                policy: args::limitlion(bytes(i + 1), bytes(i + 2), bytes(i + 3))?,
+                policy: args::limitlion(args.bytes(i + 1), args.bytes(i + 2), args.bytes(i + 3))?,
             })
         })
         .collect::<Result<Vec<_>>>()?;

@@ -10,9 +10,9 @@
 //! period ever reaches Redis.
 //!
 //! Every blocked client is unblocked exactly once: whoever takes its entry
-//! out of the queue (the release thread when it is due, the disconnect
-//! callback, or `CLIENT UNBLOCK`'s callback, which answers nil) unblocks
-//! it, under the queue's lock. A client that disconnects or is unblocked
+//! out of the queue (under the queue's lock: the release thread when it is
+//! due, the disconnect callback, or `CLIENT UNBLOCK`'s callback, which
+//! answers nil) is the one that unblocks it, after letting the lock go. A client that disconnects or is unblocked
 //! leaves the queue at once, so `INFO`'s `blocked_clients` counts exactly
 //! the clients still held, and nothing of theirs stays behind.
 //!
@@ -104,7 +104,14 @@ pub fn start() -> std::io::Result<()> {
     });
     std::thread::Builder::new()
         .name("throttle-release".into())
-        .spawn(release_loop)
+        // A panic (none is known) is logged and the loop starts again, so
+        // held clients are never left parked.
+        .spawn(|| {
+            while super::guard::or(true, "the release thread", || {
+                release_loop();
+                false
+            }) {}
+        })
         .map(|_| ())
 }
 

@@ -69,17 +69,19 @@ pub fn throttle(ctx: Ctx<'_>, args: Args<'_>) -> Result<()> {
     let name = args::arg(&args, 1, COMMAND)?;
     let mut key = ctx.open_key(name, call.quantity > 0);
     let policy = Policy::Bucket(call.limit);
-    // A key redis-cell left is read as a bucket, and stored as one by any
-    // call with a quantity (a peek writes nothing, as ever).
-    let migrated = match key.holds::<Limiter>() {
-        Holds::String => Some(
+    // One type check. A key redis-cell left is read as a bucket, and stored
+    // as one by any call with a quantity (a peek writes nothing, as ever).
+    let found = key.get::<Limiter>();
+    let migrated = match found {
+        Ok(_) => None,
+        Err(Holds::String) => Some(
             limiter::from_cell_tat(cell_tat(&key)?, now, &call.limit).ok_or(Error::WrongType)?,
         ),
-        _ => None,
+        Err(_) => return Err(Error::WrongType),
     };
-    let value = match &migrated {
-        Some(v) => Some(v),
-        None => keyspace::load::<Limiter>(&key)?,
+    let value = match found {
+        Ok(v) => v,
+        Err(_) => migrated.as_ref(),
     };
     if call.quantity == 0 {
         // A peek: reads, never writes (not even a knobs refresh).
@@ -90,22 +92,18 @@ pub fn throttle(ctx: Ctx<'_>, args: Args<'_>) -> Result<()> {
         return Ok(());
     }
     let outcome = limiter::throttle(value, now, Some(&policy), call.quantity, Micros::ZERO)?;
-    // A taken-over key is a new value (the string and its TTL go): it
-    // always gets its expiry.
-    let write = match (outcome.write, migrated) {
-        (Some(Write::Store { value, .. }), Some(_)) => {
+    let write = match migrated {
+        // A taken-over key is a new value (the string and its TTL go): it
+        // always gets its expiry.
+        Some(taken) => {
+            let value = match outcome.write {
+                Some(Write::Store { value, .. }) => value,
+                _ => taken,
+            };
             let expire_at = Some(value.expiry());
             Some(Write::Store { value, expire_at })
         }
-        (Some(w), _) => Some(w),
-        (None, Some(v)) => {
-            let expire_at = Some(v.expiry());
-            Some(Write::Store {
-                value: v,
-                expire_at,
-            })
-        }
-        (None, None) => None,
+        None => outcome.write,
     };
     stats::count_throttle(outcome.answer.allowed(), call.quantity);
     keyspace::write(ctx, &mut key, Target::new(name, c"throttle"), write, now);

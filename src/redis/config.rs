@@ -158,7 +158,7 @@ unsafe extern "C" fn set_flag(_: Name, v: c_int, privdata: *mut c_void, _: ErrOu
 
 /// Applies `name value` load arguments to the cells.
 fn apply_load_args(load_args: &[&[u8]]) -> Result<(), String> {
-    if load_args.len() % 2 != 0 {
+    if !load_args.len().is_multiple_of(2) {
         return Err("module arguments must be name/value pairs".into());
     }
     for pair in load_args.chunks(2) {

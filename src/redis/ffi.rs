@@ -227,6 +227,11 @@ impl<'a> Ctx<'a> {
     }
 
     /// Opens `name` for reading, or for reading and writing.
+    ///
+    /// One handle per key name at a time: a value borrowed through one
+    /// handle must not outlive a write through another on the same name
+    /// (THROTTLE.ALL, the one command that opens several keys, refuses a
+    /// repeated key before it opens any).
     pub fn open_key(self, name: RStr<'a>, write: bool) -> Key<'a> {
         let mode = if write {
             raw::REDISMODULE_READ | raw::REDISMODULE_WRITE
@@ -367,6 +372,12 @@ impl<'a> Args<'a> {
         // SAFETY: `argv` holds strings alive for `'a` (see `from_raw`).
         unsafe { RStr::from_raw(*self.argv.get(i)?) }
     }
+
+    /// The bytes of argument `i` (empty past the end: the parsers then
+    /// name the missing argument).
+    pub fn bytes(&self, i: usize) -> &'a [u8] {
+        self.get(i).map_or(&[][..], |a| a.bytes())
+    }
 }
 
 // ---- keys --------------------------------------------------------------------
@@ -381,14 +392,12 @@ pub unsafe trait ModuleType: Sized {
     fn redis_type() -> *mut raw::RedisModuleType;
 }
 
-/// What an open key holds.
+/// What an open key holds instead of the module type asked for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Holds {
-    Nothing,
-    /// A value of the module type asked about.
-    Ours,
     /// A string (redis-cell keeps its limiters as strings).
     String,
+    /// Anything else: another module type, a list, a hash, ...
     Other,
 }
 
@@ -404,15 +413,6 @@ pub struct Key<'a> {
 }
 
 impl Key<'_> {
-    /// What the key holds, with `T` as "ours".
-    pub fn holds<T: ModuleType>(&self) -> Holds {
-        match self.value_ptr::<T>() {
-            Ok(Some(_)) => Holds::Ours,
-            Ok(None) => Holds::Nothing,
-            Err(other) => other,
-        }
-    }
-
     /// One type check: the value when the key holds a `T`, else what it
     /// holds instead (`Ok(None)`: nothing). The common case, a key of ours,
     /// takes two API calls (the type, then the value).
@@ -469,8 +469,12 @@ impl Key<'_> {
     /// Stores a new value at an empty key, or in place of whatever the key
     /// holds. Returns false (and frees the value) if Redis refused it.
     pub fn set_value<T: ModuleType>(&mut self, value: Box<T>) -> bool {
+        if self.ptr.is_null() {
+            return false; // opened for reading, and missing: nothing to write through
+        }
         let p = Box::into_raw(value).cast::<c_void>();
-        // SAFETY: a key opened for writing; on success Redis owns `p` and
+        // SAFETY: a non-NULL open key (Redis refuses the write, and we free
+        // `p`, when it was opened for reading only); on success Redis owns `p` and
         // frees it through T's free callback.
         let rc = unsafe { api!(RedisModule_ModuleTypeSetValue)(self.ptr, T::redis_type(), p) };
         if rc != OK {
@@ -486,8 +490,12 @@ impl Key<'_> {
     /// Sets the absolute expiry in Unix milliseconds (server time);
     /// `server_now_ms` is read only on servers without `SetAbsExpire`.
     pub fn set_expire_at_ms(&mut self, at_ms: i64, server_now_ms: impl FnOnce() -> i64) {
+        if self.ptr.is_null() {
+            return;
+        }
         match optional_api!(RedisModule_SetAbsExpire) {
-            // SAFETY: a key opened for writing that holds a value.
+            // SAFETY: a non-NULL open key (Redis refuses it unless the key
+            // was opened for writing and holds a value).
             Some(f) => unsafe {
                 f(self.ptr, at_ms);
             },
@@ -518,7 +526,11 @@ impl Key<'_> {
 
     /// Deletes the key's value.
     pub fn delete(&mut self) {
-        // SAFETY: a key opened for writing (a no-op on an empty key).
+        if self.ptr.is_null() {
+            return;
+        }
+        // SAFETY: a non-NULL open key (Redis refuses it unless opened for
+        // writing; a no-op on an empty key).
         unsafe { api!(RedisModule_DeleteKey)(self.ptr) };
         self.found.set(None);
     }

@@ -30,9 +30,8 @@ fn parse(args: &Args<'_>) -> Result<Call> {
     if args.len() < 4 {
         return Err(Error::Arity("permit"));
     }
-    let bytes = |i: usize| args.get(i).map_or(&[][..], |a| a.bytes());
-    let interval = args::interval_ms(bytes(2))?;
-    let max_waiting = args::count(bytes(3), "max_waiting")?;
+    let interval = args::interval_ms(args.bytes(2))?;
+    let max_waiting = args::count(args.bytes(3), "max_waiting")?;
     let (mut grace, mut block) = (None, None);
     let mut options = args::Options::new(*args, 4);
     while let Some((name, value)) = options.next_pair()? {

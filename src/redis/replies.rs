@@ -1,6 +1,7 @@
 //! How decisions become replies: the integers each command answers, from
-//! the core's typed outcomes. (Only the glue formats replies; the core
-//! returns durations and verdicts.)
+//! the core's typed outcomes. The core returns durations and verdicts (and,
+//! for CL.THROTTLE, redis-cell's whole-second rounding in `core::cell`);
+//! the reply arrays are laid out here.
 
 use throttle_core::bucket::{Decision, Retry, Verdict};
 use throttle_core::cell;

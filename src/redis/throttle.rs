@@ -34,16 +34,18 @@ fn parse(args: &Args<'_>, command: &'static str, allow_wait: bool) -> Result<Cal
         return Err(Error::Arity(command));
     }
     // Each argument is read once.
-    let bytes = |i: usize| args.get(i).map_or(&[][..], |a| a.bytes());
-    let third = if n >= 5 { bytes(3) } else { &[] };
+    let third = if n >= 5 { args.bytes(3) } else { &[] };
     let full = n >= 5 && !args::is_option(third, "WAIT");
     let (policy, mut i) = if full {
-        (Some(args::limitlion(bytes(2), third, bytes(4))?), 5)
+        (
+            Some(args::limitlion(args.bytes(2), third, args.bytes(4))?),
+            5,
+        )
     } else {
         (None, 2)
     };
     let mut cost = 1;
-    let tokens = if i < n { bytes(i) } else { &[] };
+    let tokens = if i < n { args.bytes(i) } else { &[] };
     if i < n && !args::is_option(tokens, "WAIT") {
         cost = args::count(tokens, "tokens")?;
         i += 1;

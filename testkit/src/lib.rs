@@ -251,10 +251,10 @@ impl ServerBuilder {
                 server.child = None;
                 return Err(format!("exited with {status}; log:\n{log}"));
             }
-            if let Ok(mut c) = server.try_connect() {
-                if redis::cmd("PING").query::<String>(&mut c).is_ok() {
-                    return Ok(server);
-                }
+            if let Ok(mut c) = server.try_connect()
+                && redis::cmd("PING").query::<String>(&mut c).is_ok()
+            {
+                return Ok(server);
             }
             if Instant::now() > deadline {
                 return Err("no PONG within 10 s".into());

@@ -319,11 +319,11 @@ fn main() -> ExitCode {
         // One line per client in send order: valid_at_ms arrival_us late_ms.
         let mut text = String::from("client\tvalid_at_ms\tarrival_us\tlate_ms\n");
         for (i, d) in done.iter().enumerate() {
-            if let Some((arrival_us, Reply::Ints(v))) = d {
-                if let Some(&valid) = v.get(1) {
-                    let late = (arrival_us - valid * 1000) as f64 / 1e3;
-                    text.push_str(&format!("{i}\t{valid}\t{arrival_us}\t{late:.3}\n"));
-                }
+            if let Some((arrival_us, Reply::Ints(v))) = d
+                && let Some(&valid) = v.get(1)
+            {
+                let late = (arrival_us - valid * 1000) as f64 / 1e3;
+                text.push_str(&format!("{i}\t{valid}\t{arrival_us}\t{late:.3}\n"));
             }
         }
         if let Err(e) = std::fs::write(path, text) {

@@ -156,7 +156,7 @@ impl Worker {
                 self.unacked.clear();
                 self.conn = None;
                 std::thread::sleep(Duration::from_millis(50));
-            } else if self.keys.wait_on.is_some() && round % 10 == 0 {
+            } else if self.keys.wait_on.is_some() && round.is_multiple_of(10) {
                 self.wait_acks();
             }
             let gap = self.last_ok.elapsed().as_millis();
