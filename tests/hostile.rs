@@ -230,6 +230,51 @@ fn a_stalled_server_does_not_release_late_waiters_as_allowed() {
     }
 }
 
+/// What a late release does, exactly: with the module's clock frozen, only
+/// the server's stall makes the held clients late. THROTTLE … WAIT answers
+/// "denied, retry now" and its tokens go back (nobody queued behind it), so
+/// the bucket reads as if the call never came; PERMIT … BLOCK past its
+/// grace answers nil.
+#[test]
+fn late_releases_refund_their_tokens_and_late_permits_answer_nil() {
+    let s = Server::builder().module_args(["test-clock", "yes"]).start();
+    let mut c = s.conn();
+    let now_us = server_time_us(&mut c);
+    let _: () = redis::cmd("THROTTLE.CLOCK")
+        .arg("FREEZE")
+        .arg(now_us)
+        .query(&mut c)
+        .unwrap();
+    let call = |c: &mut redis::Connection, line: &str| -> Vec<i64> {
+        let w = words(line);
+        redis::cmd(&w[0]).arg(&w[1..]).query(c).unwrap()
+    };
+    // Capacity 10 at 1 token/s, drained: a WAIT for 2 tokens waits 2 s.
+    assert_eq!(call(&mut c, "THROTTLE rf 1 10 1 10"), [1, 0, 0, 10000, 10]);
+    let before = call(&mut c, "THROTTLE.PEEK rf 1 10 1");
+    assert_eq!(before, [0, 0, 1000, 10000, 10]);
+    call(&mut c, "PERMIT pl 2000 5");
+    let held_throttle = spawn_call(&s, words("THROTTLE rf 1 10 1 2 WAIT 5000"));
+    let held_permit = spawn_call(&s, words("PERMIT pl 2000 5 BLOCK 5000"));
+    testkit::wait_for(Duration::from_secs(10), "two held clients", || {
+        (blocked(&mut c) == 2).then_some(())
+    });
+    // Both are due 2 s from now; the server stalls for 3.
+    let _: () = redis::cmd("DEBUG")
+        .arg("SLEEP")
+        .arg(3)
+        .query(&mut slow_conn(&s, 10))
+        .unwrap();
+    let (throttle_reply, _) = held_throttle.recv().unwrap();
+    assert_eq!(ints(&throttle_reply.unwrap()), [0, 0, 0, 10000, 10]);
+    let (permit_reply, _) = held_permit.recv().unwrap();
+    assert_eq!(permit_reply.unwrap(), Value::Nil);
+    // Refunded: the bucket is as it was before the WAIT call (12 s to
+    // full had the reservation stayed).
+    assert_eq!(call(&mut c, "THROTTLE.PEEK rf 1 10 1"), before);
+    assert_eq!(throttle_stat(&mut c, "throttle_blocked_late"), 2);
+}
+
 // ---- wall-clock steps -------------------------------------------------------------
 
 /// A server whose wall clock the test steps.
@@ -342,6 +387,12 @@ fn held_clients_wait_in_elapsed_time_whatever_the_wall_clock_does() {
         assert!(
             took >= Duration::from_millis(1900),
             "{key}: released after {took:?}, its slot was 2 s away"
+        );
+        // Not held longer either: a permit (not nil) means it was released
+        // within its 5 s GRACE of the slot, against 30 s before the fix.
+        assert!(
+            took < Duration::from_secs(7),
+            "{key}: released after {took:?}, past its slot and grace"
         );
     }
 }

@@ -171,23 +171,27 @@ fn default_grace_is_ten_percent_rounded_up_to_ms() {
 
 #[test]
 fn fractional_intervals_are_microseconds() {
-    let (_s, mut c) = start();
-    // Five permits 0.25 ms apart inside one transaction (one clock read
-    // each, microseconds apart): one immediate, four reserved.
-    let mut p = redis::pipe();
-    p.atomic();
-    for _ in 0..5 {
-        p.cmd("PERMIT").arg("q").arg(&["0.25", "10"]);
+    // Five permits 0.25 ms apart at one frozen instant (a busy machine can
+    // pause the server for more than 0.25 ms between two commands, so the
+    // server's clock would make this test flaky): one immediate, four
+    // reserved at +0.25, +0.5, +0.75 and +1 ms.
+    let s = Server::builder().module_args(["test-clock", "yes"]).start();
+    let mut c = s.conn();
+    let ms = server_time_ms(&mut c);
+    let _: () = redis::cmd("THROTTLE.CLOCK")
+        .arg("FREEZE")
+        .arg(ms * 1000 + 100) // 0.1 ms past a millisecond
+        .query(&mut c)
+        .unwrap();
+    let replies: Vec<Vec<i64>> = (0..5)
+        .map(|_| permit(&mut c, "q", &["0.25", "10"]).unwrap())
+        .collect();
+    assert_eq!(replies[0], [0, ms, NEVER]);
+    // valid_at rounds up (never early): 0.35, 0.6 and 0.85 ms → 1, 1.1 → 2;
+    // waits round up to whole ms; grace 10% of 250 µs rounds up to 1 ms.
+    for (r, valid_at) in replies[1..].iter().zip([1, 1, 1, 2]) {
+        assert_eq!(*r, [1, ms + valid_at, ms + valid_at + 1], "{replies:?}");
     }
-    let replies: Vec<Vec<i64>> = p.query(&mut c).unwrap();
-    assert_eq!(replies[0][0], 0);
-    assert_eq!(replies[0][2], NEVER);
-    for r in &replies[1..] {
-        assert_eq!(r[0], 1, "waits round up to whole ms: {replies:?}");
-        assert_eq!(r[2], r[1] + 1, "grace 10% of 250 µs → 1 ms: {replies:?}");
-    }
-    let span = replies[4][1] - replies[0][1];
-    assert!((1..=2).contains(&span), "4 × 0.25 ms: {replies:?}");
 }
 
 #[test]
@@ -303,6 +307,7 @@ fn blocked_clients_do_not_stop_the_server() {
 fn throttle_wait_holds_until_the_tokens_are_due() {
     let s = Server::start();
     let mut c = conn_with_timeout(&s, 10);
+    tolerate_late_releases(&mut c);
     let args = ["2", "1", "0.5"]; // one token per 500 ms, limit 1
     let parked = |c: &mut Connection| throttle_stat(c, "throttle_blocked_total");
     let drained_after = server_time_ms(&mut c);
@@ -344,6 +349,7 @@ fn throttle_wait_holds_until_the_tokens_are_due() {
 #[test]
 fn throttle_waiters_queue_in_order() {
     let (s, mut c) = start();
+    tolerate_late_releases(&mut c);
     let base = throttle_stat(&mut c, "throttle_blocked_total");
     let args = ["2.5", "1", "0.4"]; // one token per 400 ms, limit 1
     let drained = server_time_ms(&mut c);

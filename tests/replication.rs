@@ -107,6 +107,7 @@ fn a_slow_replica_ends_byte_identical() {
     // A THROTTLE ... WAIT held on the master: its effect is propagated
     // when it is decided, not when it is answered.
     // (10 rps, limit 100: drained, then one token reserved 100 ms ahead.)
+    tolerate_late_releases(&mut m);
     throttle(&mut m, "waited", &["10", "100", "0.1", "100"]);
     let mut wc = conn_with_timeout(&pair.master, 10);
     let waited = throttle(

@@ -202,6 +202,19 @@ pub fn info(con: &mut Connection, section: &str) -> HashMap<String, String> {
         .collect()
 }
 
+/// Held THROTTLE … WAIT clients released late (a busy CI machine can wake
+/// the release thread tens of ms late) still get the reply they were
+/// promised: for tests of "never early" and of order. Lateness itself is
+/// tested with the default tolerance (tests/hostile.rs).
+pub fn tolerate_late_releases(con: &mut Connection) {
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("throttle.wait-tolerance-ms")
+        .arg(60_000)
+        .query(con)
+        .expect("CONFIG SET throttle.wait-tolerance-ms");
+}
+
 /// A numeric field of `INFO throttle`, by the exact name the server prints
 /// (`throttle_calls`, `throttle_permit_calls`, `throttle_blocked_total`, …).
 pub fn throttle_stat(con: &mut Connection, field: &str) -> u64 {
