@@ -118,6 +118,20 @@ start() {
     [ "$n" -eq 150 ] && { echo "cluster: not ok after 15 s" >&2; exit 1; }
     sleep 0.1
   done
+  # cluster_state:ok comes before every node has the same slot map and
+  # before replicas finish their first sync; a client that starts then can
+  # be sent back and forth (MOVED) on a busy machine. Wait for both.
+  for n in $(seq 150); do
+    ready=0
+    "$cli" --cluster check "127.0.0.1:${ports[0]}" 2>/dev/null |
+      grep -q 'All nodes agree about slots configuration' && ready=1
+    for port in "${ports[@]}"; do
+      "$cli" -p "$port" INFO replication 2>/dev/null | grep -q '^master_link_status:down' && ready=0
+    done
+    [ "$ready" = 1 ] && break
+    [ "$n" -eq 150 ] && { echo "cluster: nodes disagree on slots or replicas not in sync after 15 s" >&2; exit 1; }
+    sleep 0.1
+  done
   echo "cluster: 3 masters + 3 replicas on 127.0.0.1:${ports[0]}-${ports[5]} ($("$server" --version | cut -d' ' -f1-3))"
   echo "cluster: try  $cli -c -p ${ports[0]} THROTTLE user:1 5 2 8"
 }
