@@ -95,7 +95,9 @@ async fn throttle_wait_blocks_longer_than_the_response_timeout_asked() {
 async fn permit_block_is_paced_and_verified() {
     // GRACE 1000: a busy CI machine can release a held client more than the
     // default 10 ms late, which would answer nil (counted as throttled).
-    let r = rush_on_module("-c 6 -d 1200ms --verify -- PERMIT rush:{run} 100 20 GRACE 1000 BLOCK 5000").await;
+    let r =
+        rush_on_module("-c 6 -d 1200ms --verify -- PERMIT rush:{run} 100 20 GRACE 1000 BLOCK 5000")
+            .await;
     let v = verdict(&r, Verdict::Pass);
     assert_eq!(v.limit, Limit::Pacing { interval_ms: 100.0 });
     assert!(v.min_gap_ms.is_some_and(|g| g >= 100), "{}", r.to_text());
