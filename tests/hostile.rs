@@ -230,48 +230,56 @@ fn a_stalled_server_does_not_release_late_waiters_as_allowed() {
     }
 }
 
-/// What a late release does, exactly: with the module's clock frozen, only
-/// the server's stall makes the held clients late. THROTTLE … WAIT answers
-/// "denied, retry now" and its tokens go back (nobody queued behind it), so
-/// the bucket reads as if the call never came; PERMIT … BLOCK past its
-/// grace answers nil.
+/// What a late release does, exactly: with the module's clock frozen (and
+/// moved by hand to the held clients' due time), only the server's stall
+/// makes them late. THROTTLE … WAIT answers "denied, retry now" and its
+/// tokens go back (nobody queued behind it), so the bucket reads as one
+/// that never saw the call; PERMIT … BLOCK past its grace answers nil.
 #[test]
 fn late_releases_refund_their_tokens_and_late_permits_answer_nil() {
     let s = Server::builder().module_args(["test-clock", "yes"]).start();
     let mut c = s.conn();
-    let now_us = server_time_us(&mut c);
-    let _: () = redis::cmd("THROTTLE.CLOCK")
-        .arg("FREEZE")
-        .arg(now_us)
-        .query(&mut c)
-        .unwrap();
+    let clock = |c: &mut redis::Connection, args: &[&str]| {
+        let _: () = redis::cmd("THROTTLE.CLOCK").arg(args).query(c).unwrap();
+    };
+    let now_us = server_time_us(&mut c).to_string();
+    clock(&mut c, &["FREEZE", &now_us]);
     let call = |c: &mut redis::Connection, line: &str| -> Vec<i64> {
         let w = words(line);
         redis::cmd(&w[0]).arg(&w[1..]).query(c).unwrap()
     };
-    // Capacity 10 at 1 token/s, drained: a WAIT for 2 tokens waits 2 s.
-    assert_eq!(call(&mut c, "THROTTLE rf 1 10 1 10"), [1, 0, 0, 10000, 10]);
-    let before = call(&mut c, "THROTTLE.PEEK rf 1 10 1");
-    assert_eq!(before, [0, 0, 1000, 10000, 10]);
+    // Capacity 10 at 1 token/s, drained (and a twin that sees no WAIT): a
+    // WAIT for 2 tokens waits 2 s.
+    for key in ["rf", "twin"] {
+        assert_eq!(
+            call(&mut c, &format!("THROTTLE {key} 1 10 1 10")),
+            [1, 0, 0, 10000, 10]
+        );
+    }
     call(&mut c, "PERMIT pl 2000 5");
     let held_throttle = spawn_call(&s, words("THROTTLE rf 1 10 1 2 WAIT 5000"));
     let held_permit = spawn_call(&s, words("PERMIT pl 2000 5 BLOCK 5000"));
     testkit::wait_for(Duration::from_secs(10), "two held clients", || {
         (blocked(&mut c) == 2).then_some(())
     });
-    // Both are due 2 s from now; the server stalls for 3.
+    // The module's clock reaches their due time; the server then stalls for
+    // 3 s, so both are released about 1 s late (on the monotonic clock).
+    clock(&mut c, &["ADVANCE", "2000000"]);
     let _: () = redis::cmd("DEBUG")
         .arg("SLEEP")
         .arg(3)
         .query(&mut slow_conn(&s, 10))
         .unwrap();
     let (throttle_reply, _) = held_throttle.recv().unwrap();
-    assert_eq!(ints(&throttle_reply.unwrap()), [0, 0, 0, 10000, 10]);
+    // Denied, retry now; the 2 tokens refilled by now are back: 2 held,
+    // 8 s to full.
+    assert_eq!(ints(&throttle_reply.unwrap()), [0, 2, 0, 8000, 10]);
     let (permit_reply, _) = held_permit.recv().unwrap();
     assert_eq!(permit_reply.unwrap(), Value::Nil);
-    // Refunded: the bucket is as it was before the WAIT call (12 s to
-    // full had the reservation stayed).
-    assert_eq!(call(&mut c, "THROTTLE.PEEK rf 1 10 1"), before);
+    assert_eq!(
+        call(&mut c, "THROTTLE.PEEK rf 1 10 1"),
+        call(&mut c, "THROTTLE.PEEK twin 1 10 1")
+    );
     assert_eq!(throttle_stat(&mut c, "throttle_blocked_late"), 2);
 }
 
