@@ -15,7 +15,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Pair, info, permit, throttle};
+use common::{Pair, conn_with_timeout, info, permit, throttle};
 use testkit::Server;
 
 /// Which server this is: Valkey reports `server_name:valkey` and its own
@@ -381,15 +381,10 @@ fn blocked_clients_are_unblocked_when_their_master_becomes_a_replica() {
     let id = Identity::of(&mut c);
     let first = permit(&mut c, "demote:p", &["1500", "5"]).expect("a permit");
     assert_eq!(first[0], 0);
-    let url = old.url();
     let held: Vec<_> = (0..3)
         .map(|_| {
-            let url = url.clone();
+            let mut conn = conn_with_timeout(&old, 20);
             std::thread::spawn(move || {
-                let client = redis::Client::open(url).expect("url");
-                let mut conn = client.get_connection().expect("connect");
-                conn.set_read_timeout(Some(Duration::from_secs(20)))
-                    .expect("timeout");
                 let started = Instant::now();
                 let r = redis::cmd("PERMIT")
                     .arg("demote:p")
@@ -504,12 +499,8 @@ fn blocked_clients_through_a_planned_cluster_failover() {
     // on a quiet machine, longer on a loaded one) comes well before it.
     let first = permit(&mut c, "fo:p", &["5000", "5"]).expect("a permit");
     let held = {
-        let url = master.url();
+        let mut conn = conn_with_timeout(&master, 20);
         std::thread::spawn(move || {
-            let client = redis::Client::open(url).expect("url");
-            let mut conn = client.get_connection().expect("connect");
-            conn.set_read_timeout(Some(Duration::from_secs(20)))
-                .expect("timeout");
             redis::cmd("PERMIT")
                 .arg("fo:p")
                 .arg(&["5000", "5", "BLOCK", "10000"])
