@@ -191,6 +191,12 @@ impl ServerBuilder {
         panic!("redis-server did not start: {last_err}");
     }
 
+    /// One attempt, on the builder's port if it has one (a caller that
+    /// chose the port picks another when it was taken meanwhile).
+    pub fn try_start_once(self) -> Result<Server, String> {
+        self.try_start()
+    }
+
     fn try_start(&self) -> Result<Server, String> {
         let port = self.port.unwrap_or_else(free_port);
         let (dir, own_dir) = match &self.dir {

@@ -246,7 +246,7 @@ pub fn node_args(bus_port: u16, node_timeout_ms: u64) -> Vec<String> {
     .to_vec()
 }
 
-fn start_node(port: u16, bus_port: u16, dir: &PathBuf) -> Server {
+fn node_builder(port: u16, bus_port: u16, dir: &PathBuf) -> crate::ServerBuilder {
     Server::builder()
         .port(port)
         .dir(dir)
@@ -254,7 +254,28 @@ fn start_node(port: u16, bus_port: u16, dir: &PathBuf) -> Server {
         // The tests kill masters on purpose; the last replica must still
         // be allowed to take over however long it was cut off.
         .args(["--cluster-replica-validity-factor", "0"])
-        .start()
+}
+
+/// A node restarted on its own port and bus port.
+fn start_node(port: u16, bus_port: u16, dir: &PathBuf) -> Server {
+    node_builder(port, bus_port, dir).start()
+}
+
+/// A new node on free ports: a port free a moment ago can be taken before
+/// the server binds it (by another test's server or a client's ephemeral
+/// port), so a failed start tries again on other ports, in a clean dir.
+fn start_new_node(dir: &PathBuf) -> (u16, u16, Server) {
+    let mut last_err = String::new();
+    for _attempt in 0..5 {
+        let _ = std::fs::remove_dir_all(dir);
+        std::fs::create_dir_all(dir).expect("node dir");
+        let (port, bus_port) = (free_port(), free_port());
+        match node_builder(port, bus_port, dir).try_start_once() {
+            Ok(server) => return (port, bus_port, server),
+            Err(e) => last_err = e,
+        }
+    }
+    panic!("a cluster node did not start: {last_err}");
 }
 
 /// A direct (non-cluster) connection to one node, with a 10 s read timeout.
@@ -293,10 +314,8 @@ impl Cluster {
             root: root.clone(),
         };
         for i in 0..if replicas { 6 } else { 3 } {
-            let (port, bus_port) = (free_port(), free_port());
             let dir = root.join(format!("node{i}"));
-            std::fs::create_dir_all(&dir).expect("node dir");
-            let server = start_node(port, bus_port, &dir);
+            let (port, bus_port, server) = start_new_node(&dir);
             cluster.nodes.push(Node {
                 port,
                 bus_port,
