@@ -172,9 +172,9 @@ fn default_grace_is_ten_percent_rounded_up_to_ms() {
 #[test]
 fn fractional_intervals_are_microseconds() {
     // Five permits 0.25 ms apart at one frozen instant (a busy machine can
-    // pause the server for more than 0.25 ms between two commands, so the
-    // server's clock would make this test flaky): one immediate, four
-    // reserved at +0.25, +0.5, +0.75 and +1 ms.
+    // pause the server for more than 0.25 ms between two commands, even
+    // inside a transaction, so the server's clock would make this test
+    // flaky): one immediate, four reserved at +0.25, +0.5, +0.75 and +1 ms.
     let s = Server::builder().module_args(["test-clock", "yes"]).start();
     let mut c = s.conn();
     let ms = server_time_ms(&mut c);
@@ -183,9 +183,15 @@ fn fractional_intervals_are_microseconds() {
         .arg(ms * 1000 + 100) // 0.1 ms past a millisecond
         .query(&mut c)
         .unwrap();
-    let replies: Vec<Vec<i64>> = (0..5)
-        .map(|_| permit(&mut c, "q", &["0.25", "10"]).unwrap())
-        .collect();
+    // In one transaction: the key expires one interval after its last slot
+    // in real time (0.25 ms here), and between separate commands a busy
+    // machine lets more than that pass.
+    let mut p = redis::pipe();
+    p.atomic();
+    for _ in 0..5 {
+        p.cmd("PERMIT").arg("q").arg(&["0.25", "10"]);
+    }
+    let replies: Vec<Vec<i64>> = p.query(&mut c).unwrap();
     assert_eq!(replies[0], [0, ms, NEVER]);
     // valid_at rounds up (never early): 0.35, 0.6 and 0.85 ms → 1, 1.1 → 2;
     // waits round up to whole ms; grace 10% of 250 µs rounds up to 1 ms.
