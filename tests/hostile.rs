@@ -329,7 +329,11 @@ fn a_step_back_neither_freezes_nor_creates_tokens() {
     for _ in 0..5 {
         assert_eq!(throttle(&mut c, "cj", &["1", "5", "1"])[0], 1);
     }
-    assert_eq!(throttle(&mut c, "cj", &["1", "5", "1"])[..3], [0, 0, 1000]);
+    // Drained: the next token is at most a second away (less by however
+    // long the six calls took).
+    let drained = throttle(&mut c, "cj", &["1", "5", "1"]);
+    assert_eq!(drained[..2], [0, 0]);
+    assert!((1..=1000).contains(&drained[2]), "{drained:?}");
     s.step(-HOUR_US);
     let r = throttle(&mut c, "cj", &["1", "5", "1"]);
     assert_eq!(r[0], 0);
