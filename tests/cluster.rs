@@ -969,6 +969,25 @@ fn block_clients(
     held
 }
 
+/// Takes `n` slots of `key` (700 ms apart) without blocking, so clients
+/// blocked next wait 700 ms × (n + 1) or more: a failover or a kill that a
+/// loaded machine slows still comes before their slots. Returns the last
+/// slot's `valid_at_ms`.
+fn reserve_ahead(port: u16, key: &str, n: usize) -> i64 {
+    let mut last = 0;
+    for _ in 0..n {
+        let r: Vec<i64> = redis::cmd("PERMIT")
+            .arg(key)
+            .arg(700)
+            .arg(20)
+            .query(&mut node_conn(port))
+            .expect("PERMIT");
+        assert!(r[0] > 0, "a reserved slot: {r:?}");
+        last = r[1];
+    }
+    last
+}
+
 fn blocked_now(port: u16) -> i64 {
     info_field(port, "throttle", "throttle_blocked_clients")
         .and_then(|v| v.parse().ok())
@@ -1047,6 +1066,7 @@ fn blocked_permit_clients_get_an_answer_when_their_master_fails_over() {
         .query(&mut node_conn(master))
         .expect("PERMIT");
     assert_eq!(first[0], 0, "immediate permit: {first:?}");
+    let base = reserve_ahead(master, &key, 4);
     let held = block_clients(&cluster, master, &key, 3, 2);
     let () = redis::cmd("CLUSTER")
         .arg("FAILOVER")
@@ -1058,13 +1078,13 @@ fn blocked_permit_clients_get_an_answer_when_their_master_fails_over() {
         let what = format!("planned failover on {version:?}, clustered {clustered}");
         assert_eq!(r.kind(), want, "{what}: client {i} got {r:?}");
         if let Released::Reply(v) = r {
-            assert_reply_at_slot(&what, i, v, first[1], server_time_ms(replica));
+            assert_reply_at_slot(&what, i, v, base, server_time_ms(replica));
         }
     }
     cluster.wait_master(replica, Duration::from_secs(20));
     // The held slots' timers still fire on the demoted node (the last one
-    // 3.5 s after the first permit): it must survive them.
-    let last_slot = first[1] + 5 * 700;
+    // 3.5 s after the reserved ones): it must survive them.
+    let last_slot = base + 5 * 700;
     testkit::wait_for(Duration::from_secs(10), "the last slot", || {
         (server_time_ms(replica) > last_slot + 100).then_some(())
     });
@@ -1081,6 +1101,7 @@ fn blocked_permit_clients_get_an_answer_when_their_master_fails_over() {
         .arg(20)
         .query(&mut node_conn(master))
         .expect("PERMIT");
+    reserve_ahead(master, &key, 4);
     let held = block_clients(&cluster, master, &key, 3, 2);
     cluster.kill(master);
     let out = released(held, "kill -9");
