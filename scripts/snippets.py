@@ -32,7 +32,7 @@ FENCE = re.compile(r"^```([A-Za-z0-9_+-]*)\s*$")
 LANGS = {"python": "python", "py": "python", "js": "js", "javascript": "js"}
 
 
-def pages():
+def pages() -> list[Path]:
     """The documents checked by default: README.md, then docs/*.md."""
     return [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
