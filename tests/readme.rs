@@ -465,7 +465,10 @@ fn error_calls() -> Vec<ErrCall> {
         // Arity, as Redis checks it and as the module checks it.
         err("ERR wrong number of arguments for 'throttle' command", &["THROTTLE"]),
         err("ERR wrong number of arguments for 'throttle.peek' command", &["THROTTLE.PEEK"]),
-        err("ERR wrong number of arguments for 'permit' command", &["PERMIT", "p", "1"]),
+        err("ERR wrong number of arguments for 'permit' command", &["PERMIT"]),
+        err("ERR wrong number of arguments for 'permit.set' command", &["PERMIT.SET"]),
+        err("ERR wrong number of arguments for 'permit.get' command", &["PERMIT.GET"]),
+        err("ERR wrong number of arguments for 'permit.reset' command", &["PERMIT.RESET"]),
         err("ERR wrong number of arguments for 'throttle.set' command", &["THROTTLE.SET"]),
         err("ERR wrong number of arguments for 'throttle.get' command", &["THROTTLE.GET"]),
         err("ERR wrong number of arguments for 'throttle.get' command", &["THROTTLE.GET", "a", "b"]),
@@ -530,6 +533,19 @@ fn error_calls() -> Vec<ErrCall> {
         err("ERR GRACE must be an integer >= 0 and <= 31622400000 (one year)", &["PERMIT", "p", "1", "1", "grace", "-1"]),
         err("ERR BLOCK is not a valid integer", &["PERMIT", "p", "1", "1", "BLOCK", "1e3"]),
         err("ERR BLOCK must be an integer >= 0 and <= 31622400000 (one year)", &["PERMIT", "p", "1", "1", "BLOCK", "31622400001"]),
+        err("ERR no settings on this key: give interval_ms, or set them with PERMIT.SET", &["PERMIT", "p"]),
+        err("ERR no settings on this key: give interval_ms, or set them with PERMIT.SET", &["PERMIT", "p", "BLOCK", "10"]),
+        // PERMIT.SET.
+        err("ERR the first PERMIT.SET on a key must give INTERVAL", &["PERMIT.SET", "p", "MAX_WAITING", "3"]),
+        err("ERR interval_ms is not a valid decimal number", &["PERMIT.SET", "p", "INTERVAL", "x"]),
+        err("ERR interval_ms must be > 0 and <= 1e12 ms", &["PERMIT.SET", "p", "INTERVAL", "0"]),
+        err("ERR interval_ms has too many decimal places (at most 3)", &["PERMIT.SET", "p", "INTERVAL", "0.0001"]),
+        err("ERR MAX_WAITING is not a valid integer", &["PERMIT.SET", "p", "INTERVAL", "1", "MAX_WAITING", "x"]),
+        err("ERR MAX_WAITING must be an integer >= 0, or -1 for no bound", &["PERMIT.SET", "p", "INTERVAL", "1", "MAX_WAITING", "-2"]),
+        err("ERR TTL is not a valid integer", &["PERMIT.SET", "p", "INTERVAL", "1", "TTL", "x"]),
+        err("ERR TTL must be an integer >= 1 and <= 315360000 (ten years)", &["PERMIT.SET", "p", "INTERVAL", "1", "TTL", "0"]),
+        err("ERR syntax error", &["PERMIT.SET", "p", "INTERVAL"]),
+        err("ERR syntax error", &["PERMIT.SET", "p", "FOO", "1"]),
         // THROTTLE.SET.
         err("ERR the first THROTTLE.SET on a limiter must give RPS, BURST and WINDOW", &["THROTTLE.SET", "nokey", "RPS", "1"]),
         err("ERR the first THROTTLE.SET on a limiter must give RPS, BURST and WINDOW", &["THROTTLE.SET", "bucket", "RPS", "1", "BURST", "1"]),
@@ -554,14 +570,18 @@ fn error_calls() -> Vec<ErrCall> {
         err("ERR THROTTLE.CLOCK needs the module loaded with 'test-clock yes' (--loadmodule <path> test-clock yes)", &["THROTTLE.CLOCK", "GET"]),
         err("ERR THROTTLE.CLOCK needs the module loaded with 'test-clock yes' (--loadmodule <path> test-clock yes)", &["THROTTLE.CLOCK", "FREEZE", "x"]),
         err_on_clock("ERR unix_us is not a valid integer", strs(&["THROTTLE.CLOCK", "FREEZE", "x"])),
-        err_on_clock("ERR unix_us must be an integer >= 0 (microseconds)", strs(&["THROTTLE.CLOCK", "freeze", "-1"])),
+        err_on_clock("ERR unix_us must be an integer >= 0 and <= 252370678398999000 (microseconds, year 9967)", strs(&["THROTTLE.CLOCK", "freeze", "-1"])),
+        err_on_clock("ERR unix_us must be an integer >= 0 and <= 252370678398999000 (microseconds, year 9967)", strs(&["THROTTLE.CLOCK", "FREEZE", "252370678398999001"])),
         err_on_clock("ERR us is not a valid integer", strs(&["THROTTLE.CLOCK", "ADVANCE", "1.5"])),
-        err_on_clock("ERR us must be an integer >= 0 (microseconds)", strs(&["THROTTLE.CLOCK", "ADVANCE", "-1"])),
+        err_on_clock("ERR us must be an integer >= 0 and <= 252370678398999000 (microseconds, year 9967)", strs(&["THROTTLE.CLOCK", "ADVANCE", "-1"])),
+        err_on_clock("ERR us must be an integer >= 0 and <= 252370678398999000 (microseconds, year 9967)", strs(&["THROTTLE.CLOCK", "ADVANCE", "252370678398999000"])),
         // THROTTLE.APPLY.
         err("ERR THROTTLE.APPLY is accepted from a master or while loading only; enable it for clients with CONFIG SET throttle.apply-from-clients yes", &["THROTTLE.APPLY", "k", "xx"]),
         err_on_clock("ERR invalid state payload: not a value of this kind", apply(b"xx".to_vec())),
         err_on_clock("ERR invalid rl-bucket payload: truncated", apply(vec![2, b'B'])),
-        err_on_clock("ERR invalid rl-bucket payload: unknown encoding version 9", apply(vec![9, b'B'])),
+        err_on_clock("ERR invalid rl-bucket payload: truncated", apply(b"b".to_vec())),
+        // A rate not in its lowest terms (10/2): no call writes that.
+        err_on_clock("ERR invalid rl-bucket payload: bad rate", apply(vec![b'b', 1, 10, 2, 80, 0])),
         err_on_clock("ERR invalid rl-permit payload: trailing bytes", apply([permit_payload(7, 7), vec![0]].concat())),
         // A last slot more than the horizon (1e15 µs) after its stamp.
         err_on_clock("ERR invalid rl-permit payload: bad last slot", apply(permit_payload(1_000_000_000_000_001, 0))),
@@ -983,10 +1003,31 @@ fn documented_replies_are_what_the_server_answers() {
 
     // THROTTLE.GET: the documented fields, in order, as a flat array on
     // RESP2 and a map on RESP3; nil for a missing key on both.
-    let tables: Vec<(String, Vec<String>)> = tables_in_pages("field | type | meaning")
-        .into_iter()
-        .map(|(page, rows)| (page.name, rows.iter().map(|r| plain(&r[0])).collect()))
-        .collect();
+    // (PERMIT.GET's table has the same columns: it starts with interval_ms.)
+    let (permit_tables, tables): (Vec<(String, Vec<String>)>, Vec<_>) =
+        tables_in_pages("field | type | meaning")
+            .into_iter()
+            .map(|(page, rows)| {
+                (
+                    page.name,
+                    rows.iter().map(|r| plain(&r[0])).collect::<Vec<_>>(),
+                )
+            })
+            .partition(|(_, fields)| fields.first().is_some_and(|f| f == "interval_ms"));
+    assert!(!tables.is_empty() && !permit_tables.is_empty());
+    ok(&mut c, &["PERMIT", "pg", "250", "3"]);
+    let Value::Array(flat_pget) = ok(&mut c, &["PERMIT.GET", "pg"]) else {
+        panic!("PERMIT.GET on RESP2 is an array")
+    };
+    let pnames: Vec<String> = flat_pget.iter().step_by(2).map(shown).collect();
+    let Value::Map(pmap) = ok(&mut c3, &["PERMIT.GET", "pg"]) else {
+        panic!("PERMIT.GET on RESP3 is a map")
+    };
+    let pnames3: Vec<String> = pmap.iter().map(|(k, _)| shown(k)).collect();
+    for (at, fields) in &permit_tables {
+        assert_eq!(&pnames, fields, "{at}: PERMIT.GET fields (RESP2)");
+        assert_eq!(&pnames3, fields, "{at}: PERMIT.GET fields (RESP3)");
+    }
     ok(&mut c, &["CL.THROTTLE", "c7", "0", "7", "3"]);
     let Value::Array(flat_get) = ok(&mut c, &["THROTTLE.GET", "c7"]) else {
         panic!("THROTTLE.GET on RESP2 is an array")
