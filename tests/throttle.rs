@@ -1084,6 +1084,75 @@ fn apply_refuses_garbage() {
     assert_eq!(key_type(&mut c, "str"), "rl-permit");
 }
 
+/// THROTTLE.APPLY's `expire_at_ms`: 0 (or none) leaves the expiry of a key
+/// holding a state of the same type as it is (the value is replaced in
+/// place); a key of another type is replaced, expiry and all, as any write
+/// of a new value; an instant in the past deletes the key, as PEXPIREAT
+/// does (an AOF replayed after its keys expired).
+#[test]
+fn apply_leaves_the_expiry_alone_and_a_past_one_deletes() {
+    let (_s, mut c) = start();
+    let () = redis::cmd("CONFIG")
+        .arg(&["SET", "throttle.apply-from-clients", "yes"])
+        .query(&mut c)
+        .unwrap();
+    // A bucket with a TTL, and the payload of another bucket state.
+    throttle(&mut c, "k", &["0.001", "1", "10000", "3"]);
+    let at = pexpiretime(&mut c, "k");
+    assert!(at > 0);
+    let state = permit_payload_of(&mut c);
+    for expire in [None, Some("0")] {
+        let mut cmd = redis::cmd("THROTTLE.APPLY");
+        cmd.arg("k").arg(bucket_payload(&mut c));
+        if let Some(e) = expire {
+            cmd.arg(e);
+        }
+        let () = cmd.query(&mut c).unwrap();
+        assert_eq!(pexpiretime(&mut c, "k"), at, "expire_at_ms {expire:?}");
+    }
+    // Another type: replaced, with no expiry of its own.
+    let () = redis::cmd("THROTTLE.APPLY")
+        .arg("k")
+        .arg(&state)
+        .arg(0)
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(key_type(&mut c, "k"), "rl-permit");
+    assert_eq!(pexpiretime(&mut c, "k"), -1);
+    // A past instant deletes the key.
+    let () = redis::cmd("THROTTLE.APPLY")
+        .arg("k")
+        .arg(&state)
+        .arg(1000)
+        .query(&mut c)
+        .unwrap();
+    assert!(!exists(&mut c, "k"));
+}
+
+/// A bucket state as THROTTLE.APPLY carries it: 1 token per 1000 s,
+/// capacity 10, 3 used, written now.
+fn bucket_payload(c: &mut redis::Connection) -> Vec<u8> {
+    let stamp_s = (server_time_us(c) / 1_000_000) as u64;
+    let mut w = throttle_core::codec::Writer::new(b'b');
+    w.u64(stamp_s);
+    w.u64(1);
+    w.u64(1000);
+    w.u64(10);
+    w.int(3_000_000_000);
+    w.finish().as_bytes().to_vec()
+}
+
+/// A PERMIT state as THROTTLE.APPLY carries it: last slot now.
+fn permit_payload_of(c: &mut redis::Connection) -> Vec<u8> {
+    let now = server_time_us(c) as u64;
+    let mut w = throttle_core::codec::Writer::new(b'p');
+    w.u64(now);
+    w.int(0);
+    w.u64(1000);
+    w.u8(0);
+    w.finish().as_bytes().to_vec()
+}
+
 /// Throws a mix of odd calls at one server; none may take it down.
 #[test]
 fn no_input_crashes_the_server() {
