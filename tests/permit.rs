@@ -853,3 +853,105 @@ fn permits_replicate_deterministically() {
     assert_eq!(digest(&mut m), digest(&mut r));
     pair.assert_healthy();
 }
+
+/// PERMIT.SET's settings: they override every caller's interval and bound
+/// while they live, the short form uses them, PERMIT.GET shows them, a
+/// PERMIT that writes pushes their TTL out, PERMIT.RESET removes them, and
+/// they replicate (a replica's DUMP equals its master's).
+#[test]
+fn settings_override_callers_until_reset() {
+    let pair = Pair::start();
+    let mut c = pair.master.conn();
+    let ok: String = redis::cmd("PERMIT.SET")
+        .arg(&["s", "INTERVAL", "60000", "MAX_WAITING", "1", "TTL", "100"])
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(ok, "OK");
+    // The caller asks for 1 ms and no bound; the settings say 60 s and 1.
+    let first = permit(&mut c, "s", &["1"]).unwrap();
+    let second = permit(&mut c, "s", &["1"]).unwrap();
+    // (The immediate slot is rounded down, a reserved one up.)
+    assert!(
+        (60_000..=60_001).contains(&(second[1] - first[1])),
+        "{first:?} {second:?}"
+    );
+    assert_eq!(permit(&mut c, "s", &["1"]), None, "one waiting at most");
+    assert_eq!(permit(&mut c, "s", &["BLOCK", "1"]), None, "the short form");
+    let get: Vec<redis::Value> = redis::cmd("PERMIT.GET").arg("s").query(&mut c).unwrap();
+    let field = |name: &str| -> redis::Value {
+        let i = get
+            .iter()
+            .position(|v| *v == redis::Value::BulkString(name.as_bytes().to_vec()))
+            .unwrap_or_else(|| panic!("no {name} in {get:?}"));
+        get[i + 1].clone()
+    };
+    assert_eq!(field("interval_ms"), redis::Value::BulkString(b"60000".to_vec()));
+    assert_eq!(field("max_waiting"), redis::Value::Int(1));
+    assert_eq!(field("source"), redis::Value::BulkString(b"settings".to_vec()));
+    assert_eq!(field("waiting"), redis::Value::Int(1));
+    // TTL 100 s, just pushed out by the last write.
+    let redis::Value::Int(ttl) = field("ttl_ms") else {
+        panic!("{get:?}")
+    };
+    assert!((99_000..=100_000).contains(&ttl), "{ttl}");
+    // The key lives until its stream is idle (one interval after its last
+    // slot) or its settings expire, whichever is later: here the stream.
+    assert!(pttl(&mut c, "s") > 100_000);
+    pair.sync();
+    assert_eq!(dump(&mut c, "s"), dump(&mut pair.replica.conn(), "s"));
+    let removed: i64 = redis::cmd("PERMIT.RESET").arg("s").query(&mut c).unwrap();
+    assert_eq!(removed, 1);
+    let removed: i64 = redis::cmd("PERMIT.RESET").arg("s").query(&mut c).unwrap();
+    assert_eq!(removed, 0);
+    // The caller's own interval (and no bound) again; the chain stands.
+    let after = permit(&mut c, "s", &["1"]).unwrap();
+    assert_eq!(after[1], second[1] + 1);
+    let e = expect_err(&mut c, redis::cmd("PERMIT").arg("s"));
+    assert!(e.contains("no settings on this key"), "{e}");
+}
+
+/// Issue 22's "live reset_rate": 50 callers held at a 5 s interval (a
+/// queue that would take over four minutes), the interval set to 20 ms.
+/// They are re-spaced at once, in order: their slots (as replied) exactly
+/// 20 ms apart, the first within one new interval of the change, so all 50
+/// are through in about a second. Spacing is measured on the server's
+/// slots.
+#[test]
+fn a_live_interval_change_respaces_held_callers() {
+    let (s, mut c) = start();
+    let base = throttle_stat(&mut c, "throttle_blocked_total");
+    let first = permit(&mut c, "q", &["5000"]).unwrap();
+    let mut handles = Vec::new();
+    for i in 0..50 {
+        handles.push(spawn_permit(&s, "q", vec!["5000", "BLOCK", "600000"]));
+        wait_blocked(&mut c, base, i + 1);
+    }
+    let before_set = server_time_ms(&mut c);
+    assert!(before_set < first[1] + 5000, "the setup took over 5 s");
+    let ok: String = redis::cmd("PERMIT.SET")
+        .arg(&["q", "INTERVAL", "20"])
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(ok, "OK");
+    let after_set = server_time_ms(&mut c);
+    let results: Vec<Vec<i64>> = handles
+        .into_iter()
+        .map(|h| h.join().unwrap().0.unwrap().expect("a permit"))
+        .collect();
+    let slots: Vec<i64> = results.iter().map(|r| r[1]).collect();
+    // In order, 20 ms apart on the server's slots.
+    for w in slots.windows(2) {
+        assert_eq!(w[1] - w[0], 20, "{slots:?}");
+    }
+    // The first at the change (its predecessor, the immediate permit, was
+    // more than 20 ms before): within one new interval of it.
+    assert!(
+        (before_set..=after_set + 21).contains(&slots[0]),
+        "first re-spaced slot {} vs the change at {before_set}..{after_set}",
+        slots[0]
+    );
+    // The next caller queues one new interval after the last.
+    let next = permit(&mut c, "q", &["5000"]).unwrap();
+    assert_eq!(next[1], slots[49] + 20);
+    assert_held_counters_add_up(&mut c);
+}
