@@ -31,7 +31,7 @@ export class Limiter {
   }
 
   /** THROTTLE: takes `tokens` if the bucket holds them. */
-  allow(tokens: number | bigint = 1): Promise<ThrottleResult> {
+  async allow(tokens: number | bigint = 1): Promise<ThrottleResult> {
     return this.throttle.run(commands.throttle(this.key, this.limit, tokens));
   }
 
@@ -42,39 +42,39 @@ export class Limiter {
    * A denial with `retryAfterMs` 0 means the server released the call later
    * than its tokens were due (it stalled): call again.
    */
-  wait(options: WaitOptions): Promise<ThrottleResult> {
+  async wait(options: WaitOptions): Promise<ThrottleResult> {
     const { timeoutMs, tokens = 1, signal } = options;
     return this.throttle.run(commands.throttle(this.key, this.limit, tokens, timeoutMs), signal);
   }
 
   /** THROTTLE.PEEK: what `allow(tokens)` would answer now; writes nothing. `peek(0).remaining` is the tokens held now. */
-  peek(tokens: number | bigint = 1): Promise<ThrottleResult> {
+  async peek(tokens: number | bigint = 1): Promise<ThrottleResult> {
     return this.throttle.run(commands.peek(this.key, this.limit, tokens));
   }
 
   /** THROTTLE.REFUND: gives back tokens taken for work that did not happen
    * (never above the capacity). The whole tokens now held, or null for a missing key. */
-  refund(tokens: number | bigint): Promise<number | null> {
+  async refund(tokens: number | bigint): Promise<number | null> {
     return this.throttle.run(commands.refund(this.key, tokens));
   }
 
   /** THROTTLE.SET: settings that override every caller's limit while they live. The first call gives rps, burst and window. */
-  setKnobs(knobs: Knobs): Promise<void> {
+  async setKnobs(knobs: Knobs): Promise<void> {
     return this.throttle.run(commands.setKnobs(this.key, knobs));
   }
 
   /** THROTTLE.GET: the state now, or null for a missing key. */
-  get(): Promise<LimiterState | null> {
+  async get(): Promise<LimiterState | null> {
     return this.throttle.run(commands.getState(this.key));
   }
 
   /** THROTTLE.RESET: removes the knobs (keeps the tokens); true if there were knobs. */
-  resetKnobs(): Promise<boolean> {
+  async resetKnobs(): Promise<boolean> {
     return this.throttle.run(commands.resetKnobs(this.key));
   }
 
   /** DEL: forgets the bucket and its knobs; true if the key existed. */
-  delete(): Promise<boolean> {
+  async delete(): Promise<boolean> {
     return this.throttle.run(commands.del(this.key));
   }
 }

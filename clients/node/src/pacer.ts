@@ -40,13 +40,13 @@ export class Pacer {
 
   /** PERMIT: a permit (wait `permit.timeToWaitMs`, or `await permit.sleep()`, before acting),
    * or null when `maxWaiting` permits are already waiting. */
-  permit(): Promise<Permit | null> {
+  async permit(): Promise<Permit | null> {
     return this.throttle.run(commands.permit(this.key, this.spec));
   }
 
   /** PERMIT ... BLOCK: resolves when the slot has come (`timeToWaitMs` 0), or
    * with null at once when the queue is full or the slot is more than `timeoutMs` away. */
-  block(options: BlockOptions = {}): Promise<Permit | null> {
+  async block(options: BlockOptions = {}): Promise<Permit | null> {
     return this.throttle.run(commands.permit(this.key, this.spec, options.timeoutMs ?? 0), options.signal);
   }
 

@@ -47,12 +47,12 @@ export class RedisThrottle {
   }
 
   /** THROTTLE.ALL: takes `tokens` from every limit, or from none. In a cluster the keys must share a slot (a `{hash tag}`). */
-  allowAll(limits: ReadonlyArray<readonly [key: string, limit: Limit]>, tokens: number | bigint = 1): Promise<AllResult> {
+  async allowAll(limits: ReadonlyArray<readonly [key: string, limit: Limit]>, tokens: number | bigint = 1): Promise<AllResult> {
     return this.run(commands.all(limits, tokens));
   }
 
   /** CL.THROTTLE, redis-cell's command and reply. */
-  cell(key: string, limit: CellLimit, quantity: number | bigint = 1): Promise<CellResult> {
+  async cell(key: string, limit: CellLimit, quantity: number | bigint = 1): Promise<CellResult> {
     return this.run(commands.cell(key, limit, quantity));
   }
 
