@@ -89,8 +89,10 @@ export class FastifyThrottleStore {
     );
   }
 
-  /** The store of one route (its own keys). */
-  child(routeOptions: { routeInfo: { method: string; url: string } }): FastifyThrottleStore {
-    return new FastifyThrottleStore(this.throttle, `${this.prefix}${routeOptions.routeInfo.method}${routeOptions.routeInfo.url}-`);
+  /** The store of one route (its own keys: the prefix, then `METHOD/url-`). */
+  child(routeOptions: object): FastifyThrottleStore {
+    type Route = { method?: unknown; url?: unknown; routeInfo?: { method?: unknown; url?: unknown } };
+    const route = (routeOptions as Route).routeInfo ?? (routeOptions as Route);
+    return new FastifyThrottleStore(this.throttle, `${this.prefix}${String(route.method)}${String(route.url)}-`);
   }
 }
