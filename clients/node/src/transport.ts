@@ -31,7 +31,6 @@ export interface NodeRedisClientLike {
   sendCommand(args: any[], options?: any): Promise<any>;
   duplicate(overrides?: any): any;
   connect(): Promise<any>;
-  withAbortSignal?: unknown;
 }
 /** node-redis `createCluster()` (redis 5, 6). */
 export interface NodeRedisClusterLike {
@@ -110,7 +109,7 @@ function ioredis(c: any): Conn {
   return {
     keyPrefix: c.options?.keyPrefix ?? "",
     call: (args) => c.call(...args),
-    dedicated: async () => ioredis(c.duplicate({ ...HELD_IOREDIS_OPTIONS, keyPrefix: c.options?.keyPrefix })),
+    dedicated: async () => ioredis(c.duplicate(HELD_IOREDIS_OPTIONS).on("error", noop)),
     close: () => c.disconnect(),
   };
 }
@@ -134,7 +133,7 @@ function ioredisCluster(c: any): Conn {
       return c.call.apply(routed, args);
     },
     dedicated: async () =>
-      ioredisCluster(c.duplicate([], { redisOptions: { ...c.options?.redisOptions, ...HELD_IOREDIS_OPTIONS } })),
+      ioredisCluster(c.duplicate([], { redisOptions: { ...c.options?.redisOptions, ...HELD_IOREDIS_OPTIONS } }).on("error", noop)),
     close: () => c.disconnect(),
   };
 }

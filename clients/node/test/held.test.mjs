@@ -131,3 +131,27 @@ describe("held calls need a client", () => {
     }
   });
 });
+
+describe("held calls and the client's timeouts", () => {
+  test("an ioredis commandTimeout or a node-redis socketTimeout does not cut a held call short", async () => {
+    const { default: Redis } = await import("ioredis");
+    const { createClient } = await import("redis");
+    const io = new Redis(process.env.REDIS_URL, { commandTimeout: 200 });
+    const nr = createClient({ url: process.env.REDIS_URL, socket: { socketTimeout: 200 } });
+    nr.on("error", () => {});
+    await nr.connect();
+    try {
+      for (const client of [nr, io]) { // node-redis first: its own socket closes once idle 200 ms
+        const pacer = new Pacer(client, key("timeouts"), { intervalMs: 1000, maxWaiting: 5, graceMs: 5000 });
+        await pacer.permit();
+        const permit = await pacer.block({ timeoutMs: 5000 }); // held about 1 s, far beyond 200 ms
+        assert.equal(permit?.timeToWaitMs, 0);
+      }
+    } finally {
+      RedisThrottle.of(io).close();
+      RedisThrottle.of(nr).close();
+      io.disconnect();
+      if (nr.isOpen) nr.destroy();
+    }
+  });
+});
