@@ -72,6 +72,15 @@ interface Conn {
 
 const noop = () => {};
 
+/** Closes a client, ignoring that it may be closed already. */
+function closeQuietly(close: () => unknown): void {
+  try {
+    Promise.resolve(close()).catch(noop);
+  } catch {
+    // already closed
+  }
+}
+
 function nodeRedisClient(c: any): Conn {
   return {
     keyPrefix: "",
@@ -83,7 +92,7 @@ function nodeRedisClient(c: any): Conn {
       await dup.connect();
       return nodeRedisClient(dup);
     },
-    close: () => (typeof c.destroy === "function" ? c.destroy() : c.disconnect()),
+    close: () => closeQuietly(() => (typeof c.destroy === "function" ? c.destroy() : c.disconnect())),
   };
 }
 
@@ -99,7 +108,7 @@ function nodeRedisCluster(c: any): Conn {
       await dup.connect();
       return nodeRedisCluster(dup);
     },
-    close: () => (typeof c.destroy === "function" ? c.destroy() : c.disconnect()),
+    close: () => closeQuietly(() => (typeof c.destroy === "function" ? c.destroy() : c.disconnect())),
   };
 }
 
@@ -110,7 +119,7 @@ function ioredis(c: any): Conn {
     keyPrefix: c.options?.keyPrefix ?? "",
     call: (args) => c.call(...args),
     dedicated: async () => ioredis(c.duplicate(HELD_IOREDIS_OPTIONS).on("error", noop)),
-    close: () => c.disconnect(),
+    close: () => closeQuietly(() => c.disconnect()),
   };
 }
 
@@ -134,7 +143,7 @@ function ioredisCluster(c: any): Conn {
     },
     dedicated: async () =>
       ioredisCluster(c.duplicate([], { redisOptions: { ...c.options?.redisOptions, ...HELD_IOREDIS_OPTIONS } }).on("error", noop)),
-    close: () => c.disconnect(),
+    close: () => closeQuietly(() => c.disconnect()),
   };
 }
 
@@ -220,6 +229,7 @@ export class Transport {
     }
     this.#busy.add(conn);
     let aborted = false;
+    let failed = false;
     let onAbort = noop;
     const abort = new Promise<never>((_, reject) => {
       onAbort = () => {
@@ -232,10 +242,13 @@ export class Transport {
     call.catch(noop); // rejected after an abort, when its connection closes
     try {
       return await Promise.race([call, abort]);
+    } catch (e) {
+      failed = true; // the connection may be broken: do not reuse it
+      throw e;
     } finally {
       signal?.removeEventListener("abort", onAbort);
       this.#busy.delete(conn);
-      if (aborted) conn.close();
+      if (aborted || failed) conn.close();
       else this.#release(conn);
     }
   }
