@@ -5,7 +5,8 @@
 # target/snippets-venv: redis-py (pinned in clients/matrix/requirements.txt)
 # plus the package in clients/python when the repository has one;
 # JavaScript blocks use the client matrix's pinned node_modules
-# (clients/matrix, `npm ci`).
+# (clients/matrix, `npm ci`) and the repository's Node.js package
+# (clients/node, built), as `redis-throttle`.
 #
 #   scripts/snippets.sh                  # Debian's redis-server
 #   REDIS_SERVER=$(scripts/servers.sh bin valkey-9) scripts/snippets.sh
@@ -21,5 +22,14 @@ venv=$PWD/target/snippets-venv
 if [ -d clients/python ]; then # the repository's own package, as a user installs it
   "$venv/bin/pip" install -q --disable-pip-version-check ./clients/python >&2
 fi
+# node_modules for the JavaScript blocks: the matrix's clients and the
+# package in clients/node (its dist/ built), side by side.
+(cd clients/node && { [ -d node_modules ] || npm ci --silent --no-audit --no-fund; } && npm run --silent build) >&2
+mods=$PWD/target/snippets-node/node_modules
+rm -rf "$mods" && mkdir -p "$mods"
+for m in clients/matrix/node_modules/*; do
+  [ -e "$m" ] && ln -s "$PWD/$m" "$mods/"
+done
+ln -sfn "$PWD/clients/node" "$mods/redis-throttle"
 exec "$venv/bin/python" scripts/snippets.py --python "$venv/bin/python" --module "$so" \
-  --server "${REDIS_SERVER:-redis-server}" "$@"
+  --node-modules "$mods" --server "${REDIS_SERVER:-redis-server}" "$@"
