@@ -885,9 +885,15 @@ fn settings_override_callers_until_reset() {
             .unwrap_or_else(|| panic!("no {name} in {get:?}"));
         get[i + 1].clone()
     };
-    assert_eq!(field("interval_ms"), redis::Value::BulkString(b"60000".to_vec()));
+    assert_eq!(
+        field("interval_ms"),
+        redis::Value::BulkString(b"60000".to_vec())
+    );
     assert_eq!(field("max_waiting"), redis::Value::Int(1));
-    assert_eq!(field("source"), redis::Value::BulkString(b"settings".to_vec()));
+    assert_eq!(
+        field("source"),
+        redis::Value::BulkString(b"settings".to_vec())
+    );
     assert_eq!(field("waiting"), redis::Value::Int(1));
     // TTL 100 s, just pushed out by the last write.
     let redis::Value::Int(ttl) = field("ttl_ms") else {

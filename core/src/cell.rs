@@ -178,15 +178,6 @@ mod tests {
         assert_eq!(reply(&d).retry_after_s, None);
         assert!(reply(&d).limited);
     }
-}
-
-#[cfg(test)]
-mod takeover {
-    use super::*;
-    use crate::rate::cell_limit;
-
-    const SEC: u64 = 1_000_000;
-    const T0: u64 = 1_790_000_000 * SEC;
 
     #[test]
     fn cell_keys_are_taken_over_with_their_state() {
@@ -208,9 +199,9 @@ mod takeover {
         // A TAT no call can produce is refused.
         assert_eq!(from_tat(u64::MAX, Timestamp(T0), &limit), Err(BadTat));
         // A peek reads it and writes nothing; a call stores it with its expiry.
-        let peek = decide(Stored::Tat(tat_ns), Timestamp(T0), &limit, 0).unwrap();
+        let peek = super::decide(Stored::Tat(tat_ns), Timestamp(T0), &limit, 0).unwrap();
         assert!(peek.write.is_keep());
-        let call = decide(Stored::Tat(tat_ns), Timestamp(T0), &limit, 1).unwrap();
+        let call = super::decide(Stored::Tat(tat_ns), Timestamp(T0), &limit, 1).unwrap();
         assert!(matches!(
             call.write,
             Write::Store {
@@ -219,7 +210,7 @@ mod takeover {
             }
         ));
         // A denied call on a taken-over key still stores it.
-        let drained = decide(Stored::Tat(tat_ns), Timestamp(T0), &limit, 16).unwrap();
+        let drained = super::decide(Stored::Tat(tat_ns), Timestamp(T0), &limit, 16).unwrap();
         assert!(!drained.answer.allowed());
         assert!(matches!(
             drained.write,

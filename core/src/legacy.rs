@@ -20,7 +20,7 @@ use crate::bucket::Bucket;
 use crate::codec::{CodecError, Reader};
 use crate::permit::PermitState;
 use crate::rate::{Limit, LimitLion, MAX_CAPACITY, NANO, Policy, Rate, Rps};
-use crate::throttle::{Knobbed, Knobs, MAX_KNOBS_TTL, ThrottleState, checked_knobs};
+use crate::throttle::{Knobbed, Knobs, MAX_KNOBS_TTL, ThrottleState, checked_knobs, read_knobbed};
 use crate::time::{HORIZON, Micros, Timestamp};
 
 /// The kind letters of THROTTLE states in versions 1 and 2.
@@ -78,15 +78,7 @@ pub fn decode_throttle(bytes: &[u8]) -> Result<ThrottleState, CodecError> {
     let mut r = Reader::new(bytes);
     let v = match header(&mut r)? {
         (2, b'B') => ThrottleState::Plain(v2_bucket(&mut r)?),
-        (2, b'K') => {
-            let bucket = match r.u8()? {
-                0 => None,
-                1 => Some(v2_bucket(&mut r)?),
-                _ => return Err(CodecError::BadField("bucket flag")),
-            };
-            let knobs = v2_knobs(&mut r)?;
-            ThrottleState::Knobbed(Box::new(Knobbed { bucket, knobs }))
-        }
+        (2, b'K') => read_knobbed(&mut r, v2_bucket, v2_knobs)?,
         (1, b'L') => v1_throttle(&mut r)?,
         (1 | 2, _) => return Err(CodecError::WrongKind),
         (v, _) => return Err(CodecError::UnknownVersion(v)),

@@ -213,6 +213,11 @@ impl State for PermitState {
             ..self.clone()
         }
     }
+
+    fn heap_size(&self) -> usize {
+        let settings = self.settings().map_or(0, |_| size_of::<PermitSettings>());
+        size_of::<Self>().saturating_add(settings)
+    }
 }
 
 /// What a PERMIT call answers.
@@ -876,24 +881,19 @@ mod tests {
         }
         assert!(s.unwrap().encode().as_bytes().len() <= 20);
         assert_eq!(PermitState::decode(b"b"), Err(CodecError::WrongKind));
-        // A chain beyond the horizon.
-        let mut w = Writer::new(TAG);
-        w.u64(T0);
-        w.int(i128::from(HORIZON.0) + 1);
-        w.u64(0);
-        w.u8(0);
-        assert_eq!(
-            PermitState::decode(w.finish().as_bytes()),
-            Err(CodecError::BadField("last slot"))
-        );
-        let mut w = Writer::new(TAG);
-        w.u64(T0);
-        w.int(0);
-        w.u64(0);
-        w.u8(4);
-        assert_eq!(
-            PermitState::decode(w.finish().as_bytes()),
-            Err(CodecError::BadField("flags"))
-        );
+        // A layout with these fields, and no promise or settings to follow.
+        let layout = |ahead: i128, flags: u8| {
+            let mut w = Writer::new(TAG);
+            w.u64(T0);
+            w.int(ahead);
+            w.u64(0);
+            w.u8(flags);
+            PermitState::decode(w.finish().as_bytes())
+        };
+        assert!(layout(7, 0).is_ok());
+        // A chain beyond the horizon, unknown flags.
+        let far = i128::from(HORIZON.0) + 1;
+        assert_eq!(layout(far, 0), Err(CodecError::BadField("last slot")));
+        assert_eq!(layout(0, 4), Err(CodecError::BadField("flags")));
     }
 }

@@ -80,4 +80,9 @@ pub trait State: Codec + Clone {
     /// moved back by the same amount, so later callers must too. A state
     /// whose schedule has passed is unchanged in effect.
     fn paused(&self, by: Micros) -> Self;
+
+    /// Bytes the value holds, its own and on the heap (MEMORY USAGE).
+    fn heap_size(&self) -> usize {
+        size_of::<Self>()
+    }
 }

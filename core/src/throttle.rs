@@ -183,6 +183,11 @@ impl State for ThrottleState {
             None => self.clone(),
         }
     }
+
+    fn heap_size(&self) -> usize {
+        let knobs = matches!(self, ThrottleState::Knobbed(_)).then_some(size_of::<Knobbed>());
+        size_of::<Self>().saturating_add(knobs.unwrap_or(0))
+    }
 }
 
 /// Stores `next` in place of `old`: the expiry moves when `next` needs
@@ -635,6 +640,22 @@ fn read_knobs(r: &mut Reader<'_>) -> Result<Knobs, CodecError> {
     checked_knobs(args, ttl, Timestamp(r.u64("knobs expiry")?))
 }
 
+/// A knobbed state: a flag, the bucket if there is one, the knobs (each
+/// read by the layout's own readers).
+pub(crate) fn read_knobbed(
+    r: &mut Reader<'_>,
+    bucket: fn(&mut Reader<'_>) -> Result<Bucket, CodecError>,
+    knobs: fn(&mut Reader<'_>) -> Result<Knobs, CodecError>,
+) -> Result<ThrottleState, CodecError> {
+    let bucket = match r.u8()? {
+        0 => None,
+        1 => Some(bucket(r)?),
+        _ => return Err(CodecError::BadField("bucket flag")),
+    };
+    let knobs = knobs(r)?;
+    Ok(ThrottleState::Knobbed(Box::new(Knobbed { bucket, knobs })))
+}
+
 impl Codec for ThrottleState {
     fn encode(&self) -> Encoded {
         match self {
@@ -662,15 +683,7 @@ impl Codec for ThrottleState {
         let mut r = Reader::new(bytes);
         let v = match r.u8()? {
             TAG_PLAIN => ThrottleState::Plain(read_bucket(&mut r)?),
-            TAG_KNOBBED => {
-                let bucket = match r.u8()? {
-                    0 => None,
-                    1 => Some(read_bucket(&mut r)?),
-                    _ => return Err(CodecError::BadField("bucket flag")),
-                };
-                let knobs = read_knobs(&mut r)?;
-                ThrottleState::Knobbed(Box::new(Knobbed { bucket, knobs }))
-            }
+            TAG_KNOBBED => read_knobbed(&mut r, read_bucket, read_knobs)?,
             1 | 2 => return legacy::decode_throttle(bytes),
             // Another state's layout (every current tag is a lower-case letter).
             t if t.is_ascii_lowercase() => return Err(CodecError::WrongKind),
@@ -1022,26 +1035,22 @@ mod tests {
             Err(CodecError::UnknownVersion(9))
         );
         assert_eq!(ThrottleState::decode(b"p"), Err(CodecError::WrongKind));
+        // A plain bucket's layout with these fields.
+        let plain = |num: u64, den: u64, ahead: i128| {
+            let mut w = Writer::new(TAG_PLAIN);
+            for v in [T0 / SEC, num, den, 80] {
+                w.u64(v);
+            }
+            w.int(ahead);
+            ThrottleState::decode(w.finish().as_bytes())
+        };
+        assert!(plain(5, 1, 0).is_ok());
         // An unreduced rate is damage.
-        let mut w = Writer::new(TAG_PLAIN);
-        w.u64(T0 / SEC);
-        w.u64(10);
-        w.u64(2);
-        w.u64(80);
-        w.int(0);
-        assert_eq!(
-            ThrottleState::decode(w.finish().as_bytes()),
-            Err(CodecError::BadField("rate"))
-        );
+        assert_eq!(plain(10, 2, 0), Err(CodecError::BadField("rate")));
         // A bucket "full" a century after it was written: no call makes that.
-        let mut w = Writer::new(TAG_PLAIN);
-        w.u64(T0 / SEC);
-        w.u64(5);
-        w.u64(1);
-        w.u64(80);
-        w.int(5 * 100 * 365 * 24 * 3600 * i128::from(SEC));
+        let century = 5 * 100 * 365 * 24 * 3600 * i128::from(SEC);
         assert_eq!(
-            ThrottleState::decode(w.finish().as_bytes()),
+            plain(5, 1, century),
             Err(CodecError::BadField("bucket state"))
         );
     }

@@ -100,11 +100,11 @@ impl Timestamp {
         Timestamp(NEVER_MS as u64 * 1000 - HORIZON.0 - MAX_WAIT.0 - US_PER_S);
 
     pub const fn from_secs(s: u64) -> Timestamp {
-        Timestamp(s.saturating_mul(US_PER_S))
+        Timestamp(Micros::from_secs(s).0)
     }
 
     pub const fn from_millis(ms: u64) -> Timestamp {
-        Timestamp(ms.saturating_mul(1000))
+        Timestamp(Micros::from_millis(ms).0)
     }
 
     /// Elapsed time from `earlier` to `self`; zero when the clock went backwards.
@@ -124,17 +124,22 @@ impl Timestamp {
 
     /// Whole seconds since the epoch, rounded down.
     pub const fn as_secs_floor(self) -> u64 {
-        self.0 / US_PER_S
+        self.since_epoch().as_secs_floor()
+    }
+
+    /// Since the epoch, as a duration.
+    pub const fn since_epoch(self) -> Micros {
+        Micros(self.0)
     }
 
     /// Unix milliseconds rounded up, as a reply integer.
     pub fn reply_ms_ceil(self) -> i64 {
-        clamp_reply(self.0.div_ceil(1000))
+        self.since_epoch().reply_ms_ceil()
     }
 
     /// Unix milliseconds rounded down, as a reply integer.
     pub fn reply_ms_floor(self) -> i64 {
-        clamp_reply(self.0 / 1000)
+        self.since_epoch().reply_ms_floor()
     }
 
     /// Rounds up to a multiple of `grid` (a zero grid leaves it as is).

@@ -59,10 +59,10 @@ fn parse<'a>(args: &Args<'a>) -> Result<(u64, Vec<Target<'a>>, Vec<Policy>)> {
     let mut policies = Vec::with_capacity(groups);
     for g in 0..groups {
         let i = 2 + 4 * g;
-        targets.push(Target {
-            name: args::arg(args, i, "throttle.all")?,
-            event: c"throttle",
-        });
+        targets.push(Target::new(
+            args::arg(args, i, "throttle.all")?,
+            c"throttle",
+        ));
         policies.push(args::limitlion(
             args.bytes(i + 1),
             args.bytes(i + 2),

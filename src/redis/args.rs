@@ -9,6 +9,7 @@ use std::cell::RefCell;
 use throttle_core::Micros;
 use throttle_core::decimal::{self, DecimalError, Fixed};
 use throttle_core::rate::{LimitLion, MAX_BURST_NANO, MAX_WINDOW_NS, Policy, Rps};
+use throttle_core::throttle::MAX_KNOBS_TTL;
 use throttle_core::time::{HORIZON, MAX_WAIT};
 
 use super::error::{Error, Range, Result};
@@ -263,6 +264,42 @@ pub fn once<T>(
     }
     *slot = Some(parse(value)?);
     Ok(())
+}
+
+/// A named option and what takes its value.
+pub type Setter<'s> = (&'static str, &'s mut dyn FnMut(&[u8]) -> Result<()>);
+
+/// The `NAME value` pairs from argument 2 on (THROTTLE.SET, PERMIT.SET),
+/// each given to the setter of its name (case-insensitive); an unknown
+/// name is a syntax error.
+pub fn settings(args: &Args<'_>, command: &'static str, setters: &mut [Setter<'_>]) -> Result<()> {
+    if args.len() < 2 {
+        return Err(Error::Arity(command));
+    }
+    let mut options = Options::new(*args, 2);
+    while let Some((name, value)) = options.next_pair()? {
+        let (_, set) = setters
+            .iter_mut()
+            .find(|(n, _)| is_option(name, n))
+            .ok_or(Error::Syntax)?;
+        set(value)?;
+    }
+    Ok(())
+}
+
+/// A settings TTL (knobs, PERMIT settings): whole seconds, `1..=` ten years.
+pub fn settings_ttl(bytes: &[u8]) -> Result<Micros> {
+    let max = i64::try_from(MAX_KNOBS_TTL.as_secs_floor()).unwrap_or(i64::MAX);
+    let s = integer(bytes, "TTL", 1, max, Range::KnobsTtl)?;
+    Ok(Micros::from_secs(s.unsigned_abs()))
+}
+
+/// The key of a command that takes a key and nothing else.
+pub fn only_key<'a>(args: &Args<'a>, command: &'static str) -> Result<RStr<'a>> {
+    if args.len() != 2 {
+        return Err(Error::Arity(command));
+    }
+    arg(args, 1, command)
 }
 
 /// Argument `i` (the caller checked the arity).

@@ -66,10 +66,7 @@ fn parse(args: &Args<'_>) -> Result<Call> {
 pub fn throttle(ctx: Ctx<'_>, args: Args<'_>) -> Result<()> {
     let call = parse(&args)?;
     let now = clock::now();
-    let target = Target {
-        name: args::arg(&args, 1, COMMAND)?,
-        event: c"throttle",
-    };
+    let target = Target::new(args::arg(&args, 1, COMMAND)?, c"throttle");
     let writes = call.quantity > 0;
     let answer = keyspace::update_cell(ctx, target, now, writes, |stored| {
         cell::decide(stored, now, &call.limit, call.quantity).map_err(|_| Error::WrongType)

@@ -11,8 +11,8 @@
 
 use std::ffi::CStr;
 
-use super::ffi::Ctx;
 use super::ffi::command::{self, Access, AclSupport, Arg, Begin, KeySpec, Keys, Spec};
+use super::ffi::{CmdFunc, Ctx};
 
 /// The flags of a write command.
 pub const WRITE: &CStr = c"write deny-oom fast";
@@ -48,6 +48,26 @@ const fn one_key(access: Access) -> Keys {
 
 /// The key argument.
 pub const KEY: Arg = Arg::key(c"key", 0);
+
+/// A command that takes its key and nothing else (arity 2).
+pub const fn key_only(
+    name: &'static CStr,
+    handler: CmdFunc,
+    flags: &'static CStr,
+    summary: &'static CStr,
+) -> Spec {
+    let write = !matches!(flags.to_bytes(), b"readonly fast");
+    Spec {
+        name,
+        handler,
+        flags,
+        keys: if write { ONE_KEY_WRITE } else { ONE_KEY_READ },
+        arity: 2,
+        dangerous: false,
+        summary,
+        args: &[KEY],
+    }
+}
 /// THROTTLE's optional `tokens`.
 pub const TOKENS: Arg = Arg::integer(c"tokens").optional();
 /// LimitLion's `rps burst window`.

@@ -22,7 +22,7 @@ use std::ffi::CStr;
 
 use throttle_core::cell;
 use throttle_core::throttle::ThrottleState;
-use throttle_core::{Micros, State, Step, Timestamp, Write};
+use throttle_core::{Micros, Step, Timestamp, Write};
 
 use super::blocking;
 use super::clock;
@@ -34,15 +34,36 @@ use super::ffi::{Ctx, Holds, Key, RStr};
 pub const APPLY_COMMAND: &CStr = c"THROTTLE.APPLY";
 
 /// A state stored under one of the module's data types.
-pub trait Stored: State + DataType {}
+pub trait Stored: DataType {}
 
-impl<T: State + DataType> Stored for T {}
+impl<T: DataType> Stored for T {}
 
 /// A write's identity: the key's name and the event it fires.
 #[derive(Clone, Copy)]
 pub struct Target<'a> {
     pub name: RStr<'a>,
     pub event: &'static CStr,
+}
+
+impl<'a> Target<'a> {
+    pub fn new(name: RStr<'a>, event: &'static CStr) -> Target<'a> {
+        Target { name, event }
+    }
+}
+
+/// Declares a state type of the core as one of the module's data types:
+/// its 9-character Redis name and its INFO counter.
+#[macro_export]
+macro_rules! data_type {
+    ($state:ty, $entry:ident, $name:literal, $count:expr) => {
+        static $entry: $crate::redis::ffi::types::TypeEntry<$state> =
+            $crate::redis::ffi::types::TypeEntry::new($name, &$count);
+        impl $crate::redis::ffi::types::DataType for $state {
+            fn entry() -> &'static $crate::redis::ffi::types::TypeEntry<$state> {
+                &$entry
+            }
+        }
+    };
 }
 
 /// The state at an open key (`None`: no key), moved by `carry` when the

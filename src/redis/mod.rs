@@ -94,8 +94,10 @@ impl<S: Stored> DataTypeEntry for Entry<S> {
     }
 
     fn apply(&self, key: &mut Key<'_>, payload: &[u8]) -> error::Result<()> {
-        let value =
-            S::decode(payload).map_err(|why| error::Error::Payload { what: S::NAME, why })?;
+        let value = S::decode(payload).map_err(|why| error::Error::Payload {
+            what: S::entry().name,
+            why,
+        })?;
         keyspace::put(key, value);
         Ok(())
     }

@@ -16,18 +16,16 @@ use throttle_core::Micros;
 use throttle_core::permit::{
     self as core, Permit, PermitRequest, PermitRule, PermitState, SettingsChanges,
 };
-use throttle_core::throttle::MAX_KNOBS_TTL;
 use throttle_core::time::MAX_WAIT;
 
 use super::args;
 use super::blocking::{self, Hold};
 use super::clock;
-use super::commands::{KEY, ONE_KEY_READ, ONE_KEY_WRITE, READ, WRITE};
+use super::commands::{KEY, ONE_KEY_WRITE, READ, WRITE, key_only};
 use super::config;
 use super::error::{Error, Range, Result};
 use super::ffi::command::{Arg, Spec, handler};
-use super::ffi::types::{DataType, TypeSlot};
-use super::ffi::{Args, Ctx, RStr};
+use super::ffi::{Args, Ctx};
 use super::keyspace::{self, Target};
 use super::replies::{self, HeldPermit};
 use super::stats;
@@ -42,31 +40,11 @@ pub const COMMANDS: &[Spec] = &[
         summary: c"Set a permit stream's interval and bound for every caller; re-spaces the callers held on it.",
         args: &[KEY, Arg::double(c"interval_ms").token(c"INTERVAL").optional(),
             Arg::integer(c"max_waiting").token(c"MAX_WAITING").optional(), Arg::integer(c"seconds").token(c"TTL").optional()] },
-    Spec { name: c"permit.get", handler: handler(get), flags: READ, keys: ONE_KEY_READ, arity: 2, dangerous: false,
-        summary: c"A permit stream's settings and queue now.",
-        args: &[KEY] },
-    Spec { name: c"permit.reset", handler: handler(reset), flags: c"write fast", keys: ONE_KEY_WRITE, arity: 2, dangerous: false,
-        summary: c"Remove a permit stream's settings. Replies 1 if there were any.",
-        args: &[KEY] },
+    key_only(c"permit.get", handler(get), READ, c"A permit stream's settings and queue now."),
+    key_only(c"permit.reset", handler(reset), c"write fast", c"Remove a permit stream's settings. Replies 1 if there were any."),
 ];
 
-static SLOT: TypeSlot = TypeSlot::new();
-
-impl DataType for PermitState {
-    const NAME: &'static str = "rl-permit";
-    fn count() -> &'static std::sync::atomic::AtomicU64 {
-        &stats::PERMIT_KEYS
-    }
-    fn slot() -> &'static TypeSlot {
-        &SLOT
-    }
-    fn heap_size(&self) -> usize {
-        let settings = self
-            .settings()
-            .map_or(0, |_| size_of::<core::PermitSettings>());
-        size_of::<Self>() + settings
-    }
-}
+crate::data_type!(PermitState, PERMITS, "rl-permit", stats::PERMIT_KEYS);
 
 /// What a PERMIT call asks.
 struct Call {
@@ -130,10 +108,7 @@ pub fn permit(ctx: Ctx<'_>, args: Args<'_>) -> Result<()> {
         max_wait: timeout.filter(|_| held),
         held,
     };
-    let target = Target {
-        name,
-        event: c"permit",
-    };
+    let target = Target::new(name, c"permit");
     let answer = keyspace::update(ctx, target, now, |s| {
         core::decide(s, now, &req).map_err(|_| Error::NoPermitSettings)
     })?;
@@ -163,30 +138,29 @@ pub fn permit(ctx: Ctx<'_>, args: Args<'_>) -> Result<()> {
     Ok(())
 }
 
+/// `MAX_WAITING`: a count, or -1 for no bound.
+fn max_waiting(v: &[u8]) -> Result<Option<u64>> {
+    let n = args::integer(v, "MAX_WAITING", -1, i64::MAX, Range::MaxWaiting)?;
+    Ok(u64::try_from(n).ok())
+}
+
 fn parse_set(args: &Args<'_>) -> Result<SettingsChanges> {
-    if args.len() < 2 {
-        return Err(Error::Arity("permit.set"));
-    }
     let mut c = SettingsChanges::default();
-    let max_ttl = i64::try_from(MAX_KNOBS_TTL.as_secs_floor()).unwrap_or(i64::MAX);
-    let mut options = args::Options::new(*args, 2);
-    while let Some((name, value)) = options.next_pair()? {
-        if args::is_option(name, "INTERVAL") {
-            args::once(&mut c.interval, value, args::interval_ms)?;
-        } else if args::is_option(name, "MAX_WAITING") {
-            args::once(&mut c.max_waiting, value, |v| {
-                let n = args::integer(v, "MAX_WAITING", -1, i64::MAX, Range::MaxWaiting)?;
-                Ok(u64::try_from(n).ok())
-            })?;
-        } else if args::is_option(name, "TTL") {
-            args::once(&mut c.ttl, value, |v| {
-                let s = args::integer(v, "TTL", 1, max_ttl, Range::KnobsTtl)?;
-                Ok(Micros::from_secs(s.unsigned_abs()))
-            })?;
-        } else {
-            return Err(Error::Syntax);
-        }
-    }
+    args::settings(
+        args,
+        "permit.set",
+        &mut [
+            ("INTERVAL", &mut |v| {
+                args::once(&mut c.interval, v, args::interval_ms)
+            }),
+            ("MAX_WAITING", &mut |v| {
+                args::once(&mut c.max_waiting, v, max_waiting)
+            }),
+            ("TTL", &mut |v| {
+                args::once(&mut c.ttl, v, args::settings_ttl)
+            }),
+        ],
+    )?;
     Ok(c)
 }
 
@@ -197,10 +171,7 @@ pub fn set(ctx: Ctx<'_>, args: Args<'_>) -> Result<()> {
     let name = args::arg(&args, 1, "permit.set")?;
     let key = blocking::key_id(ctx, name);
     let held = blocking::held_slots(&key);
-    let target = Target {
-        name,
-        event: c"permit.set",
-    };
+    let target = Target::new(name, c"permit.set");
     let slots = keyspace::update(ctx, target, now, |s| {
         core::set(s, now, &changes, config::knobs_ttl(), &held)
             .map_err(|_| Error::IncompleteSettings)
@@ -212,16 +183,9 @@ pub fn set(ctx: Ctx<'_>, args: Args<'_>) -> Result<()> {
     Ok(())
 }
 
-fn one_key<'a>(args: &Args<'a>, command: &'static str) -> Result<RStr<'a>> {
-    if args.len() != 2 {
-        return Err(Error::Arity(command));
-    }
-    args::arg(args, 1, command)
-}
-
 /// PERMIT.GET key
 pub fn get(ctx: Ctx<'_>, args: Args<'_>) -> Result<()> {
-    let name = one_key(&args, "permit.get")?;
+    let name = args::only_key(&args, "permit.get")?;
     let now = clock::now();
     let snapshot = keyspace::read::<PermitState, _>(ctx, name, |s| Ok(core::get(s, now)))?;
     replies::permit_settings(ctx, snapshot.as_ref(), now);
@@ -230,12 +194,9 @@ pub fn get(ctx: Ctx<'_>, args: Args<'_>) -> Result<()> {
 
 /// PERMIT.RESET key
 pub fn reset(ctx: Ctx<'_>, args: Args<'_>) -> Result<()> {
-    let name = one_key(&args, "permit.reset")?;
+    let name = args::only_key(&args, "permit.reset")?;
     let now = clock::now();
-    let target = Target {
-        name,
-        event: c"permit.reset",
-    };
+    let target = Target::new(name, c"permit.reset");
     let removed = keyspace::update(ctx, target, now, |s| Ok(core::reset(s)))?;
     replies::flag(ctx, removed);
     Ok(())

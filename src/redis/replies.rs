@@ -126,76 +126,86 @@ fn nano_text(n: u64) -> String {
     decimal::format(false, u128::from(n), 9)
 }
 
-/// THROTTLE.GET: a map (a flat field/value array on RESP2), or nil.
-pub fn knobs(ctx: Ctx<'_>, s: Option<&Snapshot>) {
-    let Some(s) = s else {
-        ctx.reply_null();
-        return;
-    };
-    ctx.reply_map(8);
-    ctx.reply_bulk(b"tokens");
-    ctx.reply_i64(s.tokens.map_or(-1, clamp_reply));
-    ctx.reply_bulk(b"limit");
-    ctx.reply_i64(clamp_reply(s.limit));
-    ctx.reply_bulk(b"rps");
-    ctx.reply_bulk(s.rps.as_bytes());
-    for (field, v) in [
-        ("burst", s.burst_window.map(|b| b.0)),
-        ("window", s.burst_window.map(|b| b.1)),
-    ] {
-        ctx.reply_bulk(field.as_bytes());
-        match v {
-            Some(n) => ctx.reply_bulk(nano_text(n).as_bytes()),
-            None => ctx.reply_null(),
-        }
-    }
-    ctx.reply_bulk(b"source");
-    ctx.reply_bulk(if s.knobs_ttl.is_some() {
-        b"knobs"
-    } else {
-        b"last-call"
-    });
-    ctx.reply_bulk(b"knobs_ttl_ms");
-    ctx.reply_i64(s.knobs_ttl.map_or(-1, |t| t.reply_ms_ceil()));
-    ctx.reply_bulk(b"reset_after_ms");
-    ctx.reply_i64(s.reset_after.reply_ms_ceil());
-}
-
 /// An interval in ms with its µs (`250`, `0.25`).
 fn ms_text(d: Micros) -> String {
     decimal::format(false, u128::from(d.0), 3)
 }
 
-/// PERMIT.GET: a map, or nil.
-pub fn permit_settings(ctx: Ctx<'_>, s: Option<&PermitSnapshot>, now: Timestamp) {
-    let Some(s) = s else {
+/// A map field's value.
+enum Field {
+    Int(i64),
+    Text(String),
+    Nil,
+}
+
+/// A map (a flat field/value array on RESP2), or nil.
+fn map(ctx: Ctx<'_>, fields: Option<&[(&str, Field)]>) {
+    let Some(fields) = fields else {
         ctx.reply_null();
         return;
     };
-    ctx.reply_map(6);
-    ctx.reply_bulk(b"interval_ms");
-    ctx.reply_bulk(ms_text(s.interval).as_bytes());
-    ctx.reply_bulk(b"max_waiting");
-    ctx.reply_i64(
-        s.settings
-            .and_then(|x| x.max_waiting)
-            .map_or(-1, clamp_reply),
-    );
-    ctx.reply_bulk(b"source");
-    ctx.reply_bulk(if s.settings.is_some() {
-        b"settings"
-    } else {
-        b"last-call"
+    ctx.reply_map(fields.len());
+    for (name, value) in fields {
+        ctx.reply_bulk(name.as_bytes());
+        match value {
+            Field::Int(n) => ctx.reply_i64(*n),
+            Field::Text(t) => ctx.reply_bulk(t.as_bytes()),
+            Field::Nil => ctx.reply_null(),
+        }
+    }
+}
+
+/// THROTTLE.GET: a map, or nil.
+pub fn knobs(ctx: Ctx<'_>, s: Option<&Snapshot>) {
+    let fields = s.map(|s| {
+        let nano = |v: Option<u64>| v.map_or(Field::Nil, |n| Field::Text(nano_text(n)));
+        let source = if s.knobs_ttl.is_some() {
+            "knobs"
+        } else {
+            "last-call"
+        };
+        [
+            ("tokens", Field::Int(s.tokens.map_or(-1, clamp_reply))),
+            ("limit", Field::Int(clamp_reply(s.limit))),
+            ("rps", Field::Text(s.rps.clone())),
+            ("burst", nano(s.burst_window.map(|b| b.0))),
+            ("window", nano(s.burst_window.map(|b| b.1))),
+            ("source", Field::Text(source.into())),
+            (
+                "knobs_ttl_ms",
+                Field::Int(s.knobs_ttl.map_or(-1, |t| t.reply_ms_ceil())),
+            ),
+            ("reset_after_ms", Field::Int(s.reset_after.reply_ms_ceil())),
+        ]
     });
-    ctx.reply_bulk(b"ttl_ms");
-    ctx.reply_i64(
-        s.settings
-            .map_or(-1, |x| x.expires_at.since(now).reply_ms_ceil()),
-    );
-    ctx.reply_bulk(b"waiting");
-    ctx.reply_i64(clamp_reply(s.waiting));
-    ctx.reply_bulk(b"last_slot_ms");
-    ctx.reply_i64(s.last_valid_at.reply_ms_ceil());
+    map(ctx, fields.as_ref().map(|f| &f[..]));
+}
+
+/// PERMIT.GET: a map, or nil.
+pub fn permit_settings(ctx: Ctx<'_>, s: Option<&PermitSnapshot>, now: Timestamp) {
+    let fields = s.map(|s| {
+        let set = s.settings;
+        let source = if set.is_some() {
+            "settings"
+        } else {
+            "last-call"
+        };
+        [
+            ("interval_ms", Field::Text(ms_text(s.interval))),
+            (
+                "max_waiting",
+                Field::Int(set.and_then(|x| x.max_waiting).map_or(-1, clamp_reply)),
+            ),
+            ("source", Field::Text(source.into())),
+            (
+                "ttl_ms",
+                Field::Int(set.map_or(-1, |x| x.expires_at.since(now).reply_ms_ceil())),
+            ),
+            ("waiting", Field::Int(clamp_reply(s.waiting))),
+            ("last_slot_ms", Field::Int(s.last_valid_at.reply_ms_ceil())),
+        ]
+    });
+    map(ctx, fields.as_ref().map(|f| &f[..]));
 }
 
 // ---- held clients ---------------------------------------------------------------

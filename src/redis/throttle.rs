@@ -19,7 +19,6 @@ use super::commands::{KEY, LIMIT, ONE_KEY_READ, ONE_KEY_WRITE, READ, TOKENS, WRI
 use super::config;
 use super::error::{Error, Result};
 use super::ffi::command::{Arg, Spec, handler};
-use super::ffi::types::{DataType, TypeSlot};
 use super::ffi::{Args, Ctx};
 use super::keyspace::{self, Target};
 use super::replies::{self, HeldThrottle};
@@ -35,21 +34,7 @@ pub const COMMANDS: &[Spec] = &[
         args: &[KEY, LIMIT.optional(), TOKENS] },
 ];
 
-static SLOT: TypeSlot = TypeSlot::new();
-
-impl DataType for ThrottleState {
-    const NAME: &'static str = "rl-bucket";
-    fn count() -> &'static std::sync::atomic::AtomicU64 {
-        &stats::BUCKET_KEYS
-    }
-    fn slot() -> &'static TypeSlot {
-        &SLOT
-    }
-    fn heap_size(&self) -> usize {
-        let knobs = matches!(self, ThrottleState::Knobbed(_)).then_some(size_of::<core::Knobbed>());
-        size_of::<Self>() + knobs.unwrap_or(0)
-    }
-}
+crate::data_type!(ThrottleState, BUCKETS, "rl-bucket", stats::BUCKET_KEYS);
 
 /// What a THROTTLE call asks.
 struct Call {
@@ -103,10 +88,7 @@ pub fn throttle(ctx: Ctx<'_>, args: Args<'_>) -> Result<()> {
         Some(w) if !ctx.deny_blocking() => w,
         _ => Micros::ZERO,
     };
-    let target = Target {
-        name,
-        event: c"throttle",
-    };
+    let target = Target::new(name, c"throttle");
     let answer = keyspace::update(ctx, target, now, |v| {
         Ok(core::throttle(
             v,

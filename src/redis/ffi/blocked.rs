@@ -17,14 +17,16 @@
 //! a release is never decided while the server cannot answer it. A thread
 //! may wake the event loop with [`wake_main_thread`] (thread-safe).
 
-use std::ffi::{c_int, c_void};
+use std::convert::Infallible;
+use std::ffi::c_void;
 use std::ptr::NonNull;
 use std::sync::OnceLock;
 
 use redis_module::raw;
 
+use super::command::handler;
 use super::guard;
-use super::{Args, CmdFunc, Ctx, OK};
+use super::{Args, Ctx, OK};
 
 /// The reply a held client gets when it is released.
 pub trait Held: Send + 'static {
@@ -88,8 +90,8 @@ impl Ctx<'_> {
         let bc = unsafe {
             api!(RedisModule_BlockClient)(
                 self.raw(),
-                Some(on_reply as CmdFunc),
-                Some(on_unblock as CmdFunc),
+                Some(handler(on_reply)),
+                Some(handler(on_unblock)),
                 Some(free_reply),
                 0,
             )
@@ -138,49 +140,34 @@ unsafe extern "C" fn on_event_loop(
     }
 }
 
-/// Reply callback: runs in the released client's context.
-unsafe extern "C" fn on_reply(
-    ctx: *mut raw::RedisModuleCtx,
-    argv: *mut *mut raw::RedisModuleString,
-    argc: c_int,
-) -> c_int {
-    // SAFETY: Redis passes this callback's own context and the blocked
-    // command's arguments, valid until it returns.
-    let (ctx, args) = unsafe { (Ctx::from_raw(ctx), Args::from_raw(argv, argc)) };
-    guard::command(ctx, args, |ctx, _| {
-        // SAFETY: the private data of every client this module releases is
-        // a Box<Box<dyn Held>> (`unblock`), or none; Redis frees it only
-        // after this callback returns.
-        let held = unsafe {
-            api!(RedisModule_GetBlockedClientPrivateData)(ctx.raw())
-                .cast::<Box<dyn Held>>()
-                .as_ref()
-        };
-        match held {
-            Some(h) => h.reply(ctx),
-            None => ctx.reply_null(),
-        }
-        Ok::<(), std::convert::Infallible>(())
-    })
+/// Reply callback (through the command trampoline, so behind the panic
+/// wall): runs in the released client's context and sends the reply it was
+/// released with.
+fn on_reply(ctx: Ctx<'_>, _args: Args<'_>) -> Result<(), Infallible> {
+    // SAFETY: the private data of every client this module releases is a
+    // Box<Box<dyn Held>> (`unblock`), or none; Redis frees it only after
+    // this callback returns.
+    let held = unsafe {
+        api!(RedisModule_GetBlockedClientPrivateData)(ctx.raw())
+            .cast::<Box<dyn Held>>()
+            .as_ref()
+    };
+    match held {
+        Some(h) => h.reply(ctx),
+        None => ctx.reply_null(),
+    }
+    Ok(())
 }
 
 /// `CLIENT UNBLOCK` (the module sets no Redis timeout): answer nil.
-unsafe extern "C" fn on_unblock(
-    ctx: *mut raw::RedisModuleCtx,
-    argv: *mut *mut raw::RedisModuleString,
-    argc: c_int,
-) -> c_int {
-    // SAFETY: Redis passes this callback's own context and arguments.
-    let (ctx, args) = unsafe { (Ctx::from_raw(ctx), Args::from_raw(argv, argc)) };
-    guard::command(ctx, args, |ctx, _| {
-        // SAFETY: a valid context; Redis returns NULL outside a blocked client.
-        let bc = unsafe { api!(RedisModule_GetBlockedClientHandle)(ctx.raw()) };
-        if let (false, Some(h)) = (bc.is_null(), HOOKS.get()) {
-            (h.unblocked)(bc as usize);
-        }
-        ctx.reply_null();
-        Ok::<(), std::convert::Infallible>(())
-    })
+fn on_unblock(ctx: Ctx<'_>, _args: Args<'_>) -> Result<(), Infallible> {
+    // SAFETY: a valid context; Redis returns NULL outside a blocked client.
+    let bc = unsafe { api!(RedisModule_GetBlockedClientHandle)(ctx.raw()) };
+    if let (false, Some(h)) = (bc.is_null(), HOOKS.get()) {
+        (h.unblocked)(bc as usize);
+    }
+    ctx.reply_null();
+    Ok(())
 }
 
 /// The client disconnected (or was killed) while held.

@@ -25,62 +25,32 @@ fn data<T>(cell: &'static T) -> *mut c_void {
     std::ptr::from_ref(cell).cast_mut().cast()
 }
 
+/// A config Redis accepted (`OK`), or a server without module configs.
+fn registered(rc: Option<c_int>) -> bool {
+    rc == Some(OK)
+}
+
 /// Registers a numeric config in `min..=max` backed by `cell` (its default:
 /// the cell's value now); false if the server lacks module configs or
 /// refused.
-pub fn register_numeric(
-    ctx: Ctx<'_>,
-    name: &'static CStr,
-    cell: &'static AtomicI64,
-    (min, max): (i64, i64),
-    immutable: bool,
-) -> bool {
-    let Some(register) = optional_api!(RedisModule_RegisterNumericConfig) else {
-        return false;
-    };
-    let default = cell.load(Relaxed);
+#[rustfmt::skip]
+pub fn register_numeric(ctx: Ctx<'_>, name: &'static CStr, cell: &'static AtomicI64, (min, max): (i64, i64), immutable: bool) -> bool {
+    let (default, get, set) = (cell.load(Relaxed), Some(get_numeric as _), Some(set_numeric as _));
     // SAFETY: a valid context during load; a static name, cell and
     // callbacks; Redis hands `data(cell)` back to them.
-    unsafe {
-        register(
-            ctx.raw(),
-            name.as_ptr(),
-            default,
-            flags(immutable),
-            min,
-            max,
-            Some(get_numeric),
-            Some(set_numeric),
-            None,
-            data(cell),
-        ) == OK
-    }
+    registered(optional_api!(RedisModule_RegisterNumericConfig).map(|register| unsafe {
+        register(ctx.raw(), name.as_ptr(), default, flags(immutable), min, max, get, set, None, data(cell))
+    }))
 }
 
 /// Registers a yes/no config backed by `cell`.
-pub fn register_flag(
-    ctx: Ctx<'_>,
-    name: &'static CStr,
-    cell: &'static AtomicBool,
-    immutable: bool,
-) -> bool {
-    let Some(register) = optional_api!(RedisModule_RegisterBoolConfig) else {
-        return false;
-    };
-    let default = c_int::from(cell.load(Relaxed));
+#[rustfmt::skip]
+pub fn register_flag(ctx: Ctx<'_>, name: &'static CStr, cell: &'static AtomicBool, immutable: bool) -> bool {
+    let (default, get, set) = (c_int::from(cell.load(Relaxed)), Some(get_flag as _), Some(set_flag as _));
     // SAFETY: as in `register_numeric`.
-    unsafe {
-        register(
-            ctx.raw(),
-            name.as_ptr(),
-            default,
-            flags(immutable),
-            Some(get_flag),
-            Some(set_flag),
-            None,
-            data(cell),
-        ) == OK
-    }
+    registered(optional_api!(RedisModule_RegisterBoolConfig).map(|register| unsafe {
+        register(ctx.raw(), name.as_ptr(), default, flags(immutable), get, set, None, data(cell))
+    }))
 }
 
 /// Applies config values from redis.conf and the command line.

@@ -35,7 +35,7 @@ impl Key<'_> {
     /// holds instead (`Ok(None)`: nothing). The common case, a key of ours,
     /// takes two API calls (the type, then the value).
     fn value_ptr<T: DataType>(&self) -> std::result::Result<Option<NonNull<T>>, Holds> {
-        let Some(ty) = T::slot().redis_type::<T>() else {
+        let Some(ty) = T::entry().redis_type() else {
             return Err(Holds::Other);
         };
         if let Some((found_ty, value)) = self.found.get()
@@ -89,7 +89,7 @@ impl Key<'_> {
     /// Stores a new value at an empty key, or in place of whatever the key
     /// holds. Returns false (and frees the value) if Redis refused it.
     pub fn set_value<T: DataType>(&mut self, value: Box<T>) -> bool {
-        let Some(ty) = T::slot().redis_type::<T>() else {
+        let Some(ty) = T::entry().redis_type() else {
             return false; // not a registered type: nothing is written
         };
         if self.ptr.is_null() {
@@ -101,7 +101,9 @@ impl Key<'_> {
         // `p` and frees it through T's free callback.
         let rc = unsafe { api!(RedisModule_ModuleTypeSetValue)(self.ptr, ty, p) };
         if rc != OK {
-            T::count().fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            T::entry()
+                .count
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
             // SAFETY: Redis did not take ownership: `p` is still our Box.
             drop(unsafe { Box::from_raw(p.cast::<T>()) });
             return false;

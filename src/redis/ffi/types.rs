@@ -11,62 +11,55 @@
 //! crashes the server.
 //!
 //! Soundness: a value stored under a registered type is always a `Box<T>`
-//! of the `T` that registered it. Each type has its own [`TypeSlot`], which
-//! records the Redis type and the Rust type it was registered with; a key
-//! is read as a `T` only when it holds the Redis type in `T`'s slot and
-//! that slot was registered by `T` itself.
+//! of the `T` that registered it: each type has its own typed
+//! [`TypeEntry<T>`], which holds its Redis type, and a key is read as a
+//! `T` only when it holds the Redis type in `T`'s entry.
 
-use std::any::TypeId;
 use std::ffi::{CStr, CString, c_int, c_void};
-use std::mem::size_of;
+use std::marker::PhantomData;
 use std::sync::OnceLock;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
 
 use redis_module::raw;
-use throttle_core::codec::Codec;
+use throttle_core::State;
 
 use super::guard;
 use super::{Ctx, Lent, RStr, log_raw};
 
-/// A state stored under one of the module's data types.
-pub trait DataType: Codec + Clone + Send + 'static {
+/// A state stored under one of the module's data types: the core's
+/// `State` (its codec, its size), and where its type is registered.
+pub trait DataType: State + Send + 'static {
+    fn entry() -> &'static TypeEntry<Self>;
+}
+
+/// A registered data type: its name, its INFO counter, and the Redis type
+/// once registered. Typed: only a `T` is ever read or written through a
+/// `TypeEntry<T>`.
+pub struct TypeEntry<T> {
     /// The Redis type name: exactly 9 characters.
-    const NAME: &'static str;
+    pub name: &'static str,
     /// Live values of this type (INFO).
-    fn count() -> &'static AtomicU64;
-    /// The slot this type is registered in.
-    fn slot() -> &'static TypeSlot;
-    /// Bytes the value holds on the heap (MEMORY USAGE).
-    fn heap_size(&self) -> usize {
-        size_of::<Self>()
-    }
+    pub count: &'static AtomicU64,
+    registered: OnceLock<usize>,
+    _of: PhantomData<fn() -> T>,
 }
 
-/// Where a registered data type is kept.
-pub struct TypeSlot {
-    registered: OnceLock<(usize, TypeId)>,
-}
-
-impl TypeSlot {
-    pub const fn new() -> TypeSlot {
-        TypeSlot {
+impl<T> TypeEntry<T> {
+    pub const fn new(name: &'static str, count: &'static AtomicU64) -> TypeEntry<T> {
+        TypeEntry {
+            name,
+            count,
             registered: OnceLock::new(),
+            _of: PhantomData,
         }
     }
 
-    /// The Redis type, when `T` registered this slot.
-    pub(super) fn redis_type<T: DataType>(&self) -> Option<*mut raw::RedisModuleType> {
-        match self.registered.get() {
-            Some(&(ty, id)) if id == TypeId::of::<T>() => Some(ty as *mut raw::RedisModuleType),
-            _ => None,
-        }
-    }
-}
-
-impl Default for TypeSlot {
-    fn default() -> TypeSlot {
-        TypeSlot::new()
+    /// The Redis type, once registered.
+    pub(super) fn redis_type(&self) -> Option<*mut raw::RedisModuleType> {
+        self.registered
+            .get()
+            .map(|&ty| ty as *mut raw::RedisModuleType)
     }
 }
 
@@ -85,9 +78,10 @@ pub fn register<T: DataType>(
     version: i32,
     aof_command: &'static CStr,
 ) -> Result<(), String> {
-    let name = CString::new(T::NAME).map_err(|_| format!("bad type name {}", T::NAME))?;
-    if T::NAME.len() != 9 {
-        return Err(format!("type name {} is not 9 characters", T::NAME));
+    let e = T::entry();
+    let name = CString::new(e.name).map_err(|_| format!("bad type name {}", e.name))?;
+    if e.name.len() != 9 {
+        return Err(format!("type name {} is not 9 characters", e.name));
     }
     let _ = AOF_COMMAND.set(aof_command);
     let _ = ENCODING_VERSION.set(version);
@@ -103,12 +97,11 @@ pub fn register<T: DataType>(
         )
     };
     if ty.is_null() {
-        return Err(format!("Redis refused the data type {}", T::NAME));
+        return Err(format!("Redis refused the data type {}", e.name));
     }
-    T::slot()
-        .registered
-        .set((ty as usize, TypeId::of::<T>()))
-        .map_err(|_| format!("data type {} registered twice", T::NAME))
+    e.registered
+        .set(ty as usize)
+        .map_err(|_| format!("data type {} registered twice", e.name))
 }
 
 fn methods<T: DataType>() -> raw::RedisModuleTypeMethods {
@@ -138,7 +131,7 @@ fn methods<T: DataType>() -> raw::RedisModuleTypeMethods {
 
 /// A new value as the raw pointer Redis stores (counted in INFO).
 pub(super) fn into_raw<T: DataType>(v: Box<T>) -> *mut c_void {
-    T::count().fetch_add(1, Relaxed);
+    T::entry().count.fetch_add(1, Relaxed);
     Box::into_raw(v).cast()
 }
 
@@ -211,7 +204,10 @@ unsafe extern "C" fn rdb_load<T: DataType>(
         if !(1..=newest).contains(&encver) {
             io.log(
                 c"warning",
-                &format!("refusing to load {} encoding version {encver}", T::NAME),
+                &format!(
+                    "refusing to load {} encoding version {encver}",
+                    T::entry().name
+                ),
             );
             return std::ptr::null_mut();
         }
@@ -223,7 +219,7 @@ unsafe extern "C" fn rdb_load<T: DataType>(
             Err(e) => {
                 io.log(
                     c"warning",
-                    &format!("refusing to load a corrupt {} value ({e})", T::NAME),
+                    &format!("refusing to load a corrupt {} value ({e})", T::entry().name),
                 );
                 std::ptr::null_mut()
             }
@@ -286,7 +282,7 @@ unsafe extern "C" fn digest<T: DataType>(md: *mut raw::RedisModuleDigest, value:
 
 unsafe extern "C" fn free<T: DataType>(value: *mut c_void) {
     if !value.is_null() {
-        T::count().fetch_sub(1, Relaxed);
+        T::entry().count.fetch_sub(1, Relaxed);
         // SAFETY: Redis frees each value once, and every value of T's type
         // is a Box<T> (see the module docs).
         drop(unsafe { Box::from_raw(value.cast::<T>()) });
