@@ -20,6 +20,7 @@
 //!   decisions of the THROTTLE family, its codec;
 //! - [`permit`]: the minimum-interval permit schedule, its settings, its codec;
 //! - [`cell`]: redis-cell's contract on the bucket (its keys, its replies);
+//! - [`lease`]: leases, a concurrency limit with expiry and FIFO waiting;
 //! - [`codec`]: the encoding primitives; [`legacy`]: layouts no longer written.
 #![cfg_attr(
     not(test),
@@ -36,6 +37,7 @@ pub mod bucket;
 pub mod cell;
 pub mod codec;
 pub mod decimal;
+pub mod lease;
 pub mod legacy;
 pub mod permit;
 pub mod rate;

@@ -28,13 +28,21 @@ pub enum Write<S> {
     },
     /// Remove the key (nothing left worth keeping).
     Delete,
+    /// Store `value`, and replicate `patch` instead of the whole value: the
+    /// change, which [`State::apply`] turns into `value` on a replica that
+    /// holds the state this write started from.
+    Patch {
+        value: S,
+        patch: Vec<u8>,
+        expire_at: Option<Timestamp>,
+    },
 }
 
 impl<S> Write<S> {
     /// The value this write stores, if any.
     pub fn stored(&self) -> Option<&S> {
         match self {
-            Write::Store { value, .. } => Some(value),
+            Write::Store { value, .. } | Write::Patch { value, .. } => Some(value),
             _ => None,
         }
     }
@@ -84,5 +92,11 @@ pub trait State: Codec + Clone {
     /// Bytes the value holds, its own and on the heap (MEMORY USAGE).
     fn heap_size(&self) -> usize {
         size_of::<Self>()
+    }
+
+    /// The value a replicated payload leaves at a key that holds `old`: the
+    /// payload itself (a whole value) unless the state replicates patches.
+    fn apply(_old: Option<&Self>, payload: &[u8]) -> Result<Self, crate::codec::CodecError> {
+        Self::decode(payload)
     }
 }

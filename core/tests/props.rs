@@ -24,6 +24,11 @@
 //!   WAIT callers are released late and the schedule behind them moves;
 //! - re-spacing (PERMIT.SET): held callers move to the new interval in
 //!   order, promises stand, spacing holds across the change;
+//! - leases: at any instant the costs of the live leases add up to at
+//!   most the limit in force when each started, across random acquires
+//!   (held or not), releases, renewals, expiries, waiters leaving and limit
+//!   changes, with weights; ids increase; a replica applying the patches
+//!   ends equal;
 //! - codec: decoding never panics, encoding round-trips;
 //! - decimal: parsing never panics and round-trips integers and decimals.
 
@@ -715,4 +720,146 @@ fn throttle_passes_bucket_decisions_through() {
     )
     .unwrap();
     assert_eq!(o.answer, throttle::Answer::Bucket(d));
+}
+
+// ---- leases -----------------------------------------------------------------
+
+#[derive(Clone, Copy, Debug)]
+enum LeaseOp {
+    Acquire { limit: u64, cost: u64, ttl_ms: u64, held: bool },
+    Release(usize),
+    Renew(usize, u64),
+    Leave(usize),
+}
+
+fn lease_ops(vary_limit: bool) -> impl Strategy<Value = Vec<(u64, LeaseOp)>> {
+    let limit = if vary_limit { (1u64..=6).boxed() } else { Just(4u64).boxed() };
+    let op = prop_oneof![
+        5 => (limit, 1u64..=3, 1u64..=3000, any::<bool>()).prop_map(|(limit, cost, ttl_ms, held)| LeaseOp::Acquire { limit, cost, ttl_ms, held }),
+        2 => any::<usize>().prop_map(LeaseOp::Release),
+        1 => (any::<usize>(), 1u64..=3000).prop_map(|(i, t)| LeaseOp::Renew(i, t)),
+        1 => any::<usize>().prop_map(LeaseOp::Leave),
+    ];
+    prop::collection::vec((prop_oneof![2 => Just(0u64), 3 => 0u64..=1500], op), 1..80)
+}
+
+/// One lease as it ran: start, end, cost, the limit in force at its start.
+type Ran = (u64, u64, u64, u64);
+
+/// Runs `ops` (each after a gap: ms, plus the µs a command takes) on one
+/// key, as the master and as a replica applying its patches; returns every
+/// lease as it really ran.
+fn run_leases(ops: &[(u64, LeaseOp)]) -> Result<Vec<Ran>, TestCaseError> {
+    use std::collections::BTreeMap;
+    use throttle_core::State;
+    use throttle_core::lease::{self, Acquire, Granted, LeaseState};
+    let mut state: Option<LeaseState> = None;
+    let mut replica: Option<LeaseState> = None;
+    let mut now = T0;
+    let mut ids: Vec<u64> = Vec::new();
+    let mut last_id = 0u64;
+    // id -> (start, end, cost, limit at start if known yet).
+    let mut ran: BTreeMap<u64, (u64, u64, u64, Option<u64>)> = BTreeMap::new();
+    for &(gap_ms, op) in ops {
+        now += gap_ms * 1000 + 1;
+        let t = Timestamp(now);
+        let pick = |i: usize| ids.get(i % ids.len().max(1)).copied().unwrap_or(0);
+        let mut released = None;
+        let write = match op {
+            LeaseOp::Acquire { limit, cost, ttl_ms, held } => {
+                let a = Acquire { limit, ttl: Micros(ttl_ms * 1000), cost, held, max_wait: Micros(10 * SEC) };
+                let step = lease::acquire(state.as_ref(), t, vec![], &a);
+                if let Granted::Lease { lease, wait, .. } = step.answer.answer {
+                    prop_assert!(lease.id > last_id, "ids increase");
+                    last_id = lease.id;
+                    ids.push(lease.id);
+                    let at_once = (wait == Micros::ZERO).then_some(limit);
+                    ran.insert(lease.id, (lease.start.0, lease.expires_at.0, cost, at_once));
+                }
+                step.write
+            }
+            LeaseOp::Release(i) => {
+                let id = pick(i);
+                let step = lease::release(state.as_ref(), t, vec![], id);
+                if step.answer.answer {
+                    released = Some(id);
+                }
+                step.write
+            }
+            LeaseOp::Renew(i, ttl_ms) => lease::renew(state.as_ref(), t, vec![], pick(i), Micros(ttl_ms * 1000)).write,
+            LeaseOp::Leave(i) => {
+                // A waiter (a reservation not started) leaves: cancelled.
+                let id = pick(i);
+                let waiting = state.as_ref().is_some_and(|s| s.leases().iter().any(|l| l.id == id && l.start > t));
+                if waiting {
+                    ran.remove(&id);
+                }
+                let cancel = if waiting { vec![id] } else { vec![] };
+                lease::renew(state.as_ref(), t, cancel, 0, Micros(SEC)).write
+            }
+        };
+        if let Some(r) = released.and_then(|id| ran.get_mut(&id)) {
+            r.1 = r.1.min(now);
+        }
+        match write {
+            Write::Patch { value, patch, .. } => {
+                replica = Some(LeaseState::apply(replica.as_ref(), &patch).unwrap());
+                state = Some(value);
+            }
+            Write::Delete => {
+                state = None;
+                replica = None;
+            }
+            Write::Keep => {}
+            Write::Store { .. } => return Err(TestCaseError::fail("leases replicate patches")),
+        }
+        prop_assert_eq!(&replica, &state);
+        // Where each lease stands now (a reservation may have moved; a
+        // renewal moved an expiry). A lease starting now or later was just
+        // planned under this op's limit.
+        let limit_now = state.as_ref().map_or(0, LeaseState::limit);
+        // A reservation dropped (it can no longer fit) never ran.
+        let present: Vec<u64> = state.iter().flat_map(|s| s.leases()).map(|l| l.id).collect();
+        ran.retain(|id, r| r.0 <= now || present.contains(id));
+        for l in state.iter().flat_map(|s| s.leases()) {
+            if let Some(r) = ran.get_mut(&l.id) {
+                r.0 = l.start.0;
+                r.1 = l.expires_at.0;
+                if l.start.0 >= now {
+                    r.3 = Some(limit_now);
+                }
+            }
+        }
+    }
+    Ok(ran
+        .into_values()
+        .map(|(s, e, c, limit)| (s, e, c, limit.unwrap_or(0)))
+        .collect())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+    /// A fixed limit of 4: at every instant (every start), the costs live
+    /// add up to at most 4, whatever the sequence.
+    #[test]
+    fn leases_never_exceed_the_limit(ops in lease_ops(false)) {
+        let ran = run_leases(&ops)?;
+        for &(s, ..) in &ran {
+            let live: u64 = ran.iter().filter(|(a, b, ..)| *a <= s && s < *b).map(|r| r.2).sum();
+            prop_assert!(live <= 4, "{live} live at {s}: {ran:?}");
+        }
+    }
+
+    /// Limits change with every call: each lease, when it starts, fits the
+    /// limit in force then (existing leases stand when it falls).
+    #[test]
+    fn each_lease_fits_the_limit_in_force_when_it_starts(ops in lease_ops(true)) {
+        let ran = run_leases(&ops)?;
+        for &(s, _, _, limit) in &ran {
+            // The leases live at its start that started before it, and it.
+            let live: u64 = ran.iter().filter(|(a, b, ..)| *a <= s && s < *b).map(|r| r.2).sum();
+            prop_assert!(live <= limit, "{live} live at {s} under {limit}: {ran:?}");
+        }
+    }
 }
