@@ -232,7 +232,15 @@ pub fn write_to<S: Stored>(
 ) {
     match write {
         Write::Keep => {}
-        Write::Store { value, expire_at } => store(ctx, key, target, value, expire_at, now),
+        Write::Store { value, expire_at } => {
+            let payload = value.encode();
+            store(ctx, key, target, value, payload.as_bytes(), expire_at, now);
+        }
+        Write::Patch {
+            value,
+            patch,
+            expire_at,
+        } => store(ctx, key, target, value, &patch, expire_at, now),
         Write::Delete => {
             key.delete();
             ctx.replicate_del(target.name);
@@ -244,23 +252,24 @@ pub fn write_to<S: Stored>(
 
 /// Stores `value` at `key` (in place when the key holds an `S`, so it is
 /// not re-created), moves its expiry to `expire_at` (module time) when
-/// given, replicates the effect, signals the key and fires the event.
+/// given, replicates the effect (`payload`: the value, or the patch that
+/// makes it), signals the key and fires the event.
 fn store<S: Stored>(
     ctx: Ctx<'_>,
     key: &mut Key<'_>,
     target: Target<'_>,
     value: S,
+    payload: &[u8],
     expire_at: Option<Timestamp>,
     now: Timestamp,
 ) {
-    let payload = value.encode();
     put(key, value);
     let expire_ms = expire_at.map(|at| {
         let at_ms = clock::to_server(at, now).reply_ms_ceil();
         expire_at_ms(key, at_ms);
         at_ms
     });
-    ctx.replicate(APPLY_COMMAND, target.name, payload.as_bytes(), expire_ms);
+    ctx.replicate(APPLY_COMMAND, target.name, payload, expire_ms);
     ctx.signal_modified(target.name);
     ctx.notify(target.event, target.name);
 }

@@ -94,7 +94,8 @@ impl<S: Stored> DataTypeEntry for Entry<S> {
     }
 
     fn apply(&self, key: &mut Key<'_>, payload: &[u8]) -> error::Result<()> {
-        let value = S::decode(payload).map_err(|why| error::Error::Payload {
+        let old = key.get::<S>().ok().flatten();
+        let value = S::apply(old, payload).map_err(|why| error::Error::Payload {
             what: S::entry().name,
             why,
         })?;
