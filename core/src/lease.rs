@@ -374,7 +374,11 @@ pub fn renew(
             .iter()
             .any(|l| l.id == id && l.start <= now && now < l.expires_at)
     });
-    let op = if live { Op::Renew(id, ttl) } else { Op::Nothing };
+    let op = if live {
+        Op::Renew(id, ttl)
+    } else {
+        Op::Nothing
+    };
     let patch = Patch { now, cancelled, op };
     step(state, patch, |_, r| r)
 }
@@ -550,7 +554,8 @@ impl Patch {
             return Err(CodecError::WrongKind);
         }
         let now = Timestamp(r.u64("patch time")?);
-        let n = usize::try_from(r.u64("cancelled")?).map_err(|_| CodecError::BadField("cancelled"))?;
+        let n =
+            usize::try_from(r.u64("cancelled")?).map_err(|_| CodecError::BadField("cancelled"))?;
         if n > MAX_LEASES {
             return Err(CodecError::BadField("cancelled"));
         }
@@ -567,7 +572,8 @@ impl Patch {
                     held: r.u8()? != 0,
                     max_wait: Micros(r.u64("max wait")?),
                 };
-                if a.limit == 0 || a.limit > MAX_LIMIT || a.ttl == Micros::ZERO || a.ttl > MAX_WAIT {
+                if a.limit == 0 || a.limit > MAX_LIMIT || a.ttl == Micros::ZERO || a.ttl > MAX_WAIT
+                {
                     return Err(CodecError::BadField("acquire"));
                 }
                 Op::Acquire(a)
@@ -637,7 +643,10 @@ mod tests {
         let third = keep(&mut s, |x| acquire(x, now, vec![], &call(2, 10, 1, false)));
         assert_eq!(third.answer, Granted::Refused);
         assert!(keep(&mut s, |x| release(x, now, vec![], a.id)).answer);
-        assert!(!keep(&mut s, |x| release(x, now, vec![], a.id)).answer, "twice");
+        assert!(
+            !keep(&mut s, |x| release(x, now, vec![], a.id)).answer,
+            "twice"
+        );
         let c = lease_of(keep(&mut s, |x| acquire(x, now, vec![], &call(2, 10, 1, false))).answer);
         assert!(c.id > b.id);
     }
@@ -650,11 +659,20 @@ mod tests {
         assert_eq!(a.expires_at, Timestamp(T0 + 10 * SEC));
         let just_before = Timestamp(T0 + 10 * SEC - 1);
         assert_eq!(
-            keep(&mut s, |x| acquire(x, just_before, vec![], &call(1, 10, 1, false))).answer,
+            keep(&mut s, |x| acquire(
+                x,
+                just_before,
+                vec![],
+                &call(1, 10, 1, false)
+            ))
+            .answer,
             Granted::Refused
         );
         let at = Timestamp(T0 + 10 * SEC);
-        assert_eq!(keep(&mut s, |x| renew(x, at, vec![], a.id, Micros(SEC))).answer, None);
+        assert_eq!(
+            keep(&mut s, |x| renew(x, at, vec![], a.id, Micros(SEC))).answer,
+            None
+        );
         assert!(matches!(
             keep(&mut s, |x| acquire(x, at, vec![], &call(1, 10, 1, false))).answer,
             Granted::Lease { .. }
@@ -681,7 +699,10 @@ mod tests {
         let at = Timestamp(T0 + 2 * SEC);
         let out = keep(&mut s, |x| release(x, at, vec![], a.id));
         assert!(out.answer);
-        assert_eq!(out.moved.starts, vec![(w1.id, at), (w2.id, Timestamp(T0 + 7 * SEC))]);
+        assert_eq!(
+            out.moved.starts,
+            vec![(w1.id, at), (w2.id, Timestamp(T0 + 7 * SEC))]
+        );
         // A waiter that left (cancelled) frees its place for the next.
         let out = keep(&mut s, |x| release(x, at, vec![w1.id], 0));
         assert_eq!(out.moved.starts, vec![(w2.id, at)]);
@@ -709,7 +730,14 @@ mod tests {
         let mut s = None;
         let now = Timestamp(T0);
         let big = keep(&mut s, |x| acquire(x, now, vec![], &call(10, 10, 7, false))).answer;
-        assert!(matches!(big, Granted::Lease { in_use: 7, limit: 10, .. }));
+        assert!(matches!(
+            big,
+            Granted::Lease {
+                in_use: 7,
+                limit: 10,
+                ..
+            }
+        ));
         assert_eq!(
             keep(&mut s, |x| acquire(x, now, vec![], &call(10, 10, 4, false))).answer,
             Granted::Refused
@@ -743,13 +771,25 @@ mod tests {
             now += (i * 7919) % (3 * SEC);
             let t = Timestamp(now);
             let step = match i % 4 {
-                0 | 1 => acquire(master.as_ref(), t, vec![], &call(3, 1 + i % 5, 1 + i % 2, i % 3 == 0)).map(|_| ()),
+                0 | 1 => acquire(
+                    master.as_ref(),
+                    t,
+                    vec![],
+                    &call(3, 1 + i % 5, 1 + i % 2, i % 3 == 0),
+                )
+                .map(|_| ()),
                 2 => {
-                    let id = master.as_ref().and_then(|m: &LeaseState| m.leases.first()).map_or(0, |l| l.id);
+                    let id = master
+                        .as_ref()
+                        .and_then(|m: &LeaseState| m.leases.first())
+                        .map_or(0, |l| l.id);
                     release(master.as_ref(), t, vec![], id).map(|_| ())
                 }
                 _ => {
-                    let id = master.as_ref().and_then(|m: &LeaseState| m.leases.last()).map_or(0, |l| l.id);
+                    let id = master
+                        .as_ref()
+                        .and_then(|m: &LeaseState| m.leases.last())
+                        .map_or(0, |l| l.id);
                     renew(master.as_ref(), t, vec![], id, Micros(2 * SEC)).map(|_| ())
                 }
             };

@@ -726,14 +726,23 @@ fn throttle_passes_bucket_decisions_through() {
 
 #[derive(Clone, Copy, Debug)]
 enum LeaseOp {
-    Acquire { limit: u64, cost: u64, ttl_ms: u64, held: bool },
+    Acquire {
+        limit: u64,
+        cost: u64,
+        ttl_ms: u64,
+        held: bool,
+    },
     Release(usize),
     Renew(usize, u64),
     Leave(usize),
 }
 
 fn lease_ops(vary_limit: bool) -> impl Strategy<Value = Vec<(u64, LeaseOp)>> {
-    let limit = if vary_limit { (1u64..=6).boxed() } else { Just(4u64).boxed() };
+    let limit = if vary_limit {
+        (1u64..=6).boxed()
+    } else {
+        Just(4u64).boxed()
+    };
     let op = prop_oneof![
         5 => (limit, 1u64..=3, 1u64..=3000, any::<bool>()).prop_map(|(limit, cost, ttl_ms, held)| LeaseOp::Acquire { limit, cost, ttl_ms, held }),
         2 => any::<usize>().prop_map(LeaseOp::Release),
@@ -766,8 +775,19 @@ fn run_leases(ops: &[(u64, LeaseOp)]) -> Result<Vec<Ran>, TestCaseError> {
         let pick = |i: usize| ids.get(i % ids.len().max(1)).copied().unwrap_or(0);
         let mut released = None;
         let write = match op {
-            LeaseOp::Acquire { limit, cost, ttl_ms, held } => {
-                let a = Acquire { limit, ttl: Micros(ttl_ms * 1000), cost, held, max_wait: Micros(10 * SEC) };
+            LeaseOp::Acquire {
+                limit,
+                cost,
+                ttl_ms,
+                held,
+            } => {
+                let a = Acquire {
+                    limit,
+                    ttl: Micros(ttl_ms * 1000),
+                    cost,
+                    held,
+                    max_wait: Micros(10 * SEC),
+                };
                 let step = lease::acquire(state.as_ref(), t, vec![], &a);
                 if let Granted::Lease { lease, wait, .. } = step.answer.answer {
                     prop_assert!(lease.id > last_id, "ids increase");
@@ -786,11 +806,15 @@ fn run_leases(ops: &[(u64, LeaseOp)]) -> Result<Vec<Ran>, TestCaseError> {
                 }
                 step.write
             }
-            LeaseOp::Renew(i, ttl_ms) => lease::renew(state.as_ref(), t, vec![], pick(i), Micros(ttl_ms * 1000)).write,
+            LeaseOp::Renew(i, ttl_ms) => {
+                lease::renew(state.as_ref(), t, vec![], pick(i), Micros(ttl_ms * 1000)).write
+            }
             LeaseOp::Leave(i) => {
                 // A waiter (a reservation not started) leaves: cancelled.
                 let id = pick(i);
-                let waiting = state.as_ref().is_some_and(|s| s.leases().iter().any(|l| l.id == id && l.start > t));
+                let waiting = state
+                    .as_ref()
+                    .is_some_and(|s| s.leases().iter().any(|l| l.id == id && l.start > t));
                 if waiting {
                     ran.remove(&id);
                 }
@@ -819,7 +843,11 @@ fn run_leases(ops: &[(u64, LeaseOp)]) -> Result<Vec<Ran>, TestCaseError> {
         // planned under this op's limit.
         let limit_now = state.as_ref().map_or(0, LeaseState::limit);
         // A reservation dropped (it can no longer fit) never ran.
-        let present: Vec<u64> = state.iter().flat_map(|s| s.leases()).map(|l| l.id).collect();
+        let present: Vec<u64> = state
+            .iter()
+            .flat_map(|s| s.leases())
+            .map(|l| l.id)
+            .collect();
         ran.retain(|id, r| r.0 <= now || present.contains(id));
         for l in state.iter().flat_map(|s| s.leases()) {
             if let Some(r) = ran.get_mut(&l.id) {

@@ -276,7 +276,12 @@ pub fn settings(args: &Args<'_>, command: &'static str, setters: &mut [Setter<'_
     if args.len() < 2 {
         return Err(Error::Arity(command));
     }
-    let mut options = Options::new(*args, 2);
+    settings_from(args, 2, setters)
+}
+
+/// The `NAME value` pairs from argument `from` on, as [`settings`].
+pub fn settings_from(args: &Args<'_>, from: usize, setters: &mut [Setter<'_>]) -> Result<()> {
+    let mut options = Options::new(*args, from);
     while let Some((name, value)) = options.next_pair()? {
         let (_, set) = setters
             .iter_mut()

@@ -73,6 +73,11 @@ pub struct Hold {
     /// How long the key's stored state matters from now (its expiry): a
     /// carry is kept at most that long after the schedule moved.
     pub state_for: Micros,
+    /// A name for the hold in the key's state (a lease reserved for the
+    /// caller): when the caller leaves without its reply (a disconnect,
+    /// `CLIENT UNBLOCK`, its timeout), the tag waits for the key's next
+    /// command ([`take_gone`]) to cancel what the state holds for it.
+    pub tag: Option<u64>,
 }
 
 struct Client {
@@ -86,6 +91,7 @@ struct Client {
     planned: Instant,
     slot: Timestamp,
     on_time_for: Duration,
+    tag: Option<u64>,
     release: Box<dyn Release>,
 }
 
@@ -99,8 +105,10 @@ struct KeyQueue {
     offset: Duration,
     /// The shift its stored state has not taken yet (µs).
     carry: u64,
-    /// Until when a carry matters.
+    /// Until when a carry (or a gone tag) matters.
     relevant_until: Option<Instant>,
+    /// Tags of held clients that left without their reply.
+    gone: Vec<u64>,
     /// Its entry in `wakes`.
     wake: Option<Instant>,
 }
@@ -208,6 +216,7 @@ pub fn hold(ctx: Ctx<'_>, h: Hold, release: Box<dyn Release>) -> Result<()> {
             planned,
             slot: h.slot,
             on_time_for: duration(h.on_time_for),
+            tag: h.tag,
             release,
         },
     );
@@ -252,6 +261,74 @@ fn carry(ctx: Ctx<'_>, name: RStr<'_>, take: bool) -> Micros {
         q.rewake(serial, s.origin);
     }
     Micros(c)
+}
+
+/// The tags of the key's held clients that left without their reply since
+/// the last call (the command cancels what its state holds for them).
+pub fn take_gone(key: &KeyId) -> Vec<u64> {
+    let Some(s) = SCHEDULER.get() else {
+        return Vec::new();
+    };
+    let mut q = lock(s);
+    let Some(&serial) = q.serial_of.get(key) else {
+        return Vec::new();
+    };
+    let gone = q
+        .keys
+        .get_mut(&serial)
+        .map(|k| std::mem::take(&mut k.gone))
+        .unwrap_or_default();
+    q.rewake(serial, s.origin);
+    gone
+}
+
+/// Moves held clients by tag: `(tag, new turn)` on the module's clock read
+/// at `now`; `refused` tags are answered their refusal now.
+pub fn retime_tagged(key: &KeyId, moved: &[(u64, Timestamp)], refused: &[u64], now: Timestamp) {
+    let Some(s) = SCHEDULER.get() else { return };
+    let mono = Instant::now();
+    let mut out = Vec::new();
+    let mut q = lock(s);
+    let Some(&serial) = q.serial_of.get(key) else {
+        return;
+    };
+    let ids: Vec<(usize, u64)> = q
+        .keys
+        .get(&serial)
+        .map(|k| {
+            k.by_due
+                .values()
+                .filter_map(|id| q.clients.get(id).and_then(|c| c.tag.map(|t| (*id, t))))
+                .collect()
+        })
+        .unwrap_or_default();
+    for (id, tag) in ids {
+        if refused.contains(&tag) {
+            if let Some(c) = q.remove(id) {
+                out.push((c.bc, c.release.refuse()));
+                stats::held(stats::Held::TimedOut);
+            }
+        } else if let Some(&(_, slot)) = moved.iter().find(|(t, _)| *t == tag) {
+            let offset = q.keys.get(&serial).map_or(Duration::ZERO, |k| k.offset);
+            if let Some(mut c) = q.remove(id) {
+                let due = mono + duration(slot.since(now));
+                c.base = due.checked_sub(offset).unwrap_or(due);
+                c.slot = slot;
+                if let Some(k) = q.keys.get_mut(&serial) {
+                    k.by_due.insert((c.base, c.seq), id);
+                    k.by_deadline.insert((c.deadline, c.seq, id));
+                }
+                q.clients.insert(id, c);
+            }
+        }
+    }
+    q.rewake(serial, s.origin);
+    stats::HELD.store(q.clients.len() as u64, Relaxed);
+    drop(q);
+    s.changed.notify_one();
+    for (bc, reply) in out {
+        bc.unblock(reply);
+    }
 }
 
 /// The turns of the clients held on a key, in order, where they are now
@@ -335,7 +412,9 @@ impl Queues {
         };
         let due = k.by_due.keys().next().map(|(base, _)| *base + k.offset);
         let deadline = k.by_deadline.iter().next().map(|(d, _, _)| *d);
-        let carry_end = (k.carry > 0).then_some(k.relevant_until).flatten();
+        let carry_end = (k.carry > 0 || !k.gone.is_empty())
+            .then_some(k.relevant_until)
+            .flatten();
         let wake = [due, deadline, carry_end].into_iter().flatten().min();
         if let Some(old) = k.wake.take() {
             self.wakes.remove(&(old, serial));
@@ -370,6 +449,16 @@ impl Queues {
         Some(c)
     }
 
+    /// Takes a client out that leaves without its reply: its tag waits for
+    /// the key's next command.
+    fn remove_gone(&mut self, id: usize) -> Option<Client> {
+        let c = self.remove(id)?;
+        if let (Some(tag), Some(k)) = (c.tag, self.keys.get_mut(&c.key)) {
+            k.gone.push(tag);
+        }
+        Some(c)
+    }
+
     /// Releases or refuses what is due on one key at `now`. Returns the
     /// clients to unblock, with their replies.
     fn due(&mut self, serial: u64, now: Instant, out: &mut Vec<(BlockedClient, Box<dyn Held>)>) {
@@ -391,6 +480,9 @@ impl Queues {
                 out.push((c.bc, c.release.release(moved)));
                 stats::held(stats::Held::Released { late: false });
             } else if now > c.deadline {
+                if let (Some(tag), Some(k)) = (c.tag, self.keys.get_mut(&serial)) {
+                    k.gone.push(tag);
+                }
                 out.push((c.bc, c.release.refuse()));
                 stats::held(stats::Held::TimedOut);
             } else {
@@ -418,7 +510,7 @@ impl Queues {
             if deadline > now {
                 break;
             }
-            let Some(c) = self.remove(id) else { break };
+            let Some(c) = self.remove_gone(id) else { break };
             out.push((c.bc, c.release.refuse()));
             stats::held(stats::Held::TimedOut);
         }
@@ -508,7 +600,7 @@ fn wake_loop() {
 fn forget(id: usize, event: stats::Held) {
     let Some(s) = SCHEDULER.get() else { return };
     let mut q = lock(s);
-    let Some(c) = q.remove(id) else { return };
+    let Some(c) = q.remove_gone(id) else { return };
     q.rewake(c.key, s.origin);
     stats::HELD.store(q.clients.len() as u64, Relaxed);
     drop(q);

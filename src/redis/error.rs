@@ -26,6 +26,8 @@ pub enum Range {
     CellPeriod,
     CellQuantity,
     MaxWaiting,
+    LeaseLimit,
+    LeaseTtl,
 }
 
 impl Range {
@@ -48,6 +50,8 @@ impl Range {
             }
             Range::CellQuantity => "an integer >= 0 (to give tokens back, use THROTTLE.REFUND)",
             Range::MaxWaiting => "an integer >= 0, or -1 for no bound",
+            Range::LeaseLimit => "an integer >= 1 and <= 1000000000000000",
+            Range::LeaseTtl => "an integer >= 1 and <= 31622400000 (one year)",
         }
     }
 }

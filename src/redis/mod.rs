@@ -17,7 +17,7 @@
 //!   core's typed answers;
 //! - [`commands`]: registering the families' commands;
 //! - one file per command family: [`throttle`], [`knobs`], [`all`],
-//!   [`cell`], [`permit`], [`apply`], [`testclock`].
+//!   [`cell`], [`permit`], [`lease`], [`apply`], [`testclock`].
 
 pub mod all;
 pub mod apply;
@@ -34,6 +34,7 @@ pub mod error;
 pub mod ffi;
 pub mod keyspace;
 pub mod knobs;
+pub mod lease;
 pub mod permit;
 pub mod replies;
 pub mod stats;
@@ -42,6 +43,7 @@ pub mod throttle;
 
 use std::marker::PhantomData;
 
+use throttle_core::lease::LeaseState;
 use throttle_core::permit::PermitState;
 use throttle_core::throttle::ThrottleState;
 
@@ -56,6 +58,7 @@ pub const FAMILIES: &[&[Spec]] = &[
     all::COMMANDS,
     cell::COMMANDS,
     permit::COMMANDS,
+    lease::COMMANDS,
     apply::COMMANDS,
     testclock::COMMANDS,
     #[cfg(feature = "fault-injection")]
@@ -67,6 +70,7 @@ pub const FAMILIES: &[&[Spec]] = &[
 pub const TYPES: &[&dyn DataTypeEntry] = &[
     &Entry::<ThrottleState>(PhantomData),
     &Entry::<PermitState>(PhantomData),
+    &Entry::<LeaseState>(PhantomData),
 ];
 
 /// The RDB encoding version every type registers (3: the compact

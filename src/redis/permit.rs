@@ -130,6 +130,7 @@ pub fn permit(ctx: Ctx<'_>, args: Args<'_>) -> Result<()> {
                 timeout,
                 on_time_for: grace,
                 state_for: wait.saturating_add(answer.interval),
+                tag: None,
             };
             blocking::hold(ctx, hold, Box::new(HeldPermit { valid_at, grace }))?;
         }

@@ -7,6 +7,7 @@
 use throttle_core::bucket::{Decision, Retry, Verdict};
 use throttle_core::cell;
 use throttle_core::decimal;
+use throttle_core::lease::{Granted, LeaseSnapshot};
 use throttle_core::permit::{Permit, PermitAnswer, PermitSnapshot};
 use throttle_core::throttle::{AllAnswer, Answer, Snapshot};
 use throttle_core::time::{NEVER_MS, clamp_reply};
@@ -103,6 +104,50 @@ pub fn permit(ctx: Ctx<'_>, a: &PermitAnswer) {
         ]),
         Permit::Refused => ctx.reply_null(),
     }
+}
+
+/// LEASE's `[lease_id, expires_at_ms, in_use, limit]`, or nil.
+pub fn lease(ctx: Ctx<'_>, g: &Granted) {
+    match g {
+        Granted::Lease {
+            lease,
+            in_use,
+            limit,
+            ..
+        } => ctx.reply_i64s(&lease_ints(lease.id, lease.expires_at, *in_use, *limit)),
+        Granted::Refused => ctx.reply_null(),
+    }
+}
+
+fn lease_ints(id: u64, expires_at: Timestamp, in_use: u64, limit: u64) -> [i64; 4] {
+    [
+        clamp_reply(id),
+        expires_at.reply_ms_floor(),
+        clamp_reply(in_use),
+        clamp_reply(limit),
+    ]
+}
+
+/// LEASE.RENEW: the new `expires_at_ms`, or nil.
+pub fn renewed(ctx: Ctx<'_>, at: Option<Timestamp>) {
+    match at {
+        Some(t) => ctx.reply_i64(t.reply_ms_floor()),
+        None => ctx.reply_null(),
+    }
+}
+
+/// LEASE.PEEK's `[in_use, limit, waiting, next_expiry_ms]` (`[0, 0, 0, -1]`
+/// for no key; `-1`: no live lease).
+pub fn lease_peek(ctx: Ctx<'_>, s: Option<&LeaseSnapshot>) {
+    let (in_use, limit, waiting, next) = s.map_or((0, 0, 0, None), |s| {
+        (s.in_use, s.limit, s.waiting, s.next_expiry)
+    });
+    ctx.reply_i64s(&[
+        clamp_reply(in_use),
+        clamp_reply(limit),
+        clamp_reply(waiting as u64),
+        next.map_or(-1, Timestamp::reply_ms_floor),
+    ]);
 }
 
 pub fn ok(ctx: Ctx<'_>) {
@@ -267,6 +312,33 @@ impl Release for HeldPermit {
             valid_at.reply_ms_ceil(),
             expires_at.reply_ms_ceil(),
         ]))
+    }
+
+    fn refuse(self: Box<Self>) -> Box<dyn Held> {
+        Box::new(Sent::Nil)
+    }
+}
+
+/// A LEASE … BLOCK caller's reserved lease. Moved by a re-plan, its expiry
+/// moves with its start.
+pub struct HeldLease {
+    pub id: u64,
+    pub expires_at: Timestamp,
+    pub in_use: u64,
+    pub limit: u64,
+}
+
+impl Release for HeldLease {
+    fn release(self: Box<Self>, moved_us: i64) -> Box<dyn Held> {
+        let by = Micros(moved_us.unsigned_abs());
+        let expires_at = if moved_us >= 0 {
+            self.expires_at.saturating_add(by)
+        } else {
+            self.expires_at.saturating_sub(by)
+        };
+        Box::new(Sent::Ints(
+            lease_ints(self.id, expires_at, self.in_use, self.limit).to_vec(),
+        ))
     }
 
     fn refuse(self: Box<Self>) -> Box<dyn Held> {

@@ -12,6 +12,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+use throttle_core::lease::Granted;
 use throttle_core::permit::{Permit, PermitAnswer};
 use throttle_core::throttle::{AllAnswer, Answer};
 
@@ -37,9 +38,16 @@ pub static BLOCKED_LATE: Counter = Counter::new(0);
 pub static BLOCKED_TIMEOUT: Counter = Counter::new(0);
 pub static BLOCKED_UNBLOCKED: Counter = Counter::new(0);
 pub static BLOCKED_DISCONNECTED: Counter = Counter::new(0);
+pub static LEASE_GRANTED: Counter = Counter::new(0);
+pub static LEASE_QUEUED: Counter = Counter::new(0);
+pub static LEASE_REFUSED: Counter = Counter::new(0);
+pub static LEASE_RELEASED: Counter = Counter::new(0);
+pub static LEASE_RENEWED: Counter = Counter::new(0);
+pub static LEASE_LOST: Counter = Counter::new(0);
 /// Values alive in memory, by type (all databases).
 pub static BUCKET_KEYS: Counter = Counter::new(0);
 pub static PERMIT_KEYS: Counter = Counter::new(0);
+pub static LEASE_KEYS: Counter = Counter::new(0);
 
 fn add(c: &Counter, n: u64) {
     c.fetch_add(n, Relaxed);
@@ -83,6 +91,35 @@ pub fn permit(answer: &PermitAnswer) {
     );
 }
 
+/// One LEASE call: granted at once, queued (a held caller), or refused.
+pub fn lease(answer: &Granted) {
+    add(
+        match answer {
+            Granted::Lease { wait, .. } if wait.0 == 0 => &LEASE_GRANTED,
+            Granted::Lease { .. } => &LEASE_QUEUED,
+            Granted::Refused => &LEASE_REFUSED,
+        },
+        1,
+    );
+}
+
+/// One LEASE.RELEASE: released, or the lease was not live (lost).
+pub fn lease_end(released: bool) {
+    add(
+        if released {
+            &LEASE_RELEASED
+        } else {
+            &LEASE_LOST
+        },
+        1,
+    );
+}
+
+/// One LEASE.RENEW: renewed, or the lease was not live (lost).
+pub fn lease_renewed(renewed: bool) {
+    add(if renewed { &LEASE_RENEWED } else { &LEASE_LOST }, 1);
+}
+
 /// What happened to a held client.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Held {
@@ -117,7 +154,7 @@ pub fn held(event: Held) {
 
 /// The counters of `# throttle_stats`, in the order INFO prints them
 /// (Redis prefixes each name with `throttle_`).
-static COUNTERS: [(&str, &Counter); 15] = [
+static COUNTERS: [(&str, &Counter); 21] = [
     ("calls", &CALLS),
     ("allowed", &ALLOWED),
     ("denied", &DENIED),
@@ -133,11 +170,20 @@ static COUNTERS: [(&str, &Counter); 15] = [
     ("blocked_timeout", &BLOCKED_TIMEOUT),
     ("blocked_unblocked", &BLOCKED_UNBLOCKED),
     ("blocked_disconnected", &BLOCKED_DISCONNECTED),
+    ("lease_granted", &LEASE_GRANTED),
+    ("lease_queued", &LEASE_QUEUED),
+    ("lease_refused", &LEASE_REFUSED),
+    ("lease_released", &LEASE_RELEASED),
+    ("lease_renewed", &LEASE_RENEWED),
+    ("lease_lost", &LEASE_LOST),
 ];
 
 /// The gauges of `# throttle_keys`.
-static KEY_COUNTS: [(&str, &Counter); 2] =
-    [("bucket_keys", &BUCKET_KEYS), ("permit_keys", &PERMIT_KEYS)];
+static KEY_COUNTS: [(&str, &Counter); 3] = [
+    ("bucket_keys", &BUCKET_KEYS),
+    ("permit_keys", &PERMIT_KEYS),
+    ("lease_keys", &LEASE_KEYS),
+];
 
 /// `INFO throttle`.
 pub fn info(w: &mut InfoWriter<'_>) {

@@ -114,6 +114,7 @@ pub fn throttle(ctx: Ctx<'_>, args: Args<'_>) -> Result<()> {
                 timeout: max_wait,
                 on_time_for: config::wait_tolerance(),
                 state_for: wait.saturating_add(reset_after),
+                tag: None,
             };
             blocking::hold(ctx, hold, Box::new(HeldThrottle { ints }))?;
         }
