@@ -68,6 +68,11 @@ fn samples(bucket: &str, day: &str, permit: &str) -> Vec<Sample> {
     add("PERMIT.SET", &[permit, "INTERVAL", "100"], &[permit]);
     add("PERMIT.GET", &[permit], &[permit]);
     add("PERMIT.RESET", &[permit], &[permit]);
+    let leases = format!("{permit}:leases");
+    add("LEASE", &[&leases, "2", "60000"], &[&leases]);
+    add("LEASE.RENEW", &[&leases, "1", "60000"], &[&leases]);
+    add("LEASE.RELEASE", &[&leases, "1"], &[&leases]);
+    add("LEASE.PEEK", &[&leases], &[&leases]);
     add("THROTTLE.GET", &[bucket], &[bucket]);
     add("THROTTLE.REFUND", &[bucket, "1"], &[bucket]);
     add("THROTTLE.RESET", &[bucket], &[bucket]);

@@ -604,6 +604,20 @@ fn command_table() -> Vec<Spec> {
             WRITE,
             Some(&["THROTTLE.SET", "k", "RPS", "1"]),
         ),
+        spec("lease", -4, WRITE, Some(&["LEASE", "k", "1", "1"])),
+        spec(
+            "lease.release",
+            3,
+            WRITE,
+            Some(&["LEASE.RELEASE", "k", "1"]),
+        ),
+        spec(
+            "lease.renew",
+            4,
+            WRITE,
+            Some(&["LEASE.RENEW", "k", "1", "1"]),
+        ),
+        spec("lease.peek", 2, READ, Some(&["LEASE.PEEK", "k"])),
         spec("throttle.get", 2, READ, Some(&["THROTTLE.GET", "k"])),
         spec(
             "throttle.reset",
