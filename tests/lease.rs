@@ -8,7 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use redis::{Connection, Value};
+use redis::Connection;
 
 fn lease(c: &mut Connection, key: &str, args: &[&str]) -> Option<Vec<i64>> {
     redis::cmd("LEASE").arg(key).arg(args).query(c).unwrap()
