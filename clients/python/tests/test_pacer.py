@@ -101,17 +101,6 @@ def test_block_refuses_a_slot_beyond_its_timeout_and_reserves_nothing(r):
     assert first.valid_at_ms + 10_000 <= nxt.valid_at_ms <= first.valid_at_ms + 10_001
 
 
-def test_block_refuses_a_hold_longer_than_the_socket_timeout(r, server):
-    short = server.client(socket_timeout=2)
-    with pytest.raises(ValueError, match="socket_timeout"):
-        Pacer(short, "x", interval=0.1, max_waiting=1000).block()  # up to 100 s
-    with pytest.raises(ValueError, match="socket_timeout"):
-        Pacer(short, "x", interval=0.1, max_waiting=1).block(timeout=5)
-    assert r.exists("x") == 0
-    assert Pacer(short, "x", interval=0.1, max_waiting=1).block(timeout=0.5).time_to_wait_ms == 0
-    short.close()
-
-
 def test_slot_is_a_fifo_queue_shared_by_every_thread(r):
     pacer = Pacer(r, "fifo", interval=0.03, max_waiting=100)
     slots, errors = [], []

@@ -12,6 +12,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 from fractions import Fraction
 from typing import Any, Dict, Optional, Tuple
 
@@ -267,3 +268,41 @@ class LimiterState:
     @property
     def reset_after(self) -> float:
         return _seconds(self.reset_after_ms)
+
+
+@dataclass(frozen=True)
+class PermitSettings:
+    """PERMIT.GET: a key's settings (PERMIT.SET), which override every
+    caller's interval and bound while they live."""
+
+    #: minimum spacing between slots, ms (exact: µs resolution)
+    interval_ms: Decimal
+    #: the most permits that may wait; None for no bound (the server's -1)
+    max_waiting: Optional[int]
+    #: the settings' remaining life in ms
+    ttl_ms: int
+    #: every field of the reply, as sent (str keys)
+    fields: Dict[str, Any] = field(compare=False, repr=False)
+
+    @classmethod
+    def from_reply(cls, reply: Any) -> Optional["PermitSettings"]:
+        if reply is None:
+            return None
+        m = pairs(reply)
+        max_waiting = int(m["max_waiting"])
+        return cls(
+            interval_ms=Decimal(text(m["interval_ms"])),
+            max_waiting=None if max_waiting < 0 else max_waiting,
+            ttl_ms=int(m["ttl_ms"]),
+            fields=m,
+        )
+
+    @property
+    def interval(self) -> float:
+        """Seconds between slots."""
+        return float(self.interval_ms) / 1000
+
+    @property
+    def ttl(self) -> float:
+        """Seconds the settings still live."""
+        return _seconds(self.ttl_ms)
