@@ -101,15 +101,42 @@ def require_async(client: Any, name: str, counterpart: str) -> None:
     require_kind(client, True, name, counterpart)
 
 
+def _class_default(cls: Any, name: str) -> Any:
+    """A connection class's default for one constructor argument."""
+    for klass in getattr(cls, "__mro__", ()):
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        try:
+            param = inspect.signature(init).parameters.get(name)
+        except (TypeError, ValueError):
+            continue
+        if param is not None and param.default is not inspect.Parameter.empty:
+            return param.default
+    return None
+
+
 def socket_timeout(client: Any) -> Optional[float]:
-    """The client's socket (read) timeout in seconds, None for none."""
-    for owner in ("connection_pool", "nodes_manager"):
-        kwargs = getattr(getattr(client, owner, None), "connection_kwargs", None)
-        if isinstance(kwargs, dict):
-            return kwargs.get("socket_timeout")
-    kwargs = getattr(client, "connection_kwargs", None)
-    if isinstance(kwargs, dict):
-        return kwargs.get("socket_timeout")
+    """The client's socket (read) timeout in seconds, None for none.
+
+    A client made with ``from_url`` leaves it out of its connection
+    arguments: then its connections use their class's default (5 s in
+    redis-py 8).
+    """
+    for owner in ("connection_pool", "nodes_manager", None):
+        holder = client if owner is None else getattr(client, owner, None)
+        kwargs = getattr(holder, "connection_kwargs", None)
+        if not isinstance(kwargs, dict):
+            continue
+        if "socket_timeout" in kwargs:
+            return kwargs["socket_timeout"]
+        cls = kwargs.get("connection_class") or getattr(holder, "connection_class", None)
+        if cls is None:
+            if is_async_client(client):
+                from redis.asyncio.connection import Connection as cls
+            else:
+                from redis.connection import Connection as cls
+        return _class_default(cls, "socket_timeout")
     return None
 
 
@@ -178,7 +205,7 @@ def _held_spec(client: Any, key: Any, hold_s: Optional[float]) -> Tuple[Any, Dic
     else:  # redis.cluster.ClusterNode
         pool = node.redis_connection.connection_pool
         cls, kwargs = pool.connection_class, dict(pool.connection_kwargs)
-    before = kwargs.get("socket_timeout")
+    before = kwargs["socket_timeout"] if "socket_timeout" in kwargs else _class_default(cls, "socket_timeout")
     kwargs["socket_connect_timeout"] = kwargs.get("socket_connect_timeout") or before
     kwargs["socket_timeout"] = None if hold_s is None else hold_s + HELD_MARGIN_S
     if "orig_socket_timeout" in kwargs:  # redis-py 7+: restored after maintenance events
