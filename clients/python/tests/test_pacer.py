@@ -222,3 +222,68 @@ def test_permits_on_the_frozen_clock_are_exact(r, clock):
     assert first.expired(now=clock.now()) is True
     second = pacer.permit()  # first's slot has passed: one waiting permit (this one)
     assert second.valid_at_ms == at // 1000 + 500 and second.time_to_wait_ms == 225
+
+
+@pytest.mark.needs("permit-unbounded")
+def test_max_waiting_is_required_with_an_interval_and_none_means_no_bound(r):
+    with pytest.raises(TypeError, match="max_waiting is required"):
+        Pacer(r, "u", interval=1)
+    with pytest.raises(TypeError, match="needs an interval"):
+        Pacer(r, "u", max_waiting=3)
+    unbounded = Pacer(r, "u", interval=1000, max_waiting=None)
+    assert "unbounded" in repr(unbounded) and unbounded.max_waiting is None
+    permits = [unbounded.permit() for _ in range(50)]  # PERMIT u 1000000: no count bound
+    assert all(p is not None for p in permits)
+    assert permits[-1].valid_at_ms - permits[0].valid_at_ms >= 49 * 1_000_000
+
+
+@pytest.mark.needs("permit-settings")
+def test_settings_override_every_caller_and_reset(r):
+    ops = Pacer(r, "s")
+    assert ops.uses_settings_only and ops.interval is None and repr(ops) == "Pacer('s', settings)"
+    with pytest.raises(ValueError, match="no settings on this key"):
+        ops.permit()
+    assert ops.get_settings() is None
+    ops.set_settings(interval=0.25, max_waiting=2, ttl=60)
+    settings = ops.get_settings()
+    assert settings.interval_ms == 250 and settings.interval == 0.25 and settings.max_waiting == 2
+    assert 0 < settings.ttl_ms <= 60_000 and settings.ttl <= 60
+    caller = Pacer(r, "s", interval=1000, max_waiting=100)  # the settings win while they live
+    now, first, second = caller.permit(), caller.permit(), ops.permit()
+    assert now.valid_at_ms + 250 <= first.valid_at_ms <= now.valid_at_ms + 251
+    assert second.valid_at_ms == first.valid_at_ms + 250
+    assert caller.permit() is None  # two are waiting: the settings' bound
+    ops.set_settings(interval=0.25)  # MAX_WAITING left out: no bound
+    assert ops.get_settings().max_waiting is None
+    assert ops.reset_settings() is True and ops.reset_settings() is False
+    assert ops.get_settings() is None
+
+
+@pytest.mark.needs("permit-settings")
+def test_new_settings_respace_the_held_callers_at_once(r):
+    pacer = Pacer(r, "respace", interval=1, max_waiting=None)
+    first = pacer.permit()
+    slots, errors = [], []
+
+    def hold():
+        try:
+            slots.append(pacer.block(timeout=30).valid_at_ms)
+        except Exception as e:  # asserted in the main thread
+            errors.append(e)
+
+    threads = [threading.Thread(target=hold) for _ in range(10)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 10
+    while sum("b" in c["flags"] for c in r.client_list()) < 10 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert sum("b" in c["flags"] for c in r.client_list()) == 10  # all ten held, 1 s apart
+    pacer.set_settings(interval=0.02)
+    after = server_ms(r)
+    for t in threads:
+        t.join(30)
+    assert errors == []
+    slots.sort()
+    assert all(b - a >= 20 for a, b in zip(slots, slots[1:]))
+    assert slots[0] >= first.valid_at_ms + 20
+    assert all(s <= after + (k + 1) * 20 + 1 for k, s in enumerate(slots)), (after, slots)

@@ -13,7 +13,7 @@ import re
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
-from typing import Any, Callable, Dict, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, Optional, Tuple, Union
 
 from redis.exceptions import ResponseError
 
@@ -395,6 +395,7 @@ def text(value: Any) -> str:
 
 def pairs(reply: Any) -> dict:
     """A map reply (RESP3 dict, or RESP2 flat field/value list) as a dict with str keys."""
+    items: Iterable[Tuple[Any, Any]]
     if isinstance(reply, dict):
         items = reply.items()
     else:

@@ -118,6 +118,9 @@ class Waiter:
         return f"<Waiter {state}>"
 
 
+_Waiter = Waiter  # for annotations inside ApiQueue, whose Waiter attribute shadows the name
+
+
 class _QueueView:
     """``ApiQueue.queue``: this process's callers not yet released, with the
     two methods of ``queue.Queue`` that ApiQueue's users read."""
@@ -175,8 +178,8 @@ class ApiQueue:
         self.debug = False
         #: with ``debug`` True: the slot (server ms) of every released caller
         self.steps: List[int] = []
-        self._held: List[Waiter] = []  # sent to the server, not released yet
-        self._parked: List[Waiter] = []  # enqueued while stopped: sent by start()
+        self._held: List[_Waiter] = []  # sent to the server, not released yet
+        self._parked: List[_Waiter] = []  # enqueued while stopped: sent by start()
         self._send = threading.Lock()  # one enqueue sends at a time: FIFO
 
     def __repr__(self) -> str:
@@ -201,7 +204,7 @@ class ApiQueue:
             for waiter in parked:
                 self._launch(waiter)
 
-    def enqueue(self) -> Waiter:
+    def enqueue(self) -> _Waiter:
         """Joins the queue. Returns once the request is on its way to the
         server (so one thread's calls keep their order); poll
         ``waiter.waiting`` or call ``waiter.wait()``."""
@@ -247,7 +250,7 @@ class ApiQueue:
     def _set_rate(self, rate_arg: str) -> None:
         call(self.client, "PERMIT.SET", self.key, "INTERVAL", rate_arg, *self._ttl)
 
-    def _launch(self, waiter: Waiter) -> None:
+    def _launch(self, waiter: _Waiter) -> None:
         """Starts the waiter's thread and waits until its request is sent
         (or its first attempt failed)."""
         with self.mutex:
@@ -257,7 +260,7 @@ class ApiQueue:
         t.start()
         first_try.wait()
 
-    def _hold(self, waiter: Waiter, first_try: threading.Event) -> None:
+    def _hold(self, waiter: _Waiter, first_try: threading.Event) -> None:
         pause = _RETRY_FIRST_S
         while True:
             # Explicit interval: the queue still paces if its settings expire.
@@ -282,7 +285,7 @@ class ApiQueue:
             time.sleep(pause)
             pause = min(pause * 2, _RETRY_MAX_S)
 
-    def _finish(self, waiter: Waiter, permit: Optional[Permit]) -> None:
+    def _finish(self, waiter: _Waiter, permit: Optional[Permit]) -> None:
         with self.mutex:
             if waiter in self._held:
                 self._held.remove(waiter)
