@@ -108,7 +108,8 @@ def test_the_queue_lives_in_redis_under_its_name(r, server):
     slots = sorted(mine + theirs)
     assert len(slots) == 10 and all(b - a >= 50 for a, b in zip(slots, slots[1:])), slots
     assert max(theirs) < min(mine)  # the child's five were queued first
-    assert Pacer(r, name).get_settings().interval_ms == 50  # a named queue keeps its rate at stop
+    assert Pacer(r, name).get().has_settings  # a named queue keeps its rate at stop
+    assert Pacer(r, name).get().interval_ms == 50
 
 
 def test_instances_without_a_name_have_queues_of_their_own(r):
@@ -125,7 +126,9 @@ def test_instances_without_a_name_have_queues_of_their_own(r):
     finally:
         a.stop(True)
         b.stop(True)
-    assert Pacer(r, a.key).get_settings() is None  # its own queue's rate is dropped at stop
+    for key in (a.key, b.key):  # a queue of its own drops its rate at stop
+        state = Pacer(r, key).get()
+        assert state is None or not state.has_settings
 
 
 def test_reset_rate_respaces_50_held_callers_within_one_new_interval(r):
@@ -176,7 +179,7 @@ def test_reset_rate_starts_a_stopped_queue_like_apiqueue(r):
     q = ApiQueue(1000, client=r)
     q.reset_rate(10)
     assert q.process_q is True
-    assert Pacer(r, q.key).get_settings().interval_ms == 10
+    assert Pacer(r, q.key).get().interval_ms == 10
     w = q.enqueue()
     assert w.wait(5)
     q.stop(True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 
 import pytest
 import redis
@@ -241,22 +242,30 @@ def test_max_waiting_is_required_with_an_interval_and_none_means_no_bound(r):
 def test_settings_override_every_caller_and_reset(r):
     ops = Pacer(r, "s")
     assert ops.uses_settings_only and ops.interval is None and repr(ops) == "Pacer('s', settings)"
-    with pytest.raises(ValueError, match="no settings on this key"):
+    with pytest.raises(ValueError, match="^no settings on this key"):
         ops.permit()
-    assert ops.get_settings() is None
+    assert ops.get() is None
+    with pytest.raises(ValueError, match="^the first PERMIT.SET on a key must give INTERVAL"):
+        ops.set_settings(max_waiting=2)
     ops.set_settings(interval=0.25, max_waiting=2, ttl=60)
-    settings = ops.get_settings()
-    assert settings.interval_ms == 250 and settings.interval == 0.25 and settings.max_waiting == 2
-    assert 0 < settings.ttl_ms <= 60_000 and settings.ttl <= 60
+    state = ops.get()
+    assert state.has_settings and state.source == "settings"
+    assert state.interval_ms == 250 and state.interval == 0.25 and state.max_waiting == 2
+    assert 0 < state.ttl_ms <= 60_000 and 0 < state.ttl <= 60
     caller = Pacer(r, "s", interval=1000, max_waiting=100)  # the settings win while they live
     now, first, second = caller.permit(), caller.permit(), ops.permit()
     assert now.valid_at_ms + 250 <= first.valid_at_ms <= now.valid_at_ms + 251
     assert second.valid_at_ms == first.valid_at_ms + 250
     assert caller.permit() is None  # two are waiting: the settings' bound
-    ops.set_settings(interval=0.25)  # MAX_WAITING left out: no bound
-    assert ops.get_settings().max_waiting is None
+    state = ops.get()
+    assert state.waiting == 2 and state.last_slot_ms == second.valid_at_ms
+    ops.set_settings(interval=Decimal("0.0125"))  # a later SET keeps what it does not give
+    assert ops.get().interval_ms == Decimal("12.5") and ops.get().max_waiting == 2
+    ops.set_settings(max_waiting=-1)  # -1: no bound
+    assert ops.get().max_waiting is None
     assert ops.reset_settings() is True and ops.reset_settings() is False
-    assert ops.get_settings() is None
+    state = ops.get()
+    assert not state.has_settings and state.source == "last-call" and state.ttl_ms == -1 and state.ttl is None
 
 
 @pytest.mark.needs("permit-settings")

@@ -20,7 +20,7 @@ server's message; WRONGTYPE and connection errors stay redis-py's exceptions.
 
 from .limiter import AsyncLimiter, Limiter, RateLimited, allow_all, allow_all_async
 from .pacer import AsyncPacer, Pacer, PermitRefused
-from .results import NEVER_MS, AllResult, LimiterState, Permit, PermitSettings, ThrottleResult
+from .results import NEVER_MS, AllResult, LimiterState, Permit, PermitState, ThrottleResult
 from .testing import AsyncThrottleClock, TestClockDisabled, ThrottleClock
 
 try:
@@ -41,7 +41,7 @@ __all__ = [
     "Pacer",
     "Permit",
     "PermitRefused",
-    "PermitSettings",
+    "PermitState",
     "RateLimited",
     "TestClockDisabled",
     "ThrottleClock",

@@ -37,7 +37,7 @@ from ._core import (
     seconds_to_ms_ceil,
     seconds_to_ms_text,
 )
-from .results import Permit, PermitSettings
+from .results import Permit, PermitState
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -188,15 +188,17 @@ class Pacer(_PacerBase):
         ttl: Optional[int] = None,
     ) -> None:
         """PERMIT.SET: settings that override every caller's interval and
-        bound on this key while they live (``ttl`` seconds, default the
-        module's). The first call must give ``interval``; ``max_waiting``
-        left out means no bound. Callers the server holds are re-spaced to
-        the new interval at once, in their order."""
+        bound on this key while they live (``ttl`` seconds after they are
+        set or used; default the module's knobs-ttl, 7 days). The first call
+        must give ``interval`` (and without ``max_waiting`` sets no bound);
+        later ones change what they give and keep the rest; ``max_waiting=-1``
+        removes the bound. Callers the server holds are re-spaced to the new
+        interval at once, in their order."""
         call(self.client, *self._set(interval, max_waiting, ttl))
 
-    def get_settings(self) -> Optional[PermitSettings]:
-        """PERMIT.GET: the key's settings, or None when it has none."""
-        return PermitSettings.from_reply(call(self.client, "PERMIT.GET", self.key))
+    def get(self) -> Optional[PermitState]:
+        """PERMIT.GET: the stream as it stands, or None for a missing key."""
+        return PermitState.from_reply(call(self.client, "PERMIT.GET", self.key))
 
     def reset_settings(self) -> bool:
         """PERMIT.RESET: removes the settings. True if there were some."""
@@ -242,8 +244,8 @@ class AsyncPacer(_PacerBase):
         """PERMIT.SET, with :meth:`Pacer.set_settings`'s arguments."""
         await acall(self.client, *self._set(interval, max_waiting, ttl))
 
-    async def get_settings(self) -> Optional[PermitSettings]:
-        return PermitSettings.from_reply(await acall(self.client, "PERMIT.GET", self.key))
+    async def get(self) -> Optional[PermitState]:
+        return PermitState.from_reply(await acall(self.client, "PERMIT.GET", self.key))
 
     async def reset_settings(self) -> bool:
         return bool(await acall(self.client, "PERMIT.RESET", self.key))
