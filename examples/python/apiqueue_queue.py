@@ -92,9 +92,11 @@ def main() -> None:
     slots = sorted(mine + theirs)
     assert len(slots) == 2 * CALLERS
     gaps = [b - a for a, b in zip(slots, slots[1:])]
-    assert all(g >= 20 for g in gaps), gaps  # one queue for both processes
+    # one queue for both processes (to the ms: a caller released at once has
+    # the server's ms rounded down, a held one rounded up)
+    assert all(g >= 20 - 1 for g in gaps), gaps
     old = [s for s in slots if s <= before]
-    assert all(b - a >= 300 for a, b in zip(old, old[1:])), old
+    assert all(b - a >= 300 - 1 for a, b in zip(old, old[1:])), old
     respaced = [s for s in slots if s > after]
     assert len(respaced) >= 5, (len(respaced), slots)  # most were still waiting at the reset
     # the k-th re-spaced caller within k + 1 new intervals of the reset
