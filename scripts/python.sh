@@ -7,6 +7,8 @@
 #   scripts/python.sh                   # with the module (built if needed)
 #   scripts/python.sh --without-module  # plain redis-server: succeeds only if
 #                                       # every test and every example FAILS
+#   scripts/python.sh --venv            # only (re)installs the virtualenv and
+#                                       # prints its python (scripts/seeds.sh)
 #
 # The second form proves that nothing passes vacuously. The pytest suite
 # starts its own servers (one server and a 3-master cluster, free loopback
@@ -23,12 +25,15 @@ mode=module
 if [ "${1:-}" = --without-module ]; then
   mode=without
   shift
+elif [ "${1:-}" = --venv ]; then
+  mode=venv
+  shift
 fi
 
 if [ "$mode" = module ]; then
   THROTTLE_MODULE=${THROTTLE_MODULE:-$(scripts/build.sh)}
   export THROTTLE_MODULE
-else
+elif [ "$mode" = without ]; then
   source scripts/deps.sh # redis-server when missing
 fi
 server=${REDIS_SERVER:-redis-server}
@@ -52,6 +57,10 @@ if [ "$(cat "$venv/.redis-throttle-stamp" 2>/dev/null)" != "$stamp" ]; then
   "$venv/bin/pip" install -q --disable-pip-version-check ./clients/python pytest
   rm -rf clients/python/build # setuptools' in-tree build directory
   echo "$stamp" >"$venv/.redis-throttle-stamp"
+fi
+if [ "$mode" = venv ]; then
+  echo "$PWD/$venv/bin/python"
+  exit 0
 fi
 
 # One fresh server for the examples: with the module, or plain.

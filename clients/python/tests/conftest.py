@@ -34,6 +34,8 @@ FEATURES = {
     "never53": "PERMIT's 'never expires' as 253402300799999",
     "short-forms": "THROTTLE key [tokens] and THROTTLE.PEEK key [tokens] using the key's knobs",
     "get-last-call": "THROTTLE.GET: burst and window nil for a last call",
+    "permit-unbounded": "PERMIT key interval_ms without max_waiting (no bound)",
+    "permit-settings": "PERMIT.SET / PERMIT.GET / PERMIT.RESET, PERMIT without an interval, held callers re-spaced",
 }
 
 
@@ -61,6 +63,15 @@ def _probe(server: servers.Server) -> Dict[str, bool]:
         c.execute_command("THROTTLE", "probe:last", 1, 1, 1)
         state = c.execute_command("THROTTLE.GET", "probe:last")
         found["get-last-call"] = pairs(state).get("burst", b"") is None
+        for feature, command in (
+            ("permit-unbounded", ("PERMIT", "probe:unbounded", 1000)),
+            ("permit-settings", ("PERMIT.SET", "probe:settings", "INTERVAL", 1000)),
+        ):
+            try:
+                c.execute_command(*command)
+                found[feature] = True
+            except redis.ResponseError:
+                pass
         c.flushall()
     except redis.ResponseError:
         if not servers.WITHOUT_MODULE:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 
 import pytest
 import redis
@@ -99,17 +100,6 @@ def test_block_refuses_a_slot_beyond_its_timeout_and_reserves_nothing(r):
     assert pacer.block(timeout=0.05) is None
     nxt = pacer.permit()
     assert first.valid_at_ms + 10_000 <= nxt.valid_at_ms <= first.valid_at_ms + 10_001
-
-
-def test_block_refuses_a_hold_longer_than_the_socket_timeout(r, server):
-    short = server.client(socket_timeout=2)
-    with pytest.raises(ValueError, match="socket_timeout"):
-        Pacer(short, "x", interval=0.1, max_waiting=1000).block()  # up to 100 s
-    with pytest.raises(ValueError, match="socket_timeout"):
-        Pacer(short, "x", interval=0.1, max_waiting=1).block(timeout=5)
-    assert r.exists("x") == 0
-    assert Pacer(short, "x", interval=0.1, max_waiting=1).block(timeout=0.5).time_to_wait_ms == 0
-    short.close()
 
 
 def test_slot_is_a_fifo_queue_shared_by_every_thread(r):
@@ -233,3 +223,76 @@ def test_permits_on_the_frozen_clock_are_exact(r, clock):
     assert first.expired(now=clock.now()) is True
     second = pacer.permit()  # first's slot has passed: one waiting permit (this one)
     assert second.valid_at_ms == at // 1000 + 500 and second.time_to_wait_ms == 225
+
+
+@pytest.mark.needs("permit-unbounded")
+def test_max_waiting_is_required_with_an_interval_and_none_means_no_bound(r):
+    with pytest.raises(TypeError, match="max_waiting is required"):
+        Pacer(r, "u", interval=1)
+    with pytest.raises(TypeError, match="needs an interval"):
+        Pacer(r, "u", max_waiting=3)
+    unbounded = Pacer(r, "u", interval=1000, max_waiting=None)
+    assert "unbounded" in repr(unbounded) and unbounded.max_waiting is None
+    permits = [unbounded.permit() for _ in range(50)]  # PERMIT u 1000000: no count bound
+    assert all(p is not None for p in permits)
+    assert permits[-1].valid_at_ms - permits[0].valid_at_ms >= 49 * 1_000_000
+
+
+@pytest.mark.needs("permit-settings")
+def test_settings_override_every_caller_and_reset(r):
+    ops = Pacer(r, "s")
+    assert ops.uses_settings_only and ops.interval is None and repr(ops) == "Pacer('s', settings)"
+    with pytest.raises(ValueError, match="^no settings on this key"):
+        ops.permit()
+    assert ops.get() is None
+    with pytest.raises(ValueError, match="^the first PERMIT.SET on a key must give INTERVAL"):
+        ops.set_settings(max_waiting=2)
+    ops.set_settings(interval=0.25, max_waiting=2, ttl=60)
+    state = ops.get()
+    assert state.has_settings and state.source == "settings"
+    assert state.interval_ms == 250 and state.interval == 0.25 and state.max_waiting == 2
+    assert 0 < state.ttl_ms <= 60_000 and 0 < state.ttl <= 60
+    caller = Pacer(r, "s", interval=1000, max_waiting=100)  # the settings win while they live
+    now, first, second = caller.permit(), caller.permit(), ops.permit()
+    assert now.valid_at_ms + 250 <= first.valid_at_ms <= now.valid_at_ms + 251
+    assert second.valid_at_ms == first.valid_at_ms + 250
+    assert caller.permit() is None  # two are waiting: the settings' bound
+    state = ops.get()
+    assert state.waiting == 2 and state.last_slot_ms == second.valid_at_ms
+    ops.set_settings(interval=Decimal("0.0125"))  # a later SET keeps what it does not give
+    assert ops.get().interval_ms == Decimal("12.5") and ops.get().max_waiting == 2
+    ops.set_settings(max_waiting=-1)  # -1: no bound
+    assert ops.get().max_waiting is None
+    assert ops.reset_settings() is True and ops.reset_settings() is False
+    state = ops.get()
+    assert not state.has_settings and state.source == "last-call" and state.ttl_ms == -1 and state.ttl is None
+
+
+@pytest.mark.needs("permit-settings")
+def test_new_settings_respace_the_held_callers_at_once(r):
+    pacer = Pacer(r, "respace", interval=1, max_waiting=None)
+    first = pacer.permit()
+    slots, errors = [], []
+
+    def hold():
+        try:
+            slots.append(pacer.block(timeout=30).valid_at_ms)
+        except Exception as e:  # asserted in the main thread
+            errors.append(e)
+
+    threads = [threading.Thread(target=hold) for _ in range(10)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 10
+    while sum("b" in c["flags"] for c in r.client_list()) < 10 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert sum("b" in c["flags"] for c in r.client_list()) == 10  # all ten held, 1 s apart
+    pacer.set_settings(interval=0.02)
+    after = server_ms(r)
+    for t in threads:
+        t.join(30)
+    assert errors == []
+    slots.sort()
+    assert all(b - a >= 20 for a, b in zip(slots, slots[1:]))
+    assert slots[0] >= first.valid_at_ms + 20
+    assert all(s <= after + (k + 1) * 20 + 1 for k, s in enumerate(slots)), (after, slots)

@@ -6,6 +6,10 @@
 - :class:`Pacer` / :class:`AsyncPacer`: paced permits (PERMIT, BLOCK), a
   FIFO queue in Redis as a context manager (``slot``) or decorator (``paced``).
 - :mod:`redis_throttle.limitlion`: LimitLion's functions, one import away.
+- :mod:`redis_throttle.apiqueue`: ApiQueue (the API Rate Limiter), its queue
+  in Redis; :mod:`redis_throttle.exercise`: the distributed throttle
+  exercise's ``redis_throttle`` decorator and ``reserve_permit``;
+  :mod:`redis_throttle.rush`: Rush's ``Rusher``.
 - :mod:`redis_throttle.testing`: the module's test clock (and a pytest fixture,
   ``throttle_clock``).
 
@@ -16,7 +20,7 @@ server's message; WRONGTYPE and connection errors stay redis-py's exceptions.
 
 from .limiter import AsyncLimiter, Limiter, RateLimited, allow_all, allow_all_async
 from .pacer import AsyncPacer, Pacer, PermitRefused
-from .results import NEVER_MS, AllResult, LimiterState, Permit, ThrottleResult
+from .results import NEVER_MS, AllResult, LimiterState, Permit, PermitState, ThrottleResult
 from .testing import AsyncThrottleClock, TestClockDisabled, ThrottleClock
 
 try:
@@ -37,6 +41,7 @@ __all__ = [
     "Pacer",
     "Permit",
     "PermitRefused",
+    "PermitState",
     "RateLimited",
     "TestClockDisabled",
     "ThrottleClock",

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import inspect
 import math
+import re
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
-from typing import Any, Optional, Union
+from typing import Any, Callable, Dict, Iterable, Optional, Tuple, Union
 
 from redis.exceptions import ResponseError
 
@@ -100,15 +101,42 @@ def require_async(client: Any, name: str, counterpart: str) -> None:
     require_kind(client, True, name, counterpart)
 
 
+def _class_default(cls: Any, name: str) -> Any:
+    """A connection class's default for one constructor argument."""
+    for klass in getattr(cls, "__mro__", ()):
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        try:
+            param = inspect.signature(init).parameters.get(name)
+        except (TypeError, ValueError):
+            continue
+        if param is not None and param.default is not inspect.Parameter.empty:
+            return param.default
+    return None
+
+
 def socket_timeout(client: Any) -> Optional[float]:
-    """The client's socket (read) timeout in seconds, None for none."""
-    for owner in ("connection_pool", "nodes_manager"):
-        kwargs = getattr(getattr(client, owner, None), "connection_kwargs", None)
-        if isinstance(kwargs, dict):
-            return kwargs.get("socket_timeout")
-    kwargs = getattr(client, "connection_kwargs", None)
-    if isinstance(kwargs, dict):
-        return kwargs.get("socket_timeout")
+    """The client's socket (read) timeout in seconds, None for none.
+
+    A client made with ``from_url`` leaves it out of its connection
+    arguments: then its connections use their class's default (5 s in
+    redis-py 8).
+    """
+    for owner in ("connection_pool", "nodes_manager", None):
+        holder = client if owner is None else getattr(client, owner, None)
+        kwargs = getattr(holder, "connection_kwargs", None)
+        if not isinstance(kwargs, dict):
+            continue
+        if "socket_timeout" in kwargs:
+            return kwargs["socket_timeout"]
+        cls = kwargs.get("connection_class") or getattr(holder, "connection_class", None)
+        if cls is None:
+            if is_async_client(client):
+                from redis.asyncio.connection import Connection as cls
+            else:
+                from redis.connection import Connection as cls
+        return _class_default(cls, "socket_timeout")
     return None
 
 
@@ -126,6 +154,155 @@ def check_hold(client: Any, hold_s: float) -> None:
             f"socket_timeout is {limit:g} s: create the client with socket_timeout=None "
             f"or at least {hold_s + BLOCKING_MARGIN_S:g} s (redis-py 8 defaults to 5 s)"
         )
+
+
+# A held call on its own connection: how long after the server's own
+# timeout (BLOCK / WAIT) the socket waits before the server is taken as
+# gone. The server answers by then unless it stalls; a generous margin costs
+# nothing, since the connection serves this one call.
+HELD_MARGIN_S = 10.0
+# Redirections a held call follows on its own connection (MOVED, ASK).
+HELD_MAX_REDIRECTS = 5
+
+_REDIRECT = re.compile(r"^(MOVED|ASK) (\d+) (.*):(\d+)$")
+
+
+def can_hold(client: Any, hold_s: Optional[float]) -> bool:
+    """Whether the client's own socket timeout outlasts a hold of ``hold_s``
+    seconds (None: unknown, up to the module's 366 days) plus the margin."""
+    limit = socket_timeout(client)
+    if limit is None:
+        return True
+    return hold_s is not None and limit >= hold_s + BLOCKING_MARGIN_S
+
+
+def _redirect(error: ResponseError) -> Optional[Tuple[str, str, int]]:
+    """("MOVED" or "ASK", host, port) for a cluster redirection, else None.
+
+    redis-py parses MOVED/ASK into exceptions with ``host``/``port`` on
+    cluster connections (and, from 6.x, on every connection); older releases
+    leave a plain ResponseError on a connection we open ourselves.
+    """
+    name = type(error).__name__
+    if name in ("MovedError", "AskError") and hasattr(error, "host"):
+        return ("MOVED" if name == "MovedError" else "ASK", str(error.host), int(error.port))  # type: ignore[attr-defined]
+    m = _REDIRECT.match(str(error))
+    if m:
+        return m.group(1), m.group(3), int(m.group(4))
+    return None
+
+
+def _held_spec(client: Any, key: Any, hold_s: Optional[float]) -> Tuple[Any, Dict[str, Any]]:
+    """The connection class and keyword arguments for a connection of our
+    own to the node that serves ``key``: the client's (host, credentials,
+    TLS, db, protocol, ...) with a socket timeout that outlasts the hold."""
+    node = client.get_node_from_key(key) if is_cluster_client(client) else None
+    if node is None:
+        pool = client.connection_pool
+        cls, kwargs = pool.connection_class, dict(pool.connection_kwargs)
+    elif hasattr(node, "connection_kwargs"):  # redis.asyncio.cluster.ClusterNode
+        cls, kwargs = node.connection_class, dict(node.connection_kwargs)
+    else:  # redis.cluster.ClusterNode
+        pool = node.redis_connection.connection_pool
+        cls, kwargs = pool.connection_class, dict(pool.connection_kwargs)
+    before = kwargs["socket_timeout"] if "socket_timeout" in kwargs else _class_default(cls, "socket_timeout")
+    kwargs["socket_connect_timeout"] = kwargs.get("socket_connect_timeout") or before
+    kwargs["socket_timeout"] = None if hold_s is None else hold_s + HELD_MARGIN_S
+    if "orig_socket_timeout" in kwargs:  # redis-py 7+: restored after maintenance events
+        kwargs["orig_socket_timeout"] = kwargs["socket_timeout"]
+    return cls, kwargs
+
+
+def held_call(
+    client: Any,
+    key: Any,
+    args: Tuple[Any, ...],
+    hold_s: Optional[float],
+    *,
+    own_connection: bool = False,
+    sent: Optional[Callable[[], None]] = None,
+) -> Any:
+    """Sends a command the server may hold for up to ``hold_s`` seconds
+    (None: unknown, as long as the module allows) on a sync client.
+
+    On the client itself when its socket timeout outlasts the hold (and not
+    ``own_connection``); otherwise on a connection of our own, opened for
+    this call with the client's settings and a socket timeout of the hold
+    plus :data:`HELD_MARGIN_S` (none for an unknown hold), and closed after.
+    That connection follows MOVED/ASK itself and is never retried after the
+    command was sent (a resent PERMIT would reserve a second slot).
+    ``sent`` is called once the command is written.
+    """
+    if not own_connection and can_hold(client, hold_s):
+        if sent is not None:
+            sent()
+        return call(client, *args)
+    cls, kwargs = _held_spec(client, key, hold_s)
+    asking = False
+    for _ in range(HELD_MAX_REDIRECTS + 1):
+        conn = cls(**kwargs)
+        try:
+            conn.connect()
+            if asking:
+                conn.send_command("ASKING")
+                conn.read_response()
+            conn.send_command(*args)
+            if sent is not None:
+                sent()
+                sent = None
+            return conn.read_response()
+        except ResponseError as e:
+            where = _redirect(e)
+            if where is None:
+                err = translate(e)
+                if err is e:
+                    raise
+                raise err from e
+            kind, host, port = where
+            kwargs["host"], kwargs["port"] = host or kwargs.get("host"), port
+            asking = kind == "ASK"
+        finally:
+            conn.disconnect()
+    raise ResponseError(f"too many cluster redirections for {key!r}")
+
+
+async def aheld_call(
+    client: Any,
+    key: Any,
+    args: Tuple[Any, ...],
+    hold_s: Optional[float],
+    *,
+    own_connection: bool = False,
+) -> Any:
+    """:func:`held_call` for asyncio clients."""
+    if not own_connection and can_hold(client, hold_s):
+        return await acall(client, *args)
+    if is_cluster_client(client):
+        await client.initialize()  # the slot map (a no-op once it has one)
+    cls, kwargs = _held_spec(client, key, hold_s)
+    asking = False
+    for _ in range(HELD_MAX_REDIRECTS + 1):
+        conn = cls(**kwargs)
+        try:
+            await conn.connect()
+            if asking:
+                await conn.send_command("ASKING")
+                await conn.read_response()
+            await conn.send_command(*args)
+            return await conn.read_response()
+        except ResponseError as e:
+            where = _redirect(e)
+            if where is None:
+                err = translate(e)
+                if err is e:
+                    raise
+                raise err from e
+            kind, host, port = where
+            kwargs["host"], kwargs["port"] = host or kwargs.get("host"), port
+            asking = kind == "ASK"
+        finally:
+            await conn.disconnect()
+    raise ResponseError(f"too many cluster redirections for {key!r}")
 
 
 def _exact(value: Any, name: str) -> Decimal:
@@ -218,6 +395,7 @@ def text(value: Any) -> str:
 
 def pairs(reply: Any) -> dict:
     """A map reply (RESP3 dict, or RESP2 flat field/value list) as a dict with str keys."""
+    items: Iterable[Tuple[Any, Any]]
     if isinstance(reply, dict):
         items = reply.items()
     else:

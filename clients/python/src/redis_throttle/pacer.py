@@ -7,6 +7,15 @@ a permit now, a reserved later slot (sleep ``time_to_wait``), or None when
 server hold the caller until its slot, so callers are released in order, one
 interval apart: a FIFO queue in Redis. :meth:`Pacer.slot` (a context manager)
 and :meth:`Pacer.paced` (a decorator) wrap a call in that queue.
+
+The key's settings (PERMIT.SET: :meth:`Pacer.set_settings`) override every
+caller's interval and bound while they live; callers the server holds are
+re-spaced to a new interval at once. A Pacer built without ``interval``
+uses only the settings.
+
+A held call whose hold may outlast the client's socket timeout runs on a
+connection of its own (:func:`redis_throttle._core.held_call`), so
+``slot(timeout=20)`` works on ``redis.Redis()`` and its 5 s default.
 """
 
 from __future__ import annotations
@@ -15,21 +24,30 @@ import contextlib
 import functools
 import inspect
 from decimal import Decimal
-from typing import Any, AsyncIterator, Callable, Iterator, Optional, Tuple, TypeVar, Union
+from typing import Any, AsyncIterator, Callable, Iterator, List, Optional, Tuple, TypeVar, Union
 
 from ._core import (
     Seconds,
     acall,
+    aheld_call,
     call,
-    check_hold,
+    held_call,
     int_arg,
     require_kind,
     seconds_to_ms_ceil,
     seconds_to_ms_text,
 )
-from .results import Permit
+from .results import Permit, PermitState
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "<required>"
+
+
+_REQUIRED: Any = _Missing()
 
 
 class PermitRefused(Exception):
@@ -51,41 +69,80 @@ class _PacerBase:
         self,
         client: Any,
         key: Union[str, bytes],
-        interval: Seconds,
-        max_waiting: int,
+        interval: Optional[Seconds] = None,
+        max_waiting: Optional[int] = _REQUIRED,
         grace: Optional[Seconds] = None,
     ):
         require_kind(client, self._async, type(self).__name__, self._counterpart)
         self.client = client
         self.key = key
-        self._interval_ms = seconds_to_ms_text(interval, "interval")
-        self.max_waiting = int_arg(max_waiting, "max_waiting")
+        self._interval_ms: Optional[str] = None
+        self.max_waiting: Optional[int] = None
+        if interval is None:
+            if max_waiting is not _REQUIRED and max_waiting is not None:
+                raise TypeError(
+                    "max_waiting needs an interval: without interval, the key's settings give both"
+                )
+        else:
+            if max_waiting is _REQUIRED:
+                raise TypeError(
+                    "max_waiting is required with an interval: the most permits that may wait, "
+                    "or None for no bound"
+                )
+            self._interval_ms = seconds_to_ms_text(interval, "interval")
+            if max_waiting is not None:
+                self.max_waiting = int_arg(max_waiting, "max_waiting")
         self._grace: Tuple[Any, ...] = ()
         if grace is not None:
             self._grace = ("GRACE", seconds_to_ms_ceil(grace, "grace"))
 
     @property
-    def interval(self) -> float:
-        """Seconds between slots."""
+    def interval(self) -> Optional[float]:
+        """Seconds between slots; None when the key's settings give it."""
+        if self._interval_ms is None:
+            return None
         return float(Decimal(self._interval_ms)) / 1000
 
+    @property
+    def uses_settings_only(self) -> bool:
+        """True when built without interval: every call uses the key's settings."""
+        return self._interval_ms is None
+
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.key!r}, interval_ms={self._interval_ms}, max_waiting={self.max_waiting})"
+        if self._interval_ms is None:
+            return f"{type(self).__name__}({self.key!r}, settings)"
+        bound = "unbounded" if self.max_waiting is None else self.max_waiting
+        return f"{type(self).__name__}({self.key!r}, interval_ms={self._interval_ms}, max_waiting={bound})"
 
     def _permit(self) -> Tuple[Any, ...]:
-        return ("PERMIT", self.key, self._interval_ms, self.max_waiting, *self._grace)
+        if self._interval_ms is None:
+            return ("PERMIT", self.key, *self._grace)
+        bound: Tuple[Any, ...] = () if self.max_waiting is None else (self.max_waiting,)
+        return ("PERMIT", self.key, self._interval_ms, *bound, *self._grace)
 
-    def _block(self, timeout: Optional[Seconds]) -> Tuple[Tuple[Any, ...], float]:
-        """The command and how long the server may hold it (seconds)."""
+    def _block(self, timeout: Optional[Seconds]) -> Tuple[Tuple[Any, ...], Optional[float]]:
+        """The command and how long the server may hold it (seconds; None:
+        as long as the slot needs, which the client cannot bound: the key's
+        settings may change the interval while the call is held)."""
         if timeout is None:
-            # BLOCK 0: as long as the slot needs. The furthest slot the
-            # server hands out is max_waiting intervals away (with fewer
-            # than max_waiting permits waiting, each one interval after the
-            # previous).
-            hold_s = self.max_waiting * float(Decimal(self._interval_ms)) / 1000
-            return (*self._permit(), "BLOCK", 0), hold_s
+            return (*self._permit(), "BLOCK", 0), None
         timeout_ms = seconds_to_ms_ceil(timeout, "timeout")
         return (*self._permit(), "BLOCK", timeout_ms), max(timeout_ms, 0) / 1000
+
+    def _set(
+        self,
+        interval: Optional[Seconds] = None,
+        max_waiting: Optional[int] = None,
+        ttl: Optional[int] = None,
+    ) -> Tuple[Any, ...]:
+        args: List[Any] = ["PERMIT.SET", self.key]
+        if interval is not None:
+            args += ["INTERVAL", seconds_to_ms_text(interval, "interval")]
+        if max_waiting is not None:
+            args += ["MAX_WAITING", int_arg(max_waiting, "max_waiting")]
+        if ttl is not None:
+            args += ["TTL", int_arg(ttl, "ttl")]
+        return tuple(args)
 
 
 class Pacer(_PacerBase):
@@ -108,12 +165,10 @@ class Pacer(_PacerBase):
         """PERMIT ... BLOCK: returns when the slot has come (``time_to_wait_ms``
         is then 0), or None at once if the queue is full or the slot is more
         than ``timeout`` seconds away. ``timeout=None`` waits as long as the
-        slot needs (at most ``max_waiting`` intervals). The client's socket
-        timeout must be longer than the possible hold (plus 1 s): otherwise
-        ValueError before anything is sent."""
+        slot needs. A hold that may outlast the client's socket timeout (plus
+        1 s) runs on a connection of its own, opened for the call."""
         args, hold_s = self._block(timeout)
-        check_hold(self.client, hold_s)
-        return Permit.from_reply(call(self.client, *args))
+        return Permit.from_reply(held_call(self.client, self.key, args, hold_s))
 
     @contextlib.contextmanager
     def slot(self, timeout: Optional[Seconds] = None) -> Iterator[Permit]:
@@ -125,6 +180,29 @@ class Pacer(_PacerBase):
         if permit is None:
             raise PermitRefused(self.key)
         yield permit
+
+    def set_settings(
+        self,
+        interval: Optional[Seconds] = None,
+        max_waiting: Optional[int] = None,
+        ttl: Optional[int] = None,
+    ) -> None:
+        """PERMIT.SET: settings that override every caller's interval and
+        bound on this key while they live (``ttl`` seconds after they are
+        set or used; default the module's knobs-ttl, 7 days). The first call
+        must give ``interval`` (and without ``max_waiting`` sets no bound);
+        later ones change what they give and keep the rest; ``max_waiting=-1``
+        removes the bound. Callers the server holds are re-spaced to the new
+        interval at once, in their order."""
+        call(self.client, *self._set(interval, max_waiting, ttl))
+
+    def get(self) -> Optional[PermitState]:
+        """PERMIT.GET: the stream as it stands, or None for a missing key."""
+        return PermitState.from_reply(call(self.client, "PERMIT.GET", self.key))
+
+    def reset_settings(self) -> bool:
+        """PERMIT.RESET: removes the settings. True if there were some."""
+        return bool(call(self.client, "PERMIT.RESET", self.key))
 
     def paced(self, timeout: Optional[Seconds] = None) -> Callable[[F], F]:
         """Decorator: every call of the function waits for its slot first."""
@@ -155,8 +233,22 @@ class AsyncPacer(_PacerBase):
 
     async def block(self, timeout: Optional[Seconds] = None) -> Optional[Permit]:
         args, hold_s = self._block(timeout)
-        check_hold(self.client, hold_s)
-        return Permit.from_reply(await acall(self.client, *args))
+        return Permit.from_reply(await aheld_call(self.client, self.key, args, hold_s))
+
+    async def set_settings(
+        self,
+        interval: Optional[Seconds] = None,
+        max_waiting: Optional[int] = None,
+        ttl: Optional[int] = None,
+    ) -> None:
+        """PERMIT.SET, with :meth:`Pacer.set_settings`'s arguments."""
+        await acall(self.client, *self._set(interval, max_waiting, ttl))
+
+    async def get(self) -> Optional[PermitState]:
+        return PermitState.from_reply(await acall(self.client, "PERMIT.GET", self.key))
+
+    async def reset_settings(self) -> bool:
+        return bool(await acall(self.client, "PERMIT.RESET", self.key))
 
     @contextlib.asynccontextmanager
     async def slot(self, timeout: Optional[Seconds] = None) -> AsyncIterator[Permit]:

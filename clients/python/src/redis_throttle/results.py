@@ -12,6 +12,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 from fractions import Fraction
 from typing import Any, Dict, Optional, Tuple
 
@@ -267,3 +268,58 @@ class LimiterState:
     @property
     def reset_after(self) -> float:
         return _seconds(self.reset_after_ms)
+
+
+@dataclass(frozen=True)
+class PermitState:
+    """PERMIT.GET: a permit stream as it stands."""
+
+    #: the interval in force, ms (exact: µs resolution): the settings',
+    #: else the last caller's
+    interval_ms: Decimal
+    #: the settings' bound; None for no bound or no settings (the server's -1)
+    max_waiting: Optional[int]
+    #: "settings" (live PERMIT.SET settings) or "last-call"
+    source: str
+    #: the settings' remaining life in ms; -1 without settings
+    ttl_ms: int
+    #: permits granted and waiting for their slot
+    waiting: int
+    #: the last slot granted, Unix ms (rounded up)
+    last_slot_ms: int
+    #: every field of the reply, as sent (str keys)
+    fields: Dict[str, Any] = field(compare=False, repr=False)
+
+    @classmethod
+    def from_reply(cls, reply: Any) -> Optional["PermitState"]:
+        if reply is None:
+            return None
+        m = pairs(reply)
+        max_waiting = int(m["max_waiting"])
+        return cls(
+            interval_ms=Decimal(text(m["interval_ms"])),
+            max_waiting=None if max_waiting < 0 else max_waiting,
+            source=text(m["source"]),
+            ttl_ms=int(m["ttl_ms"]),
+            waiting=int(m["waiting"]),
+            last_slot_ms=int(m["last_slot_ms"]),
+            fields=m,
+        )
+
+    @property
+    def has_settings(self) -> bool:
+        return self.source == "settings"
+
+    @property
+    def interval(self) -> float:
+        """Seconds between slots."""
+        return float(self.interval_ms) / 1000
+
+    @property
+    def ttl(self) -> Optional[float]:
+        """Seconds the settings still live; None without settings."""
+        return None if self.ttl_ms < 0 else _seconds(self.ttl_ms)
+
+    @property
+    def last_slot(self) -> datetime:
+        return datetime_from_ms(self.last_slot_ms)
