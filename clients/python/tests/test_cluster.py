@@ -169,8 +169,7 @@ def test_async_cluster(rc, cluster):
         assert held.time_to_wait_ms == 0 and held.valid_at_ms >= first.valid_at_ms + 50
         w = AsyncLimiter(a, "aw", rps=20, burst=1, window=Decimal("0.05"))
         assert (await w.allow()).allowed and (await w.wait(timeout=2)).allowed
-        with pytest.raises(ValueError, match="socket_timeout is 10 s"):
-            await w.wait(timeout=20)
+        assert (await w.wait(timeout=20)).allowed  # longer than the client's 10 s: its own connection
         return keys
 
     keys = run_async_cluster(cluster, body)

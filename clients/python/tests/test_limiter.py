@@ -161,13 +161,19 @@ def test_waiters_are_all_served_in_turn(r):
     assert time.monotonic() - start >= 5 * 0.02  # the fifth token is due 100 ms after the first
 
 
-def test_wait_refuses_a_hold_longer_than_the_socket_timeout(r, server):
-    short = server.client(socket_timeout=2)
-    lim = Limiter(short, "w", **SLOW)
-    with pytest.raises(ValueError, match="socket_timeout"):
-        lim.wait(timeout=5)
-    assert r.exists("w") == 0  # nothing was sent
-    assert lim.wait(timeout=0.5).allowed  # 0.5 s + 1 s margin fits in 2 s
+def test_wait_longer_than_the_socket_timeout_goes_on_its_own_connection(r, server):
+    short = server.client(socket_timeout=1)
+    lim = Limiter(short, "w", rps=1, burst=1, window=1)  # one token, one a second
+    assert lim.allow().allowed
+    before = int(r.info("clients")["connected_clients"])
+    start = time.monotonic()
+    held = lim.wait(timeout=5)  # ~1 s for the token: longer than 1 s + the margin allows
+    assert held.allowed and time.monotonic() - start >= 0.9
+    deadline = time.monotonic() + 10
+    while int(r.info("clients")["connected_clients"]) != before and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert int(r.info("clients")["connected_clients"]) == before  # that connection is closed
+    assert lim.wait(timeout=0.05).allowed is False  # the next token is a second away
     short.close()
 
 

@@ -140,22 +140,6 @@ def socket_timeout(client: Any) -> Optional[float]:
     return None
 
 
-def check_hold(client: Any, hold_s: float) -> None:
-    """Refuses a blocking call the client's socket timeout would cut short.
-
-    A reply lost to a socket timeout is worse than an error up front: the
-    server has already reserved the tokens or the slot, and redis-py may
-    even retry the command and reserve twice.
-    """
-    limit = socket_timeout(client)
-    if limit is not None and limit < hold_s + BLOCKING_MARGIN_S:
-        raise ValueError(
-            f"the server may hold this call for up to {hold_s:g} s, but the client's "
-            f"socket_timeout is {limit:g} s: create the client with socket_timeout=None "
-            f"or at least {hold_s + BLOCKING_MARGIN_S:g} s (redis-py 8 defaults to 5 s)"
-        )
-
-
 # A held call on its own connection: how long after the server's own
 # timeout (BLOCK / WAIT) the socket waits before the server is taken as
 # gone. The server answers by then unless it stalls; a generous margin costs

@@ -16,9 +16,10 @@ from ._core import (
     Number,
     Seconds,
     acall,
+    aheld_call,
     call,
-    check_hold,
     decimal_arg,
+    held_call,
     int_arg,
     require_async,
     require_kind,
@@ -126,14 +127,12 @@ class Limiter(_LimiterBase):
         """THROTTLE ... WAIT: takes ``tokens``, waiting up to ``timeout``
         seconds for them (the server holds the call; waiters are served in
         order). Denied at once, reserving nothing, if they will not have
-        accrued by then. The client's socket timeout must be longer than
-        ``timeout`` (plus 1 s): otherwise ValueError before anything is sent.
-        A denial with ``retry_after_ms`` 0 means the server released the
-        call later than its tokens were due (it stalled): call again.
+        accrued by then. When the client's socket timeout is shorter than
+        the wait (plus 1 s), the call goes on a connection of its own, opened
+        for it and closed after, so no socket timeout cuts it short.
         """
         args, hold_s = self._wait(tokens, timeout)
-        check_hold(self.client, hold_s)
-        return ThrottleResult.from_reply(call(self.client, *args))
+        return ThrottleResult.from_reply(held_call(self.client, self.key, args, hold_s))
 
     def peek(self, tokens: int = 1) -> ThrottleResult:
         """THROTTLE.PEEK: what ``allow(tokens)`` would answer now; writes nothing."""
@@ -207,8 +206,7 @@ class AsyncLimiter(_LimiterBase):
 
     async def wait(self, tokens: int = 1, *, timeout: Seconds) -> ThrottleResult:
         args, hold_s = self._wait(tokens, timeout)
-        check_hold(self.client, hold_s)
-        return ThrottleResult.from_reply(await acall(self.client, *args))
+        return ThrottleResult.from_reply(await aheld_call(self.client, self.key, args, hold_s))
 
     async def peek(self, tokens: int = 1) -> ThrottleResult:
         return ThrottleResult.from_reply(await acall(self.client, *self._peek(tokens)))
