@@ -30,6 +30,7 @@ pub mod cell;
 pub mod codec;
 pub mod decimal;
 pub mod limiter;
+pub mod limitlion;
 pub mod permit;
 pub mod rate;
 pub mod time;
