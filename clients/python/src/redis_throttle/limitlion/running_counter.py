@@ -103,7 +103,8 @@ class RunningCounter:
     def count(self, name: Optional[str] = None, recent_buckets: Optional[int] = None, now: Optional[float] = None) -> float:
         """The sum of the window's buckets (or the ``recent_buckets`` newest)."""
         name = self._get_name(name)
-        return sum(bc.count for bc in self.buckets_counts(name=name, recent_buckets=recent_buckets, now=now))
+        total: float = sum(bc.count for bc in self.buckets_counts(name=name, recent_buckets=recent_buckets, now=now))
+        return total
 
     def inc(self, increment: float = 1, name: Optional[str] = None) -> None:
         """Adds ``increment`` to the current bucket (and records the name in
