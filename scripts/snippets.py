@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Runs every ```python and ```js (```javascript) block of a Markdown file.
+"""Runs every ```python and ```js (```javascript) block of Markdown files:
+README.md and docs/*.md unless files are named.
 
 Each block runs on its own against a fresh server with the module loaded
 (`--loadmodule <so> test-clock yes`), with REDIS_URL in its environment,
@@ -8,7 +9,8 @@ must use another tag (```text). Blocks that mention CLUSTER_NODES also get
 a 3 + 3 cluster (scripts/cluster.sh), as CLUSTER_NODES=host:port,...
 
     scripts/snippets.sh            # sets up the interpreters, then runs this
-    scripts/snippets.py README.md --python target/snippets-venv/bin/python
+    scripts/snippets.py --python target/snippets-venv/bin/python   # README.md and docs/*.md
+    scripts/snippets.py docs/examples.md --python ...                 # one page
 
 Prints one line per block and "snippets: N passed, M failed" last.
 """
@@ -28,6 +30,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 FENCE = re.compile(r"^```([A-Za-z0-9_+-]*)\s*$")
 LANGS = {"python": "python", "py": "python", "js": "js", "javascript": "js"}
+
+
+def pages() -> list[Path]:
+    """The documents checked by default: README.md, then docs/*.md."""
+    return [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 
 def blocks(path):
@@ -100,7 +107,7 @@ def main():
     # A SIGTERM (a timeout) still stops the servers and the cluster below.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("markdown", nargs="*", default=["README.md"])
+    ap.add_argument("markdown", nargs="*", help="Markdown files (default: README.md and docs/*.md)")
     ap.add_argument("--python", default=sys.executable, help="interpreter for python blocks")
     ap.add_argument("--node-modules", default=str(ROOT / "clients/matrix/node_modules"))
     ap.add_argument("--server", default=os.environ.get("REDIS_SERVER", "redis-server"))
@@ -117,10 +124,12 @@ def main():
     (work / "node_modules").symlink_to(Path(args.node_modules).resolve())
 
     todo = []
-    for md in args.markdown:
+    for md in args.markdown or pages():
+        md = Path(md).resolve()
+        name = md.relative_to(ROOT) if md.is_relative_to(ROOT) else md
         for line, lang, code in blocks(md):
             if args.only in (None, lang):
-                todo.append((f"{md}:{line}", lang, code))
+                todo.append((f"{name}:{line}", lang, code))
     env_cluster = {}
     if any("CLUSTER_NODES" in code for _, _, code in todo):
         base = int(os.environ.get("SNIPPETS_CLUSTER_PORT", "22001"))

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Runs every ```python and ```js block of README.md (scripts/snippets.py),
-# each against a fresh server with the module loaded with `test-clock yes`
-# and REDIS_URL set. Python blocks run in target/snippets-venv: redis-py
-# (pinned in clients/matrix/requirements.txt) plus the package in
-# clients/python when the repository has one; JavaScript blocks use the
-# client matrix's pinned node_modules (clients/matrix, `npm ci`).
+# Runs every ```python and ```js block of README.md and docs/*.md
+# (scripts/snippets.py), each against a fresh server with the module loaded
+# with `test-clock yes` and REDIS_URL set. Python blocks run in
+# target/snippets-venv: redis-py (pinned in clients/matrix/requirements.txt)
+# plus the package in clients/python when the repository has one;
+# JavaScript blocks use the client matrix's pinned node_modules
+# (clients/matrix, `npm ci`).
 #
 #   scripts/snippets.sh                  # Debian's redis-server
 #   REDIS_SERVER=$(scripts/servers.sh bin valkey-9) scripts/snippets.sh

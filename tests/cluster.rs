@@ -65,6 +65,9 @@ fn samples(bucket: &str, day: &str, permit: &str) -> Vec<Sample> {
         &[bucket, "RPS", r, "BURST", b, "WINDOW", w],
         &[bucket],
     );
+    add("PERMIT.SET", &[permit, "INTERVAL", "100"], &[permit]);
+    add("PERMIT.GET", &[permit], &[permit]);
+    add("PERMIT.RESET", &[permit], &[permit]);
     add("THROTTLE.GET", &[bucket], &[bucket]);
     add("THROTTLE.REFUND", &[bucket, "1"], &[bucket]);
     add("THROTTLE.RESET", &[bucket], &[bucket]);
@@ -1117,6 +1120,104 @@ fn blocked_permit_clients_get_an_answer_when_their_master_fails_over() {
     cluster.wait_healthy();
     let logs = cluster.logs();
     for (port, log) in logs {
+        assert!(!log.contains("panic"), "node {port} logged a panic:\n{log}");
+    }
+}
+
+/// INFO's held-client counters on a node add up (see tests/common's twin).
+fn assert_held_counters_add_up(port: u16) {
+    let n = |f: &str| -> u64 {
+        info_field(port, "throttle", f)
+            .unwrap_or_else(|| panic!("{port}: INFO throttle has no {f}"))
+            .parse()
+            .unwrap()
+    };
+    let ended = n("throttle_blocked_released")
+        + n("throttle_blocked_timeout")
+        + n("throttle_blocked_unblocked")
+        + n("throttle_blocked_disconnected");
+    assert_eq!(
+        n("throttle_blocked_total"),
+        ended + n("throttle_blocked_clients"),
+        "{port}: held-client counters do not add up"
+    );
+}
+
+/// A planned failover (`CLUSTER FAILOVER` on the replica) while WAIT and
+/// BLOCK clients are held on the master, the master asleep through some of
+/// their turns (so they are released late, while it pauses its writes for
+/// the handover). The old master stays up and answers every held client,
+/// its counters add up, and master and replica end with equal DUMPs.
+#[test]
+fn held_clients_some_late_through_a_planned_cluster_failover() {
+    let _serial = serial();
+    let mut cluster = Cluster::start(true);
+    let master = cluster.masters()[0];
+    let replica = cluster.replica_of(master);
+    let tag = cluster.tag_on(master, "late");
+    let (w, q) = (format!("{tag}:w"), format!("{tag}:q"));
+    let mut m = node_conn(master);
+    let _: Vec<i64> = redis::cmd("THROTTLE")
+        .arg(&w)
+        .arg(&["4", "1", "1", "4"])
+        .query(&mut m)
+        .unwrap();
+    let _: Vec<i64> = redis::cmd("PERMIT")
+        .arg(&q)
+        .arg(&["300", "20"])
+        .query(&mut m)
+        .unwrap();
+    let addr = format!("127.0.0.1:{master}");
+    let mut rx = Vec::new();
+    for _ in 0..4 {
+        rx.push(testkit::held_call(
+            &addr,
+            &["THROTTLE", &w, "4", "1", "1", "1", "WAIT", "30000"],
+        ));
+        rx.push(testkit::held_call(
+            &addr,
+            &["PERMIT", &q, "300", "20", "BLOCK", "30000"],
+        ));
+    }
+    testkit::wait_for(Duration::from_secs(20), "eight held clients", || {
+        (blocked_now(master) == 8).then_some(())
+    });
+    let () = redis::cmd("CLUSTER")
+        .arg("FAILOVER")
+        .query(&mut node_conn(replica))
+        .expect("CLUSTER FAILOVER");
+    let () = redis::cmd("DEBUG")
+        .arg("SLEEP")
+        .arg("1.5")
+        .query(&mut m)
+        .unwrap();
+    let got = testkit::held_answers(rx);
+    for a in &got {
+        assert!(testkit::is_an_answer(a), "a held client got {a:?}: {got:?}");
+    }
+    assert!(cluster.is_alive(master), "the old master died");
+    cluster.wait_master(replica, Duration::from_secs(20));
+    assert_held_counters_add_up(master);
+    // The new master writes; the old one, its replica now, follows.
+    let mut r = node_conn(replica);
+    let _: Vec<i64> = redis::cmd("THROTTLE")
+        .arg(&w)
+        .arg(&["4", "1", "1", "0"])
+        .query(&mut r)
+        .unwrap();
+    let _: Option<Vec<i64>> = redis::cmd("PERMIT")
+        .arg(&q)
+        .arg(&["300", "20"])
+        .query(&mut r)
+        .unwrap();
+    cluster.wait_healthy();
+    testkit::wait_for(Duration::from_secs(20), "equal state", || {
+        let same = [&w, &q].iter().all(|k| {
+            dump(replica, k) == dump(master, k) && pexpiretime(replica, k) == pexpiretime(master, k)
+        });
+        same.then_some(())
+    });
+    for (port, log) in cluster.logs() {
         assert!(!log.contains("panic"), "node {port} logged a panic:\n{log}");
     }
 }

@@ -584,7 +584,20 @@ fn command_table() -> Vec<Spec> {
             READ,
             Some(&["THROTTLE.PEEK", "k", "1", "1", "1"]),
         ),
-        spec("permit", -4, WRITE, Some(&["PERMIT", "k", "1", "1"])),
+        spec("permit", -2, WRITE, Some(&["PERMIT", "k", "1", "1"])),
+        spec(
+            "permit.set",
+            -2,
+            WRITE,
+            Some(&["PERMIT.SET", "k", "INTERVAL", "1"]),
+        ),
+        spec("permit.get", 2, READ, Some(&["PERMIT.GET", "k"])),
+        spec(
+            "permit.reset",
+            2,
+            &["write", "fast"],
+            Some(&["PERMIT.RESET", "k"]),
+        ),
         spec(
             "throttle.set",
             -2,

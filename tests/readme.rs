@@ -1,20 +1,24 @@
-//! README.md against live servers: the tables and error texts of its
-//! `## Command reference` and `## Configuration and INFO` sections are
-//! read from README.md at run time and compared with what the server
-//! registers, prints and answers. A change to either side that the other
-//! does not follow fails here.
+//! The docs against live servers: README.md and every `docs/*.md` are read
+//! at run time, and their tables, error texts and replies compared with
+//! what the server registers, prints and answers. A change to either side
+//! that the other does not follow fails here, whichever page it is on.
 //!
-//! - the commands table (arity, flags, keys, ACL categories) equals
-//!   `COMMAND LIST FILTERBY MODULE throttle` and `COMMAND INFO`;
-//! - every `ERR …` / `WRONGTYPE …` text in the reference is what some call
-//!   in [`error_calls`] gets, and every error those calls get is in the
-//!   reference;
-//! - the config table equals `CONFIG GET throttle.*` (names, defaults on a
-//!   fresh server, ranges, mutability);
-//! - the INFO table equals the fields `INFO throttle` prints, section by
+//! - every command table (`| command | arity | flags | keys |`, in
+//!   docs/commands.md) equals `COMMAND LIST FILTERBY MODULE throttle` and
+//!   `COMMAND INFO`, and its page has a heading per command;
+//! - README's table of one example per command names every command, and
+//!   each example, run in order on the test clock, gets the reply shown;
+//! - every `ERR …` / `WRONGTYPE …` text on any page is what some call in
+//!   [`error_calls`] gets (or a server error another suite checks), and
+//!   every error those calls get is in the command reference;
+//! - every config table equals `CONFIG GET throttle.*` (names, defaults on
+//!   a fresh server, ranges, mutability);
+//! - every INFO table equals the fields `INFO throttle` prints, section by
 //!   section;
 //! - the reply examples and THROTTLE.GET's fields are what the server
 //!   answers.
+//!
+//! `tests/docs.rs` checks the links between the pages.
 
 mod common;
 
@@ -25,45 +29,118 @@ use common::*;
 use redis::{Connection, Value};
 use testkit::ServerVersion;
 
-// ---- README.md -------------------------------------------------------------
+// ---- the pages -------------------------------------------------------------
 
-fn readme() -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+/// One Markdown page: its path from the repository root, and its text.
+#[derive(Clone)]
+struct Page {
+    name: String,
+    text: String,
 }
 
-/// The text of `## <title>`, up to the next `## ` heading.
-fn section(text: &str, title: &str) -> String {
-    let heading = format!("\n## {title}\n");
-    let start = text
-        .find(&heading)
-        .unwrap_or_else(|| panic!("README.md has no section '## {title}'"));
-    let body = &text[start + heading.len()..];
-    let end = body.find("\n## ").unwrap_or(body.len());
-    body[..end].to_string()
-}
-
-/// The rows of the table whose header row starts with `| <columns> |`
-/// (its first columns, e.g. `field | type`), as trimmed cells (the header
-/// and separator rows left out).
-fn table(text: &str, columns: &str) -> Vec<Vec<String>> {
-    let head = format!("| {columns} |");
-    let mut lines = text.lines().skip_while(|l| !l.starts_with(&head));
-    assert!(
-        lines.next().is_some(),
-        "README.md has no table starting with {head:?}"
-    );
-    lines
-        .skip(1)
-        .take_while(|l| l.starts_with('|'))
-        .map(|l| {
-            l.trim()
-                .trim_matches('|')
-                .split('|')
-                .map(|c| c.trim().to_string())
-                .collect()
+/// README.md, then every `docs/*.md` in name order.
+fn pages() -> Vec<Page> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut names = vec!["README.md".to_string()];
+    let mut docs: Vec<String> = std::fs::read_dir(root.join("docs"))
+        .expect("docs/")
+        .map(|e| {
+            e.expect("a docs/ entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .filter(|n| n.ends_with(".md"))
+        .map(|n| format!("docs/{n}"))
+        .collect();
+    docs.sort();
+    names.extend(docs);
+    names
+        .into_iter()
+        .map(|name| {
+            let path = root.join(&name);
+            let text = std::fs::read_to_string(&path)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            Page { name, text }
         })
         .collect()
+}
+
+fn readme() -> Page {
+    pages()
+        .into_iter()
+        .find(|p| p.name == "README.md")
+        .expect("README.md")
+}
+
+/// Every page's text with every run of white space as one space (for
+/// phrases that a line break may split).
+fn all_flat() -> String {
+    pages()
+        .iter()
+        .map(|p| flat(&p.text))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The text with its fenced code blocks left out (their lines blank).
+fn prose(text: &str) -> String {
+    let mut fenced = false;
+    text.lines()
+        .map(|l| {
+            let fence = l.trim_start().starts_with("```");
+            let keep = !fenced && !fence;
+            if fence {
+                fenced = !fenced;
+            }
+            if keep { l } else { "" }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The rows of every table whose header row starts with `| <columns> |`
+/// (its first columns, e.g. `field | type`), as trimmed cells (the header
+/// and separator rows left out), one list of rows per table.
+fn tables(text: &str, columns: &str) -> Vec<Vec<Vec<String>>> {
+    let head = format!("| {columns} |");
+    let lines: Vec<&str> = text.lines().collect();
+    let mut found = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        if !line.starts_with(&head) {
+            continue;
+        }
+        let rows = lines[i + 1..]
+            .iter()
+            .skip(1)
+            .take_while(|l| l.starts_with('|'))
+            .map(|l| {
+                l.trim()
+                    .trim_matches('|')
+                    .split('|')
+                    .map(|c| c.trim().to_string())
+                    .collect()
+            })
+            .collect();
+        found.push(rows);
+    }
+    found
+}
+
+/// Every table of every page whose header starts with `| <columns> |`, as
+/// (page, rows); fails if no page has one.
+fn tables_in_pages(columns: &str) -> Vec<(Page, Vec<Vec<String>>)> {
+    let mut found = Vec::new();
+    for page in pages() {
+        for rows in tables(&page.text, columns) {
+            found.push((page.clone(), rows));
+        }
+    }
+    assert!(
+        !found.is_empty(),
+        "no page has a table starting with | {columns} |"
+    );
+    found
 }
 
 /// A cell's text without its backticks.
@@ -71,32 +148,59 @@ fn plain(cell: &str) -> String {
     cell.replace('`', "")
 }
 
-/// Every inline code span, a line break inside one read as a space.
+/// Every inline code span (a run of backticks up to the next run of as
+/// many), its white space (line breaks and indents included) read as one
+/// space, as Markdown renders it.
 fn code_spans(text: &str) -> Vec<String> {
     let mut spans = Vec::new();
     let mut rest = text;
     while let Some(open) = rest.find('`') {
-        let after = &rest[open + 1..];
-        let Some(close) = after.find('`') else { break };
-        spans.push(after[..close].replace('\n', " "));
-        rest = &after[close + 1..];
+        let ticks = rest[open..].len() - rest[open..].trim_start_matches('`').len();
+        let fence = "`".repeat(ticks);
+        let after = &rest[open + ticks..];
+        // The closing run: exactly as many backticks.
+        let mut from = 0;
+        let close = loop {
+            let Some(at) = after[from..].find(&fence).map(|a| from + a) else {
+                break None;
+            };
+            let run = after[at..].len() - after[at..].trim_start_matches('`').len();
+            if run == ticks {
+                break Some(at);
+            }
+            from = at + run;
+        };
+        let Some(close) = close else { break };
+        spans.push(flat(&after[..close]));
+        rest = &after[close + ticks..];
     }
     spans
 }
 
-/// The README with every run of white space as one space (for phrases
-/// that a line break may split).
+/// The text with every run of white space as one space.
 fn flat(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// Fails with what only README has and what only the server has.
-fn assert_same<T: Ord + std::fmt::Debug>(readme: &BTreeSet<T>, server: &BTreeSet<T>, what: &str) {
-    let only_readme: Vec<&T> = readme.difference(server).collect();
-    let only_server: Vec<&T> = server.difference(readme).collect();
+/// Fails with what only the docs have and what only the server has.
+fn assert_same<T: Ord + std::fmt::Debug>(docs: &BTreeSet<T>, server: &BTreeSet<T>, what: &str) {
+    assert_same_as(docs, server, ["the docs", "the server"], what);
+}
+
+/// Fails with what only `a` has and what only `b` has (`names` names them).
+fn assert_same_as<T: Ord + std::fmt::Debug>(
+    a: &BTreeSet<T>,
+    b: &BTreeSet<T>,
+    names: [&str; 2],
+    what: &str,
+) {
+    let only_a: Vec<&T> = a.difference(b).collect();
+    let only_b: Vec<&T> = b.difference(a).collect();
     assert!(
-        only_readme.is_empty() && only_server.is_empty(),
-        "{what}: only in README.md: {only_readme:?}; only on the server: {only_server:?}"
+        only_a.is_empty() && only_b.is_empty(),
+        "{what}: only in {}: {only_a:?}; only in {}: {only_b:?}",
+        names[0],
+        names[1]
     );
 }
 
@@ -160,74 +264,151 @@ fn words(cell: &str) -> BTreeSet<String> {
     plain(cell).split_whitespace().map(str::to_string).collect()
 }
 
-#[test]
-fn the_command_table_is_what_the_server_registers() {
-    let text = readme();
-    let reference = section(&text, "Command reference");
-    let rows = table(&reference, "command | arity | flags | keys");
-    let s = Server::start();
-    let mut c = s.conn();
-    let version = ServerVersion::of(&mut c);
-
-    let documented: BTreeSet<String> = rows.iter().map(|r| plain(&r[0]).to_lowercase()).collect();
-    assert_eq!(documented.len(), rows.len(), "a command twice in the table");
-    let registered: BTreeSet<String> = string_set(&ok(
-        &mut c,
+/// The module's commands, lower case (`THROTTLE.FAULT`, in test builds
+/// only, left out).
+fn registered(c: &mut Connection) -> BTreeSet<String> {
+    string_set(&ok(
+        c,
         &["COMMAND", "LIST", "FILTERBY", "MODULE", "throttle"],
     ))
     .into_iter()
     .map(|n| n.to_lowercase())
     .filter(|n| n != "throttle.fault")
-    .collect();
-    assert_same(
-        &documented,
-        &registered,
-        "the command table vs COMMAND LIST FILTERBY MODULE throttle",
-    );
+    .collect()
+}
 
-    // Each command has its own `### NAME …` heading, and each such heading
-    // names a command of the table.
-    let headings: BTreeSet<String> = reference
+/// The headings of a page (any level, outside code blocks) whose first
+/// word is a command name in capitals, as that name in lower case.
+fn command_headings(text: &str) -> BTreeSet<String> {
+    prose(text)
         .lines()
-        .filter_map(|l| l.strip_prefix("### "))
+        .filter(|l| l.starts_with('#'))
+        .filter_map(|l| l.trim_start_matches('#').strip_prefix(' '))
         .filter_map(|h| h.split_whitespace().next())
         .filter(|w| w.chars().all(|ch| ch.is_ascii_uppercase() || ch == '.'))
         .map(str::to_lowercase)
-        .collect();
-    assert_same(&headings, &documented, "### headings vs the command table");
+        .collect()
+}
 
-    for r in &rows {
-        let name = plain(&r[0]).to_lowercase();
-        let info = command_info(&mut c, &name);
-        let arity: i64 = r[1]
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}: arity {}", r[1]));
-        assert_eq!(info[1], Value::Int(arity), "{name}: arity");
-        // COMMAND INFO spells deny-oom as denyoom and adds `module`.
-        let flags: BTreeSet<String> = words(&r[2])
-            .into_iter()
-            .map(|f| f.replace("deny-oom", "denyoom"))
-            .collect();
-        let mut server_flags = string_set(&info[2]);
-        server_flags.remove("module");
-        assert_eq!(server_flags, flags, "{name}: flags");
-        let keys: Vec<i64> = match r[3].as_str() {
-            "none" => vec![0, 0, 0],
-            k => k.split_whitespace().map(|n| n.parse().unwrap()).collect(),
-        };
-        let server_keys: Vec<i64> = info[3..6]
-            .iter()
-            .map(|v| redis::from_redis_value(v.clone()).unwrap())
-            .collect();
-        assert_eq!(server_keys, keys, "{name}: first, last, step");
-        let mut cats = words(&r[4]);
-        if !version.has_command_acl_categories() {
-            cats.clear(); // Redis 7.0: module commands have no category
-        } else if version.has_module_acl_categories() {
-            cats.insert("@throttle".into());
+#[test]
+fn the_command_table_is_what_the_server_registers() {
+    let s = Server::start();
+    let mut c = s.conn();
+    let version = ServerVersion::of(&mut c);
+    let registered = registered(&mut c);
+
+    for (page, rows) in tables_in_pages("command | arity | flags | keys") {
+        let at = &page.name;
+        let documented: BTreeSet<String> =
+            rows.iter().map(|r| plain(&r[0]).to_lowercase()).collect();
+        assert_eq!(
+            documented.len(),
+            rows.len(),
+            "{at}: a command twice in the table"
+        );
+        assert_same(
+            &documented,
+            &registered,
+            &format!("{at}: the command table vs COMMAND LIST FILTERBY MODULE throttle"),
+        );
+
+        // Each command has its own `## NAME …` heading on the table's page,
+        // and each such heading names a command of the table.
+        assert_same_as(
+            &command_headings(&page.text),
+            &documented,
+            ["the headings", "the table"],
+            &format!("{at}: the command headings vs the command table"),
+        );
+
+        for r in &rows {
+            let name = plain(&r[0]).to_lowercase();
+            let info = command_info(&mut c, &name);
+            let arity: i64 = r[1]
+                .parse()
+                .unwrap_or_else(|_| panic!("{at}: {name}: arity {}", r[1]));
+            assert_eq!(info[1], Value::Int(arity), "{at}: {name}: arity");
+            // COMMAND INFO spells deny-oom as denyoom and adds `module`.
+            let flags: BTreeSet<String> = words(&r[2])
+                .into_iter()
+                .map(|f| f.replace("deny-oom", "denyoom"))
+                .collect();
+            let mut server_flags = string_set(&info[2]);
+            server_flags.remove("module");
+            assert_eq!(server_flags, flags, "{at}: {name}: flags");
+            let keys: Vec<i64> = match r[3].as_str() {
+                "none" => vec![0, 0, 0],
+                k => k.split_whitespace().map(|n| n.parse().unwrap()).collect(),
+            };
+            let server_keys: Vec<i64> = info[3..6]
+                .iter()
+                .map(|v| redis::from_redis_value(v.clone()).unwrap())
+                .collect();
+            assert_eq!(server_keys, keys, "{at}: {name}: first, last, step");
+            let mut cats = words(&r[4]);
+            if !version.has_command_acl_categories() {
+                cats.clear(); // Redis 7.0: module commands have no category
+            } else if version.has_module_acl_categories() {
+                cats.insert("@throttle".into());
+            }
+            assert_eq!(string_set(&info[6]), cats, "{at}: {name}: ACL categories");
         }
-        assert_eq!(string_set(&info[6]), cats, "{name}: ACL categories");
     }
+}
+
+// ---- one example per command -----------------------------------------------
+
+/// README's `| command | example | reply |` table: it names every command,
+/// and its examples, run in order on a new server whose test clock is frozen
+/// where the README says (`THROTTLE.CLOCK FREEZE <unix_us>`), get the
+/// replies shown (an array as `[1, 79, 0, 200, 80]`, an error as its text).
+#[test]
+fn readme_has_one_example_per_command_with_its_reply() {
+    let readme = readme();
+    let found = tables(&readme.text, "command | example | reply");
+    assert_eq!(found.len(), 1, "README.md: one table of examples");
+    let rows = &found[0];
+    let freeze: Vec<String> = code_spans(&readme.text)
+        .into_iter()
+        .filter(|s| s.starts_with("THROTTLE.CLOCK FREEZE "))
+        .collect();
+    let [freeze] = freeze.as_slice() else {
+        panic!(
+            "README.md names the frozen time once as `THROTTLE.CLOCK FREEZE <unix_us>`: {freeze:?}"
+        )
+    };
+
+    let mut s = Server::builder().module_args(["test-clock", "yes"]).start();
+    let mut c = s.conn();
+    let documented: BTreeSet<String> = rows.iter().map(|r| plain(&r[0]).to_lowercase()).collect();
+    assert_same(
+        &documented,
+        &registered(&mut c),
+        "README.md's examples vs COMMAND LIST FILTERBY MODULE throttle",
+    );
+    let freeze: Vec<&str> = freeze.split(' ').collect();
+    assert_eq!(ok(&mut c, &freeze), Value::Okay);
+
+    let mut wrong = Vec::new();
+    for r in rows {
+        let (command, example, want) = (plain(&r[0]), plain(&r[1]), plain(&r[2]));
+        let args: Vec<&str> = example.split_whitespace().collect();
+        assert!(
+            args[0].eq_ignore_ascii_case(&command),
+            "README.md: the example {example:?} is not a call of {command}"
+        );
+        let got = match call(&mut c, &strs(&args)) {
+            Ok(v) => shown(&v),
+            Err(e) => e,
+        };
+        if got != want {
+            wrong.push(format!(
+                "{example}: the server answers {got}, README.md shows {want}"
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    assert_healthy(&mut s);
 }
 
 // ---- errors ----------------------------------------------------------------
@@ -284,7 +465,10 @@ fn error_calls() -> Vec<ErrCall> {
         // Arity, as Redis checks it and as the module checks it.
         err("ERR wrong number of arguments for 'throttle' command", &["THROTTLE"]),
         err("ERR wrong number of arguments for 'throttle.peek' command", &["THROTTLE.PEEK"]),
-        err("ERR wrong number of arguments for 'permit' command", &["PERMIT", "p", "1"]),
+        err("ERR wrong number of arguments for 'permit' command", &["PERMIT"]),
+        err("ERR wrong number of arguments for 'permit.set' command", &["PERMIT.SET"]),
+        err("ERR wrong number of arguments for 'permit.get' command", &["PERMIT.GET"]),
+        err("ERR wrong number of arguments for 'permit.reset' command", &["PERMIT.RESET"]),
         err("ERR wrong number of arguments for 'throttle.set' command", &["THROTTLE.SET"]),
         err("ERR wrong number of arguments for 'throttle.get' command", &["THROTTLE.GET"]),
         err("ERR wrong number of arguments for 'throttle.get' command", &["THROTTLE.GET", "a", "b"]),
@@ -349,6 +533,19 @@ fn error_calls() -> Vec<ErrCall> {
         err("ERR GRACE must be an integer >= 0 and <= 31622400000 (one year)", &["PERMIT", "p", "1", "1", "grace", "-1"]),
         err("ERR BLOCK is not a valid integer", &["PERMIT", "p", "1", "1", "BLOCK", "1e3"]),
         err("ERR BLOCK must be an integer >= 0 and <= 31622400000 (one year)", &["PERMIT", "p", "1", "1", "BLOCK", "31622400001"]),
+        err("ERR no settings on this key: give interval_ms, or set them with PERMIT.SET", &["PERMIT", "p"]),
+        err("ERR no settings on this key: give interval_ms, or set them with PERMIT.SET", &["PERMIT", "p", "BLOCK", "10"]),
+        // PERMIT.SET.
+        err("ERR the first PERMIT.SET on a key must give INTERVAL", &["PERMIT.SET", "p", "MAX_WAITING", "3"]),
+        err("ERR interval_ms is not a valid decimal number", &["PERMIT.SET", "p", "INTERVAL", "x"]),
+        err("ERR interval_ms must be > 0 and <= 1e12 ms", &["PERMIT.SET", "p", "INTERVAL", "0"]),
+        err("ERR interval_ms has too many decimal places (at most 3)", &["PERMIT.SET", "p", "INTERVAL", "0.0001"]),
+        err("ERR MAX_WAITING is not a valid integer", &["PERMIT.SET", "p", "INTERVAL", "1", "MAX_WAITING", "x"]),
+        err("ERR MAX_WAITING must be an integer >= 0, or -1 for no bound", &["PERMIT.SET", "p", "INTERVAL", "1", "MAX_WAITING", "-2"]),
+        err("ERR TTL is not a valid integer", &["PERMIT.SET", "p", "INTERVAL", "1", "TTL", "x"]),
+        err("ERR TTL must be an integer >= 1 and <= 315360000 (ten years)", &["PERMIT.SET", "p", "INTERVAL", "1", "TTL", "0"]),
+        err("ERR syntax error", &["PERMIT.SET", "p", "INTERVAL"]),
+        err("ERR syntax error", &["PERMIT.SET", "p", "FOO", "1"]),
         // THROTTLE.SET.
         err("ERR the first THROTTLE.SET on a limiter must give RPS, BURST and WINDOW", &["THROTTLE.SET", "nokey", "RPS", "1"]),
         err("ERR the first THROTTLE.SET on a limiter must give RPS, BURST and WINDOW", &["THROTTLE.SET", "bucket", "RPS", "1", "BURST", "1"]),
@@ -373,14 +570,18 @@ fn error_calls() -> Vec<ErrCall> {
         err("ERR THROTTLE.CLOCK needs the module loaded with 'test-clock yes' (--loadmodule <path> test-clock yes)", &["THROTTLE.CLOCK", "GET"]),
         err("ERR THROTTLE.CLOCK needs the module loaded with 'test-clock yes' (--loadmodule <path> test-clock yes)", &["THROTTLE.CLOCK", "FREEZE", "x"]),
         err_on_clock("ERR unix_us is not a valid integer", strs(&["THROTTLE.CLOCK", "FREEZE", "x"])),
-        err_on_clock("ERR unix_us must be an integer >= 0 (microseconds)", strs(&["THROTTLE.CLOCK", "freeze", "-1"])),
+        err_on_clock("ERR unix_us must be an integer >= 0 and <= 252370678398999000 (microseconds, year 9967)", strs(&["THROTTLE.CLOCK", "freeze", "-1"])),
+        err_on_clock("ERR unix_us must be an integer >= 0 and <= 252370678398999000 (microseconds, year 9967)", strs(&["THROTTLE.CLOCK", "FREEZE", "252370678398999001"])),
         err_on_clock("ERR us is not a valid integer", strs(&["THROTTLE.CLOCK", "ADVANCE", "1.5"])),
-        err_on_clock("ERR us must be an integer >= 0 (microseconds)", strs(&["THROTTLE.CLOCK", "ADVANCE", "-1"])),
+        err_on_clock("ERR us must be an integer >= 0 and <= 252370678398999000 (microseconds, year 9967)", strs(&["THROTTLE.CLOCK", "ADVANCE", "-1"])),
+        err_on_clock("ERR us must be an integer >= 0 and <= 252370678398999000 (microseconds, year 9967)", strs(&["THROTTLE.CLOCK", "ADVANCE", "252370678398999000"])),
         // THROTTLE.APPLY.
         err("ERR THROTTLE.APPLY is accepted from a master or while loading only; enable it for clients with CONFIG SET throttle.apply-from-clients yes", &["THROTTLE.APPLY", "k", "xx"]),
         err_on_clock("ERR invalid state payload: not a value of this kind", apply(b"xx".to_vec())),
         err_on_clock("ERR invalid rl-bucket payload: truncated", apply(vec![2, b'B'])),
-        err_on_clock("ERR invalid rl-bucket payload: unknown encoding version 9", apply(vec![9, b'B'])),
+        err_on_clock("ERR invalid rl-bucket payload: truncated", apply(b"b".to_vec())),
+        // A rate not in its lowest terms (10/2): no call writes that.
+        err_on_clock("ERR invalid rl-bucket payload: bad rate", apply(vec![b'b', 1, 10, 2, 80, 0])),
         err_on_clock("ERR invalid rl-permit payload: trailing bytes", apply([permit_payload(7, 7), vec![0]].concat())),
         // A last slot more than the horizon (1e15 µs) after its stamp.
         err_on_clock("ERR invalid rl-permit payload: bad last slot", apply(permit_payload(1_000_000_000_000_001, 0))),
@@ -428,7 +629,7 @@ fn error_calls() -> Vec<ErrCall> {
 }
 
 /// Documented error templates (`<placeholders>`), each with concrete
-/// examples in README that the calls above produce.
+/// examples in the command reference that the calls above produce.
 const TEMPLATES: &[&str] = &["ERR invalid <kind> payload: <why>"];
 
 /// Documented errors no client call is meant to produce; their text is
@@ -437,6 +638,21 @@ const NOT_FROM_A_CALL: &[&str] = &[
     "ERR internal error",
     "ERR the server could not hold the client",
 ];
+
+/// Errors of the server itself (not the module's) that a page quotes,
+/// each checked by another suite.
+const SERVER_ERRORS: &[&str] = &[
+    // docs/compatibility.md; tests/crossversion.rs gets it.
+    "ERR DUMP payload version or checksum are wrong",
+];
+
+/// The `ERR …` and `WRONGTYPE …` code spans of a page's prose.
+fn error_spans(text: &str) -> BTreeSet<String> {
+    code_spans(&prose(text))
+        .into_iter()
+        .filter(|s| s.starts_with("ERR ") || s.starts_with("WRONGTYPE "))
+        .collect()
+}
 
 /// `text` matches `template`, each `<placeholder>` standing for some
 /// non-empty text.
@@ -475,13 +691,26 @@ fn prepare_plain(c: &mut Connection) {
     ok(c, &["PERMIT", "permit", "1000", "1"]);
 }
 
+/// The command reference is the page with the command table; every error
+/// a call gets must be there. Every other page may quote errors too, and
+/// each must be one a call gets (or one of the lists above).
 #[test]
 fn every_documented_error_is_what_the_server_answers() {
-    let text = readme();
-    let reference = section(&text, "Command reference");
-    let documented: BTreeSet<String> = code_spans(&reference)
+    let reference: Vec<Page> = tables_in_pages("command | arity | flags | keys")
         .into_iter()
-        .filter(|s| s.starts_with("ERR ") || s.starts_with("WRONGTYPE "))
+        .map(|(page, _)| page)
+        .collect();
+    let documented: BTreeSet<String> = reference
+        .iter()
+        .flat_map(|p| error_spans(&p.text))
+        .collect();
+    let quoted: Vec<(String, String)> = pages()
+        .iter()
+        .flat_map(|p| {
+            error_spans(&p.text)
+                .into_iter()
+                .map(|e| (p.name.clone(), e))
+        })
         .collect();
     let mut plain = Server::start();
     let mut clock = Server::builder().module_args(["test-clock", "yes"]).start();
@@ -519,33 +748,42 @@ fn every_documented_error_is_what_the_server_answers() {
         wrong.join("\n")
     );
 
-    // Every error a call gets is documented, and every documented error is
-    // produced by a call (or is a template or an error no call produces).
+    // Every error a call gets is in the reference, and every error any page
+    // quotes is produced by a call (or is a template, an error no call
+    // produces, or the server's own).
     let produced: BTreeSet<String> = calls.iter().map(|e| e.want.to_string()).collect();
     let undocumented: Vec<&String> = produced.difference(&documented).collect();
     assert!(
         undocumented.is_empty(),
-        "errors the server gives but README.md does not document: {undocumented:#?}"
+        "errors the server gives but the command reference does not document: {undocumented:#?}"
     );
-    let unproduced: Vec<&String> = documented
+    let unproduced: Vec<String> = quoted
         .iter()
-        .filter(|d| !produced.contains(*d))
-        .filter(|d| !TEMPLATES.contains(&d.as_str()) && !NOT_FROM_A_CALL.contains(&d.as_str()))
+        .filter(|(_, d)| !produced.contains(d))
+        .filter(|(_, d)| {
+            ![TEMPLATES, NOT_FROM_A_CALL, SERVER_ERRORS]
+                .iter()
+                .any(|list| list.contains(&d.as_str()))
+        })
+        .map(|(page, d)| format!("{page}: {d}"))
         .collect();
     assert!(
         unproduced.is_empty(),
-        "errors README.md documents that no call in error_calls() produces: {unproduced:#?}"
+        "errors the docs quote that no call in error_calls() produces: {unproduced:#?}"
     );
     for t in TEMPLATES {
         assert!(
             documented.contains(*t),
-            "README.md no longer documents {t:?}"
+            "the command reference no longer documents {t:?}"
         );
         let examples = documented
             .iter()
             .filter(|d| *d != t && matches_template(t, d))
             .count();
-        assert!(examples > 0, "README.md gives no example of {t:?}");
+        assert!(
+            examples > 0,
+            "the command reference gives no example of {t:?}"
+        );
     }
     let source =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/redis/error.rs"))
@@ -553,7 +791,7 @@ fn every_documented_error_is_what_the_server_answers() {
     for e in NOT_FROM_A_CALL {
         assert!(
             documented.contains(*e),
-            "README.md no longer documents {e:?}"
+            "the command reference no longer documents {e:?}"
         );
         assert!(
             source.contains(&format!("#[error(\"{e}\")]")),
@@ -603,11 +841,13 @@ fn config_get(c: &mut Connection, name: &str) -> String {
 
 #[test]
 fn the_config_table_is_what_the_server_has() {
-    let text = readme();
-    let rows = table(
-        &section(&text, "Configuration and INFO"),
-        "config | type | default | range | mutable",
-    );
+    for (page, rows) in tables_in_pages("config | type | default | range | mutable") {
+        config_table_is_what_the_server_has(&page.name, &rows);
+    }
+}
+
+/// One config table (`at` names its page), on a fresh server.
+fn config_table_is_what_the_server_has(at: &str, rows: &[Vec<String>]) {
     let s = Server::start();
     let mut c = s.conn();
     let server = configs(&mut c, "throttle.*");
@@ -616,13 +856,13 @@ fn the_config_table_is_what_the_server_has() {
     assert_same(
         &documented,
         &names,
-        "the config table vs CONFIG GET throttle.*",
+        &format!("{at}: the config table vs CONFIG GET throttle.*"),
     );
-    for r in &rows {
+    for r in rows {
         let (name, default, range, mutable) = (plain(&r[0]), plain(&r[2]), plain(&r[3]), &r[4]);
         assert_eq!(
             server[&name], default,
-            "{name}: the default on a fresh server"
+            "{at}: {name}: the default on a fresh server"
         );
         let set = |c: &mut Connection, v: &str| call(c, &strs(&["CONFIG", "SET", &name, v]));
         let values: Vec<String> = match range.split_once(" to ") {
@@ -632,15 +872,15 @@ fn the_config_table_is_what_the_server_has() {
                     for outside in [lo - 1, hi + 1] {
                         assert!(
                             set(&mut c, &outside.to_string()).is_err(),
-                            "{name} {outside} is out of range"
+                            "{at}: {name} {outside} is out of range"
                         );
                     }
                 }
                 vec![lo.to_string(), hi.to_string()]
             }
             None => {
-                assert!(range.is_empty(), "{name}: range {range:?}");
-                assert_eq!(r[1], "`yes` / `no`", "{name}: a flag without a range");
+                assert!(range.is_empty(), "{at}: {name}: range {range:?}");
+                assert_eq!(r[1], "`yes` / `no`", "{at}: {name}: a flag without a range");
                 vec!["yes".into(), "no".into()]
             }
         };
@@ -651,7 +891,7 @@ fn the_config_table_is_what_the_server_has() {
                     assert_eq!(config_get(&mut c, &name), *v, "{name} after CONFIG SET");
                 }
                 m => {
-                    assert!(m.starts_with("no"), "{name}: mutable {m:?}");
+                    assert!(m.starts_with("no"), "{at}: {name}: mutable {m:?}");
                     assert!(
                         set(&mut c, v).is_err(),
                         "CONFIG SET {name} {v} must be refused"
@@ -666,14 +906,20 @@ fn the_config_table_is_what_the_server_has() {
 
 #[test]
 fn the_info_table_is_what_the_server_prints() {
-    let text = readme();
-    let rows = table(&section(&text, "Configuration and INFO"), "field | section");
+    for (page, rows) in tables_in_pages("field | section") {
+        info_table_is_what_the_server_prints(&page, &rows);
+    }
+}
+
+/// One INFO table, on a fresh server; its page names each section.
+fn info_table_is_what_the_server_prints(page: &Page, rows: &[Vec<String>]) {
+    let at = &page.name;
     let documented: BTreeSet<(String, String)> =
         rows.iter().map(|r| (plain(&r[1]), plain(&r[0]))).collect();
     assert_eq!(
         documented.len(),
         rows.len(),
-        "a field twice in the INFO table"
+        "{at}: a field twice in the INFO table"
     );
     let s = Server::start();
     let mut c = s.conn();
@@ -698,9 +944,9 @@ fn the_info_table_is_what_the_server_prints() {
     assert_same(
         &documented,
         &printed,
-        "the INFO table (section, field) vs INFO throttle",
+        &format!("{at}: the INFO table (section, field) vs INFO throttle"),
     );
-    // The section names README gives are what INFO <section> prints.
+    // The section names the page gives are what INFO <section> prints.
     let sections: BTreeSet<&String> = documented.iter().map(|(sec, _)| sec).collect();
     for sec in sections {
         let one: String = redis::cmd("INFO")
@@ -708,17 +954,16 @@ fn the_info_table_is_what_the_server_prints() {
             .query(&mut c)
             .expect("INFO section");
         assert!(one.contains(&format!("# {sec}")), "INFO {sec}: {one}");
-        let flat_text = flat(&text);
         assert!(
-            flat_text.contains(&format!("`# {sec}`")),
-            "README names the section `# {sec}`"
+            flat(&page.text).contains(&format!("`# {sec}`")),
+            "{at} names the section `# {sec}`"
         );
     }
 }
 
 // ---- replies ---------------------------------------------------------------
 
-/// Examples README gives as "`call` → `reply`" on new keys.
+/// Examples the docs give as "`call` → `reply`" on new keys.
 const EXAMPLES: &[&str] = &[
     "THROTTLE user:1 5 2 8",
     "CL.THROTTLE user123 15 30 60 1",
@@ -727,7 +972,7 @@ const EXAMPLES: &[&str] = &[
 
 #[test]
 fn documented_replies_are_what_the_server_answers() {
-    let text = flat(&readme());
+    let text = all_flat();
     let mut s = Server::start();
     let mut c = s.conn();
     let mut c3 = s.conn_resp3();
@@ -735,7 +980,7 @@ fn documented_replies_are_what_the_server_answers() {
         let args: Vec<&str> = example.split(' ').collect();
         let reply = shown(&ok(&mut c, &args));
         let claim = format!("`{example}` → `{reply}`");
-        assert!(text.contains(&claim), "README.md should say {claim}");
+        assert!(text.contains(&claim), "the docs should say {claim}");
     }
     // The switches.
     assert_eq!(
@@ -758,19 +1003,39 @@ fn documented_replies_are_what_the_server_answers() {
 
     // THROTTLE.GET: the documented fields, in order, as a flat array on
     // RESP2 and a map on RESP3; nil for a missing key on both.
-    let fields: Vec<String> = table(
-        &section(&readme(), "Command reference"),
-        "field | type | meaning",
-    )
-    .iter()
-    .map(|r| plain(&r[0]))
-    .collect();
+    // (PERMIT.GET's table has the same columns: it starts with interval_ms.)
+    let (permit_tables, tables): (Vec<(String, Vec<String>)>, Vec<_>) =
+        tables_in_pages("field | type | meaning")
+            .into_iter()
+            .map(|(page, rows)| {
+                (
+                    page.name,
+                    rows.iter().map(|r| plain(&r[0])).collect::<Vec<_>>(),
+                )
+            })
+            .partition(|(_, fields)| fields.first().is_some_and(|f| f == "interval_ms"));
+    assert!(!tables.is_empty() && !permit_tables.is_empty());
+    ok(&mut c, &["PERMIT", "pg", "250", "3"]);
+    let Value::Array(flat_pget) = ok(&mut c, &["PERMIT.GET", "pg"]) else {
+        panic!("PERMIT.GET on RESP2 is an array")
+    };
+    let pnames: Vec<String> = flat_pget.iter().step_by(2).map(shown).collect();
+    let Value::Map(pmap) = ok(&mut c3, &["PERMIT.GET", "pg"]) else {
+        panic!("PERMIT.GET on RESP3 is a map")
+    };
+    let pnames3: Vec<String> = pmap.iter().map(|(k, _)| shown(k)).collect();
+    for (at, fields) in &permit_tables {
+        assert_eq!(&pnames, fields, "{at}: PERMIT.GET fields (RESP2)");
+        assert_eq!(&pnames3, fields, "{at}: PERMIT.GET fields (RESP3)");
+    }
     ok(&mut c, &["CL.THROTTLE", "c7", "0", "7", "3"]);
     let Value::Array(flat_get) = ok(&mut c, &["THROTTLE.GET", "c7"]) else {
         panic!("THROTTLE.GET on RESP2 is an array")
     };
     let names: Vec<String> = flat_get.iter().step_by(2).map(shown).collect();
-    assert_eq!(names, fields, "THROTTLE.GET fields (RESP2)");
+    for (at, fields) in &tables {
+        assert_eq!(&names, fields, "{at}: THROTTLE.GET fields (RESP2)");
+    }
     let rps = flat_get.iter().position(|v| shown(v) == "rps").unwrap() + 1;
     assert_eq!(shown(&flat_get[rps]), "7/3");
     assert!(text.contains("`CL.THROTTLE k 0 7 3` → `7/3`"));
@@ -778,7 +1043,9 @@ fn documented_replies_are_what_the_server_answers() {
         panic!("THROTTLE.GET on RESP3 is a map")
     };
     let names: Vec<String> = map.iter().map(|(k, _)| shown(k)).collect();
-    assert_eq!(names, fields, "THROTTLE.GET fields (RESP3)");
+    for (at, fields) in &tables {
+        assert_eq!(&names, fields, "{at}: THROTTLE.GET fields (RESP3)");
+    }
     let burst = map.iter().find(|(k, _)| shown(k) == "burst").unwrap();
     assert_eq!(burst.1, Value::Nil, "burst is nil for a last-call source");
     for con in [&mut c, &mut c3] {
@@ -797,10 +1064,10 @@ fn documented_replies_are_what_the_server_answers() {
 }
 
 /// `CLIENT UNBLOCK` on a held BLOCK client: nil, or with `ERROR` the error
-/// README quotes.
+/// the docs quote.
 #[test]
 fn client_unblock_answers_as_documented() {
-    let text = flat(&readme());
+    let text = all_flat();
     let mut s = Server::start();
     let mut c = s.conn();
     ok(&mut c, &["PERMIT", "q", "60000", "5"]);
@@ -831,7 +1098,7 @@ fn client_unblock_answers_as_documented() {
         assert_eq!(ok(&mut c, &unblock), Value::Int(1));
         assert_eq!(waiter.join().expect("the held client's thread"), want);
         if let Err(e) = &want {
-            assert!(text.contains(&format!("`{e}`")), "README quotes {e:?}");
+            assert!(text.contains(&format!("`{e}`")), "the docs quote {e:?}");
         }
     }
     assert_healthy(&mut s);

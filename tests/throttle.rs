@@ -13,6 +13,7 @@ use std::thread;
 use std::time::Duration;
 
 use common::*;
+use throttle_core::codec::Writer;
 
 /// The bucket of the example: 5 rps × burst 2 × 8 s = 80 tokens.
 const EXAMPLE: [&str; 3] = ["5", "2", "8"];
@@ -655,24 +656,44 @@ fn dump_restore_round_trips() {
     assert!(e.starts_with("BUSYKEY"), "{e}");
 }
 
-/// Where the encoded value starts inside an uncompressed DUMP payload of a
-/// bucket: the module saves it as one string, `[0x05 opcode][len 34][0x02 'B' …]`
-/// (see core/src/codec.rs for the layout).
-fn value_at(payload: &[u8]) -> usize {
-    payload
-        .windows(4)
-        .position(|w| w == [0x05, 34, 0x02, b'B'])
-        .expect("the encoded value in the DUMP payload")
-        + 2
+/// Where the encoded value of a bucket sits inside an uncompressed DUMP
+/// payload: the module saves it as one string, `[0x05 opcode][len][b'b' …]`
+/// (see core/src/throttle.rs for the layout). Returns its start and length.
+fn value_at(payload: &[u8]) -> (usize, usize) {
+    let i = payload
+        .windows(3)
+        .position(|w| w[0] == 0x05 && w[1] < 64 && w[2] == b'b')
+        .expect("the encoded value in the DUMP payload");
+    (i + 2, usize::from(payload[i + 1]))
 }
 
 /// Edits the module value inside a DUMP payload and re-seals its checksum,
 /// so the module's own loader sees the damage.
-fn corrupt(payload: &[u8], edit: impl FnOnce(&mut Vec<u8>, usize)) -> Vec<u8> {
+fn corrupt(payload: &[u8], edit: impl FnOnce(&mut Vec<u8>, usize, usize)) -> Vec<u8> {
     let mut p = payload.to_vec();
-    edit(&mut p, value_at(payload));
+    let (at, len) = value_at(payload);
+    edit(&mut p, at, len);
     reseal_dump(&mut p);
     p
+}
+
+/// The payload with its module value replaced by `value` (under 64 bytes).
+fn with_value(payload: &[u8], value: &[u8]) -> Vec<u8> {
+    corrupt(payload, |p, at, len| {
+        p[at - 1] = u8::try_from(value.len()).unwrap();
+        p.splice(at..at + len, value.iter().copied());
+    })
+}
+
+/// A bucket layout with the given fields (see core/src/throttle.rs).
+fn bucket_value(stamp_s: u64, num: u64, den: u64, capacity: u64, ahead: i128) -> Vec<u8> {
+    let mut w = Writer::new(b'b');
+    w.u64(stamp_s);
+    w.u64(num);
+    w.u64(den);
+    w.u64(capacity);
+    w.int(ahead);
+    w.finish().as_bytes().to_vec()
 }
 
 #[test]
@@ -683,60 +704,90 @@ fn corrupt_dump_payloads_are_refused_without_a_crash() {
     throttle(&mut c, "src", &["5", "2", "8"]);
     let good = dump(&mut c, "src").unwrap();
     // Our checksum is Redis's: re-sealing an untouched payload changes nothing.
-    assert_eq!(corrupt(&good, |_, _| {}), good);
+    assert_eq!(corrupt(&good, |_, _, _| {}), good);
+    let (at, len) = value_at(&good);
+    let value = &good[at..at + len];
+    assert_eq!(with_value(&good, value), good);
+    let now_s = (server_time_us(&mut c) / 1_000_000) as u64;
+    // A bucket written by hand with sound fields is accepted: the craft is
+    // right, so each case below is refused for its damage alone.
+    // (0.001 tokens/s, capacity 80, 7 tokens used: a token is 10^9 units.)
+    let sound = with_value(&good, &bucket_value(now_s, 1, 1000, 80, 7_000_000_000));
+    let () = redis::cmd("RESTORE")
+        .arg("crafted")
+        .arg(0)
+        .arg(&sound)
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(tokens_left(&mut c, "crafted", &["0.001", "1", "80000"]), 73);
+    let permit_value = {
+        let mut w = Writer::new(b'p');
+        w.u64(now_s * 1_000_000);
+        w.int(0);
+        w.u64(1000);
+        w.u8(0);
+        w.finish().as_bytes().to_vec()
+    };
 
     let cases: Vec<(&str, Vec<u8>)> = vec![
-        ("unknown version", corrupt(&good, |p, at| p[at] = 9)),
-        ("wrong kind", corrupt(&good, |p, at| p[at + 1] = b'P')),
+        ("unknown version", corrupt(&good, |p, at, _| p[at] = 9)),
+        ("wrong kind", with_value(&good, &permit_value)),
         (
             "full decades after its stamp",
-            corrupt(&good, |p, at| p[at + 13] = 0x7f),
+            with_value(
+                &good,
+                &bucket_value(now_s, 5, 1, 80, 5 * 1_000_000 * 40 * 365 * 86_400),
+            ),
         ),
         (
             "unreduced rate",
-            corrupt(&good, |p, at| {
-                p[at + 18..at + 22].copy_from_slice(&10u32.to_le_bytes());
-                p[at + 22..at + 26].copy_from_slice(&2u32.to_le_bytes());
-            }),
+            with_value(&good, &bucket_value(now_s, 10, 2, 80, 0)),
         ),
         (
             "zero rate",
-            corrupt(&good, |p, at| p[at + 18..at + 22].fill(0)),
+            with_value(&good, &bucket_value(now_s, 0, 0, 80, 0)),
         ),
         (
             "zero capacity",
-            corrupt(&good, |p, at| p[at + 26..at + 34].fill(0)),
+            with_value(&good, &bucket_value(now_s, 5, 1, 0, 0)),
         ),
         (
             "capacity over 1e15",
-            corrupt(&good, |p, at| p[at + 26..at + 34].fill(0x7f)),
+            with_value(&good, &bucket_value(now_s, 5, 1, 1_000_000_000_000_001, 0)),
         ),
+        ("a varint not in its shortest form", {
+            let mut v = bucket_value(now_s, 5, 1, 80, 0);
+            let last = v.len() - 1;
+            v[last] |= 0x80;
+            v.push(0);
+            with_value(&good, &v)
+        }),
         // One byte shorter: the value ends early, the EOF marker follows.
         (
             "truncated value",
-            corrupt(&good, |p, at| {
+            corrupt(&good, |p, at, len| {
                 p[at - 1] -= 1;
-                p.remove(at + 33);
+                p.remove(at + len - 1);
             }),
         ),
         // One byte longer: the EOF marker is read as part of the value.
-        ("trailing byte", corrupt(&good, |p, at| p[at - 1] += 1)),
+        ("trailing byte", corrupt(&good, |p, at, _| p[at - 1] += 1)),
         // The string claims more bytes than the whole payload holds (a
         // 14-bit length of 200): the read itself fails.
         (
             "short read",
-            corrupt(&good, |p, at| {
+            corrupt(&good, |p, at, _| {
                 p[at - 1] = 200;
                 p.insert(at - 1, 0x40);
             }),
         ),
         // Not a string where the module expects one.
-        ("wrong opcode", corrupt(&good, |p, at| p[at - 2] = 2)),
+        ("wrong opcode", corrupt(&good, |p, at, _| p[at - 2] = 2)),
         // No value at all: the module's read meets the EOF marker.
         (
             "no value",
-            corrupt(&good, |p, at| {
-                p.drain(at - 2..at + 34);
+            corrupt(&good, |p, at, len| {
+                p.drain(at - 2..at + len);
             }),
         ),
     ];
@@ -1031,6 +1082,75 @@ fn apply_refuses_garbage() {
         .unwrap();
     assert_eq!(ok, "OK");
     assert_eq!(key_type(&mut c, "str"), "rl-permit");
+}
+
+/// THROTTLE.APPLY's `expire_at_ms`: 0 (or none) leaves the expiry of a key
+/// holding a state of the same type as it is (the value is replaced in
+/// place); a key of another type is replaced, expiry and all, as any write
+/// of a new value; an instant in the past deletes the key, as PEXPIREAT
+/// does (an AOF replayed after its keys expired).
+#[test]
+fn apply_leaves_the_expiry_alone_and_a_past_one_deletes() {
+    let (_s, mut c) = start();
+    let () = redis::cmd("CONFIG")
+        .arg(&["SET", "throttle.apply-from-clients", "yes"])
+        .query(&mut c)
+        .unwrap();
+    // A bucket with a TTL, and the payload of another bucket state.
+    throttle(&mut c, "k", &["0.001", "1", "10000", "3"]);
+    let at = pexpiretime(&mut c, "k");
+    assert!(at > 0);
+    let state = permit_payload_of(&mut c);
+    for expire in [None, Some("0")] {
+        let mut cmd = redis::cmd("THROTTLE.APPLY");
+        cmd.arg("k").arg(bucket_payload(&mut c));
+        if let Some(e) = expire {
+            cmd.arg(e);
+        }
+        let () = cmd.query(&mut c).unwrap();
+        assert_eq!(pexpiretime(&mut c, "k"), at, "expire_at_ms {expire:?}");
+    }
+    // Another type: replaced, with no expiry of its own.
+    let () = redis::cmd("THROTTLE.APPLY")
+        .arg("k")
+        .arg(&state)
+        .arg(0)
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(key_type(&mut c, "k"), "rl-permit");
+    assert_eq!(pexpiretime(&mut c, "k"), -1);
+    // A past instant deletes the key.
+    let () = redis::cmd("THROTTLE.APPLY")
+        .arg("k")
+        .arg(&state)
+        .arg(1000)
+        .query(&mut c)
+        .unwrap();
+    assert!(!exists(&mut c, "k"));
+}
+
+/// A bucket state as THROTTLE.APPLY carries it: 1 token per 1000 s,
+/// capacity 10, 3 used, written now.
+fn bucket_payload(c: &mut redis::Connection) -> Vec<u8> {
+    let stamp_s = (server_time_us(c) / 1_000_000) as u64;
+    let mut w = throttle_core::codec::Writer::new(b'b');
+    w.u64(stamp_s);
+    w.u64(1);
+    w.u64(1000);
+    w.u64(10);
+    w.int(3_000_000_000);
+    w.finish().as_bytes().to_vec()
+}
+
+/// A PERMIT state as THROTTLE.APPLY carries it: last slot now.
+fn permit_payload_of(c: &mut redis::Connection) -> Vec<u8> {
+    let now = server_time_us(c) as u64;
+    let mut w = throttle_core::codec::Writer::new(b'p');
+    w.u64(now);
+    w.int(0);
+    w.u64(1000);
+    w.u8(0);
+    w.finish().as_bytes().to_vec()
 }
 
 /// Throws a mix of odd calls at one server; none may take it down.

@@ -14,16 +14,17 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use throttle_core::Micros;
+use throttle_core::Write;
 use throttle_core::bucket::{self, Bucket};
-use throttle_core::codec;
+use throttle_core::codec::Codec;
 use throttle_core::decimal;
-use throttle_core::limiter::{self, Limiter, Write};
-use throttle_core::permit::{self, PermitRule, PermitState};
+use throttle_core::permit::{self, PermitRequest, PermitRule, PermitState};
 use throttle_core::rate::{Limit, LimitLion, Policy, Rps};
+use throttle_core::throttle::{self, ThrottleState};
+use throttle_core::{Micros, Timestamp};
 
 /// An instant in 2026, in µs since the epoch.
-const NOW: Micros = Micros(1_790_000_000_000_000);
+const NOW: Timestamp = Timestamp(1_790_000_000_000_000);
 
 /// What the Redis layer does with `rps burst window`: three exact decimals
 /// and a validated policy (capacity = ceil(rps × burst × window)).
@@ -45,7 +46,7 @@ fn limit(rps: &str, burst: &str, window: &str) -> Limit {
 }
 
 /// A bucket under `l` that `used` tokens were taken from at `at`.
-fn used(l: &Limit, used: u64, at: Micros) -> Bucket {
+fn used(l: &Limit, used: u64, at: Timestamp) -> Bucket {
     bucket::decide(None, at, l, used, Micros::ZERO)
         .next
         .expect("a write")
@@ -85,10 +86,10 @@ fn limiters(c: &mut Criterion) {
     let mut g = c.benchmark_group("limiter::throttle");
     let l = limit("0.01", "1000", "100000");
     let caller = Policy::Bucket(l);
-    let stored = Limiter::Plain(used(&l, 10, NOW.saturating_sub(Micros(250_000))));
+    let stored = ThrottleState::Plain(used(&l, 10, NOW.saturating_sub(Micros(250_000))));
     g.bench_function("missing key", |b| {
         b.iter(|| {
-            limiter::throttle(
+            throttle::throttle(
                 None,
                 black_box(NOW),
                 Some(black_box(&caller)),
@@ -99,7 +100,7 @@ fn limiters(c: &mut Criterion) {
     });
     g.bench_function("existing key, allowed", |b| {
         b.iter(|| {
-            limiter::throttle(
+            throttle::throttle(
                 Some(black_box(&stored)),
                 black_box(NOW),
                 Some(black_box(&caller)),
@@ -114,20 +115,22 @@ fn limiters(c: &mut Criterion) {
 fn permits(c: &mut Criterion) {
     let mut g = c.benchmark_group("permit::decide");
     let interval = Micros::from_millis(1000);
-    let rule = PermitRule {
-        interval,
-        max_waiting: 1_000_000,
-        grace: PermitRule::default_grace(interval, 10),
+    let rule = PermitRequest {
+        rule: Some(PermitRule {
+            interval,
+            max_waiting: Some(1_000_000),
+        }),
+        grace: None,
+        grace_percent: 10,
+        max_wait: None,
+        held: false,
     };
-    let queued = PermitState {
-        last_valid_at: NOW.saturating_add(Micros::from_millis(20_000)),
-        stamp: NOW,
-    };
+    let queued = PermitState::new(NOW.saturating_add(Micros::from_millis(20_000)), NOW);
     g.bench_function("missing key (immediate)", |b| {
-        b.iter(|| permit::decide(None, black_box(NOW), black_box(&rule), None))
+        b.iter(|| permit::decide(None, black_box(NOW), black_box(&rule)))
     });
     g.bench_function("reserved", |b| {
-        b.iter(|| permit::decide(Some(black_box(&queued)), black_box(NOW), &rule, None))
+        b.iter(|| permit::decide(Some(black_box(&queued)), black_box(NOW), &rule))
     });
     g.finish();
 }
@@ -136,16 +139,14 @@ fn codecs(c: &mut Criterion) {
     let mut g = c.benchmark_group("codec");
     let l = limit("0.01", "1000", "100000");
     let o =
-        limiter::throttle(None, NOW, Some(&Policy::Bucket(l)), 1, Micros::ZERO).expect("a limit");
-    let Some(Write::Store { value, .. }) = o.write else {
+        throttle::throttle(None, NOW, Some(&Policy::Bucket(l)), 1, Micros::ZERO).expect("a limit");
+    let Write::Store { value, .. } = o.write else {
         panic!("a write")
     };
-    let bytes = codec::encode_limiter(&value).as_bytes().to_vec();
-    g.bench_function("encode limiter", |b| {
-        b.iter(|| codec::encode_limiter(black_box(&value)))
-    });
-    g.bench_function("decode limiter", |b| {
-        b.iter(|| codec::decode_limiter(black_box(&bytes)))
+    let bytes = value.encode().as_bytes().to_vec();
+    g.bench_function("encode bucket", |b| b.iter(|| black_box(&value).encode()));
+    g.bench_function("decode bucket", |b| {
+        b.iter(|| ThrottleState::decode(black_box(&bytes)))
     });
     g.finish();
 }

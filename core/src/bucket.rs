@@ -11,6 +11,11 @@
 //! level(now) = capacity_units − max(0, full − V(now))      (may be < 0)
 //! ```
 //!
+//! `full` never leaves this file: the rest of the crate sees a bucket
+//! through its level ([`Bucket::from_level`], [`Bucket::tokens`]), its
+//! instants ([`Bucket::full_at`]) and, for the codec, how far `full` lies
+//! ahead of the second the state was written ([`Bucket::stored`]).
+//!
 //! All integers, no rounding anywhere but where a reply asks for whole
 //! tokens or whole microseconds: a million calls at 7 tokens per 3 s admit
 //! exactly what 7/3 per second allows.
@@ -33,11 +38,12 @@
 //!   duration derived from it is bounded.
 
 use crate::rate::{Limit, Rate};
-use crate::time::{MAX_WAIT, Micros};
+use crate::time::{MAX_WAIT, Micros, Timestamp};
 
 /// The latest instant the arithmetic accepts (about year 148,000): later
-/// clocks are read as this one.
-pub const MAX_INSTANT: Micros = Micros(1 << 62);
+/// clocks are read as this one. (The module's clock stops at
+/// [`Timestamp::LATEST`], well before.)
+pub const MAX_INSTANT: Timestamp = Timestamp(1 << 62);
 const FULL_BITS: u32 = 96;
 const US_PER_S: u64 = 1_000_000;
 
@@ -69,7 +75,7 @@ pub enum Verdict {
 }
 
 /// When a denied call would be allowed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Retry {
     /// After this long, if nothing else happens in between.
     After(Micros),
@@ -106,27 +112,28 @@ impl Decision {
     }
 }
 
-fn v(now: Micros, rate: Rate) -> u128 {
-    u128::from(now.min(MAX_INSTANT).0).saturating_mul(rate.units_per_us())
+/// The virtual clock: `V(t) = t × units per µs`.
+fn v(at: Timestamp, rate: Rate) -> u128 {
+    u128::from(at.min(MAX_INSTANT).0).saturating_mul(rate.units_per_us())
 }
 
-fn stamp_of(now: Micros) -> u32 {
+fn stamp_of(now: Timestamp) -> u32 {
     u32::try_from(now.as_secs_floor()).unwrap_or(u32::MAX)
 }
 
-impl Bucket {
-    /// Packs a state; `None` when it breaks an invariant (the codec refuses
-    /// such bytes).
-    pub fn from_parts(limit: Limit, full: u128, stamp_s: u32) -> Option<Bucket> {
-        let b = Bucket::pack(limit, full, stamp_s)?;
-        let ahead = full.saturating_sub(v(Micros::from_secs(u64::from(stamp_s)), limit.rate()));
-        let bound = limit.capacity_units().saturating_add(
-            u128::from(MAX_WAIT.0.saturating_add(US_PER_S))
-                .saturating_mul(limit.rate().units_per_us()),
-        );
-        (ahead <= bound).then_some(b)
-    }
+fn signed(u: u128) -> i128 {
+    i128::try_from(u).unwrap_or(i128::MAX)
+}
 
+/// How far `full` may lie ahead of the state's stamp: a whole capacity,
+/// and a year of reservations, and the second the stamp rounds down.
+fn max_ahead(limit: &Limit) -> u128 {
+    limit.capacity_units().saturating_add(
+        u128::from(MAX_WAIT.0.saturating_add(US_PER_S)).saturating_mul(limit.rate().units_per_us()),
+    )
+}
+
+impl Bucket {
     fn pack(limit: Limit, full: u128, stamp_s: u32) -> Option<Bucket> {
         if full >> FULL_BITS != 0 {
             return None;
@@ -139,8 +146,53 @@ impl Bucket {
         })
     }
 
+    /// `full`, in virtual units (private: see the module docs).
+    fn full(&self) -> u128 {
+        (u128::from(self.full_hi) << 64) | u128::from(self.full_lo)
+    }
+
+    /// A state as stored: `full` is `ahead` units past the start of second
+    /// `stamp_s`. `None` when it breaks an invariant (the codec refuses such
+    /// bytes): `full` below 2^96 and no further ahead than a call can put it.
+    pub fn from_stored(limit: Limit, stamp_s: u32, ahead: i128) -> Option<Bucket> {
+        let base = v(Timestamp::from_secs(u64::from(stamp_s)), limit.rate());
+        if ahead > signed(max_ahead(&limit)) {
+            return None;
+        }
+        let full = if ahead >= 0 {
+            base.checked_add(u128::try_from(ahead).ok()?)?
+        } else {
+            base.checked_sub(ahead.unsigned_abs())?
+        };
+        Bucket::pack(limit, full, stamp_s)
+    }
+
+    /// What the codec stores: the limit, the stamp, and how far `full` lies
+    /// ahead of the stamp's second.
+    pub fn stored(&self) -> (Limit, u32, i128) {
+        let base = v(
+            Timestamp::from_secs(u64::from(self.stamp_s)),
+            self.limit.rate(),
+        );
+        let full = self.full();
+        let ahead = if full >= base {
+            signed(full.saturating_sub(base))
+        } else {
+            signed(base.saturating_sub(full)).saturating_neg()
+        };
+        (self.limit, self.stamp_s, ahead)
+    }
+
+    /// A state in the fixed-width form of encoding version 2 (`full` as
+    /// stored then); `None` when it breaks an invariant.
+    pub(crate) fn from_raw_full(limit: Limit, full: u128, stamp_s: u32) -> Option<Bucket> {
+        let b = Bucket::pack(limit, full, stamp_s)?;
+        let ahead = full.saturating_sub(v(Timestamp::from_secs(u64::from(stamp_s)), limit.rate()));
+        (ahead <= max_ahead(&limit)).then_some(b)
+    }
+
     /// A bucket full at `now` under `limit` (what a missing key means).
-    pub fn full_at_now(limit: Limit, now: Micros) -> Bucket {
+    pub fn full_at_now(limit: Limit, now: Timestamp) -> Bucket {
         let full = v(now, limit.rate());
         Bucket {
             // V(now) < 2^94: both halves fit.
@@ -151,14 +203,35 @@ impl Bucket {
         }
     }
 
+    /// The one conversion from a level to a state: a bucket under `limit`
+    /// holding `level` units at instant `at` (clamped between a year of
+    /// reservations below zero and the capacity), written at `at`.
+    pub fn from_level(limit: Limit, level: i128, at: Timestamp) -> Option<Bucket> {
+        let rate = limit.rate();
+        let cap = signed(limit.capacity_units());
+        let floor =
+            signed(u128::from(MAX_WAIT.0).saturating_mul(rate.units_per_us())).saturating_neg();
+        let level = level.clamp(floor, cap);
+        let behind = u128::try_from(cap.saturating_sub(level)).ok()?;
+        let at = at.min(MAX_INSTANT);
+        Bucket::from_raw_full(limit, v(at, rate).saturating_add(behind), stamp_of(at))
+    }
+
+    /// A bucket under `limit` that is full again at `full_at` (or now, if
+    /// that has passed): a state taken over from another limiter.
+    /// `None` when that is further ahead than any call can put a bucket.
+    pub fn full_again_at(limit: Limit, full_at: Timestamp, now: Timestamp) -> Option<Bucket> {
+        let behind = v(full_at, limit.rate()).saturating_sub(v(now, limit.rate()));
+        if behind > max_ahead(&limit) {
+            return None;
+        }
+        let level = signed(limit.capacity_units()).saturating_sub(signed(behind));
+        Bucket::from_level(limit, level, now)
+    }
+
     /// The limit this state is counted in.
     pub fn limit(&self) -> Limit {
         self.limit
-    }
-
-    /// `full`, in virtual units.
-    pub fn full(&self) -> u128 {
-        (u128::from(self.full_hi) << 64) | u128::from(self.full_lo)
     }
 
     /// The second this state was written in.
@@ -167,8 +240,13 @@ impl Bucket {
     }
 
     /// When the bucket is full again (absolute, rounded up to whole µs).
-    pub fn full_at(&self) -> Micros {
-        self.limit().rate().time_for(self.full())
+    pub fn full_at(&self) -> Timestamp {
+        Timestamp(self.limit().rate().time_for(self.full()).0)
+    }
+
+    /// Whether the bucket is full again by `at` (one multiplication).
+    pub fn full_by(&self, at: Timestamp) -> bool {
+        self.full() <= v(at, self.limit.rate())
     }
 
     /// The same state moved back by a clock step: when `now` is before the
@@ -176,8 +254,8 @@ impl Bucket {
     /// (at least the part of it that crossed a second), so the limiter
     /// carries on from the new clock at its rate. `None` when the clock did
     /// not step back.
-    pub fn rebased(&self, now: Micros) -> Option<Bucket> {
-        let written = Micros::from_secs(u64::from(self.stamp_s));
+    pub fn rebased(&self, now: Timestamp) -> Option<Bucket> {
+        let written = Timestamp::from_secs(u64::from(self.stamp_s));
         if now >= written {
             return None;
         }
@@ -187,32 +265,49 @@ impl Bucket {
         Bucket::pack(limit, self.full().saturating_sub(shift), stamp_of(now))
     }
 
+    /// The same state with its schedule `by` later (a stall of the server
+    /// released its WAIT callers late: the tokens that accrued meanwhile go
+    /// to nobody). At most as far ahead as a state may lie.
+    pub fn paused(&self, by: Micros) -> Bucket {
+        let limit = self.limit();
+        let base = v(Timestamp::from_secs(u64::from(self.stamp_s)), limit.rate());
+        let most = base.saturating_add(max_ahead(&limit));
+        let full = self
+            .full()
+            .saturating_add(u128::from(by.0).saturating_mul(limit.rate().units_per_us()));
+        Bucket::pack(limit, full.min(most).max(self.full()), self.stamp_s).unwrap_or(*self)
+    }
+
     /// Tokens, in units, at `now` (no rebase): negative while reservations
     /// are outstanding.
-    fn level(&self, now: Micros) -> i128 {
+    fn level(&self, now: Timestamp) -> i128 {
         let limit = self.limit();
         let behind = self.full().saturating_sub(v(now, limit.rate()));
-        i128::try_from(limit.capacity_units())
-            .unwrap_or(i128::MAX)
-            .saturating_sub(i128::try_from(behind).unwrap_or(i128::MAX))
+        signed(limit.capacity_units()).saturating_sub(signed(behind))
     }
 
     /// Whole tokens at `now` (floor, never negative).
-    pub fn tokens(&self, now: Micros) -> u64 {
+    pub fn tokens(&self, now: Timestamp) -> u64 {
         let b = self.rebased(now).unwrap_or(*self);
         whole_tokens(b.level(now), b.limit())
     }
 
     /// Until full again from `now`, rounded up.
-    pub fn reset_after(&self, now: Micros) -> Micros {
+    pub fn reset_after(&self, now: Timestamp) -> Micros {
         let b = self.rebased(now).unwrap_or(*self);
         let rate = b.limit().rate();
         rate.time_for(b.full().saturating_sub(v(now, rate)))
     }
+
+    /// The state at `now` counted in `limit`: the tokens it holds, carried
+    /// over (rounded down, capped at the new capacity).
+    pub fn under(&self, now: Timestamp, limit: &Limit) -> Bucket {
+        refund(Some(self), now, limit, 0)
+    }
 }
 
 fn whole_tokens(level: i128, limit: Limit) -> u64 {
-    let per = i128::try_from(limit.rate().units_per_token()).unwrap_or(i128::MAX);
+    let per = signed(limit.rate().units_per_token());
     u64::try_from(level.max(0).checked_div(per).unwrap_or(0)).unwrap_or(u64::MAX)
 }
 
@@ -220,7 +315,7 @@ fn whole_tokens(level: i128, limit: Limit) -> u64 {
 /// clock step) when it was written under the same limit, else its tokens
 /// carried over to the new limit (rounded down, capped at the new
 /// capacity). Returns `full` and whether anything had to change.
-fn current(state: Option<&Bucket>, now: Micros, limit: &Limit) -> (u128, bool) {
+fn current(state: Option<&Bucket>, now: Timestamp, limit: &Limit) -> (u128, bool) {
     let rate = limit.rate();
     let Some(stored) = state else {
         return (v(now, rate), false);
@@ -234,22 +329,16 @@ fn current(state: Option<&Bucket>, now: Micros, limit: &Limit) -> (u128, bool) {
     // Tokens held now, carried to the new unit: floor(level × U_new / U_old).
     let level = b.level(now);
     let (u_old, u_new) = (
-        i128::try_from(old.rate().units_per_token()).unwrap_or(i128::MAX),
-        i128::try_from(rate.units_per_token()).unwrap_or(i128::MAX),
+        signed(old.rate().units_per_token()).max(1),
+        signed(rate.units_per_token()),
     );
-    let whole = level.div_euclid(u_old.max(1));
-    let part = level.rem_euclid(u_old.max(1));
+    let whole = level.div_euclid(u_old);
+    let part = level.rem_euclid(u_old);
     let carried = whole
         .saturating_mul(u_new)
-        .saturating_add(part.saturating_mul(u_new).div_euclid(u_old.max(1)));
-    let cap = i128::try_from(limit.capacity_units()).unwrap_or(i128::MAX);
-    // Reservations carried over stay within MAX_WAIT of the new rate.
-    let floor = i128::try_from(u128::from(MAX_WAIT.0).saturating_mul(rate.units_per_us()))
-        .unwrap_or(i128::MAX)
-        .saturating_neg();
-    let level = carried.clamp(floor, cap);
-    let behind = u128::try_from(cap.saturating_sub(level)).unwrap_or(0);
-    (v(now, rate).saturating_add(behind), true)
+        .saturating_add(part.saturating_mul(u_new).div_euclid(u_old));
+    let carried = Bucket::from_level(*limit, carried, now).map_or(v(now, rate), |c| c.full());
+    (carried, true)
 }
 
 /// Decides one call of `cost` tokens at `now` under `limit`.
@@ -259,7 +348,7 @@ fn current(state: Option<&Bucket>, now: Micros, limit: &Limit) -> (u128, bool) {
 /// (the level goes below zero) so later callers queue behind it.
 pub fn decide(
     state: Option<&Bucket>,
-    now: Micros,
+    now: Timestamp,
     limit: &Limit,
     cost: u64,
     max_wait: Micros,
@@ -277,12 +366,7 @@ pub fn decide(
     };
     let denied = |retry| Decision {
         verdict: Verdict::Denied { retry },
-        remaining: whole_tokens(
-            i128::try_from(cap)
-                .unwrap_or(i128::MAX)
-                .saturating_sub(i128::try_from(behind).unwrap_or(i128::MAX)),
-            *limit,
-        ),
+        remaining: whole_tokens(signed(cap).saturating_sub(signed(behind)), *limit),
         reset_after: rate.time_for(behind),
         limit: *limit,
         // A denied call writes nothing, except to keep a state that had to
@@ -326,7 +410,7 @@ pub fn decide(
 
 /// Gives back `tokens` (work that did not happen) at `now` under `limit`,
 /// never above its capacity. Returns the new state.
-pub fn refund(state: Option<&Bucket>, now: Micros, limit: &Limit, tokens: u64) -> Bucket {
+pub fn refund(state: Option<&Bucket>, now: Timestamp, limit: &Limit, tokens: u64) -> Bucket {
     let now = now.min(MAX_INSTANT);
     let rate = limit.rate();
     let (full, _) = current(state, now, limit);
@@ -336,19 +420,10 @@ pub fn refund(state: Option<&Bucket>, now: Micros, limit: &Limit, tokens: u64) -
     Bucket::pack(*limit, full, stamp_of(now)).unwrap_or_else(|| Bucket::full_at_now(*limit, now))
 }
 
-/// Gives back the tokens of a WAIT reservation released too late to be
-/// used, when no other reservation queues behind it (the level at `now` is
-/// not negative): then the tokens are as if never taken, capped at the
-/// capacity. With callers queued behind, they are forfeited, because those
-/// callers' release times are already fixed and a refund would let new
-/// callers in beside them. `None`: nothing to store.
-pub fn refund_late(state: &Bucket, now: Micros, cost: u64) -> Option<Bucket> {
-    let now = now.min(MAX_INSTANT);
-    let b = state.rebased(now).unwrap_or(*state);
-    if b.level(now) < 0 || cost == 0 {
-        return None;
-    }
-    Some(refund(Some(&b), now, &b.limit(), cost))
+/// Whether `next` changes anything `old` holds: its full-again instant,
+/// its limit, or a clock step it had to be moved back for.
+pub fn differs(old: &Bucket, next: &Bucket, now: Timestamp) -> bool {
+    next.full() != old.full() || old.limit() != next.limit() || old.rebased(now).is_some()
 }
 
 #[cfg(test)]
@@ -376,7 +451,7 @@ mod tests {
     }
 
     fn run(state: &mut Option<Bucket>, now: u64, l: &Limit, cost: u64) -> Decision {
-        let d = decide(state.as_ref(), Micros(now), l, cost, Micros::ZERO);
+        let d = decide(state.as_ref(), Timestamp(now), l, cost, Micros::ZERO);
         if let Some(n) = d.next {
             *state = Some(n);
         }
@@ -395,12 +470,12 @@ mod tests {
     fn limitlion_example_first_call() {
         // THROTTLE user:1 5 2 8 → [1, 79, 0, 200, 80]
         let l = limit(5, 80);
-        let d = decide(None, Micros(T0), &l, 1, Micros::ZERO);
+        let d = decide(None, Timestamp(T0), &l, 1, Micros::ZERO);
         assert_eq!(d.verdict, Verdict::Allowed { wait: Micros::ZERO });
         assert_eq!(d.remaining, 79);
         assert_eq!(d.reset_after, Micros(200_000));
         assert_eq!(d.limit.capacity(), 80);
-        assert_eq!(d.next.unwrap().full_at(), Micros(T0 + 200_000));
+        assert_eq!(d.next.unwrap().full_at(), Timestamp(T0 + 200_000));
     }
 
     #[test]
@@ -424,7 +499,7 @@ mod tests {
         let mut s = None;
         run(&mut s, T0, &l, 10);
         let later = T0 + 365 * 24 * 3600 * SEC;
-        assert_eq!(s.unwrap().tokens(Micros(later)), 10);
+        assert_eq!(s.unwrap().tokens(Timestamp(later)), 10);
         assert!(run(&mut s, later, &l, 10).allowed());
         assert!(!run(&mut s, later, &l, 1).allowed());
     }
@@ -445,7 +520,10 @@ mod tests {
         assert!(run(&mut s, back + SEC, &l, 1).allowed());
         // And no tokens were created: only one per second from the new clock.
         assert!(!run(&mut s, back + SEC, &l, 1).allowed());
-        assert_eq!(s.unwrap().reset_after(Micros(back + SEC)), Micros(5 * SEC));
+        assert_eq!(
+            s.unwrap().reset_after(Timestamp(back + SEC)),
+            Micros(5 * SEC)
+        );
     }
 
     #[test]
@@ -462,7 +540,7 @@ mod tests {
 
     #[test]
     fn cost_above_capacity_can_never_succeed() {
-        let d = decide(None, Micros(T0), &limit(5, 80), 81, Micros::MAX);
+        let d = decide(None, Timestamp(T0), &limit(5, 80), 81, Micros::MAX);
         assert_eq!((d.verdict, d.remaining, d.next), (NEVER, 80, None));
     }
 
@@ -498,7 +576,7 @@ mod tests {
         let l = limit(10, 1); // one token per 100 ms
         let mut s = None;
         assert!(run(&mut s, T0, &l, 1).allowed());
-        let w1 = decide(s.as_ref(), Micros(T0), &l, 1, Micros(SEC));
+        let w1 = decide(s.as_ref(), Timestamp(T0), &l, 1, Micros(SEC));
         assert_eq!(
             w1.verdict,
             Verdict::Allowed {
@@ -507,56 +585,41 @@ mod tests {
         );
         assert_eq!(w1.remaining, 0);
         s = w1.next;
-        let w2 = decide(s.as_ref(), Micros(T0), &l, 1, Micros(SEC));
+        let w2 = decide(s.as_ref(), Timestamp(T0), &l, 1, Micros(SEC));
         assert_eq!(w2.wait(), Micros(200_000));
         s = w2.next;
         // A plain caller queues behind both reservations.
-        let d = decide(s.as_ref(), Micros(T0), &l, 1, Micros::ZERO);
+        let d = decide(s.as_ref(), Timestamp(T0), &l, 1, Micros::ZERO);
         assert_eq!(d.verdict, denied_for(300_000));
         // A waiter whose turn is beyond its timeout reserves nothing.
-        let w3 = decide(s.as_ref(), Micros(T0), &l, 1, Micros(299_999));
+        let w3 = decide(s.as_ref(), Timestamp(T0), &l, 1, Micros(299_999));
         assert!(!w3.allowed());
         assert_eq!(w3.next, None);
-    }
-
-    #[test]
-    fn a_late_release_gives_tokens_back_only_when_nobody_queues_behind() {
-        let l = limit(10, 1);
-        let mut s = None;
-        run(&mut s, T0, &l, 1);
-        let w1 = decide(s.as_ref(), Micros(T0), &l, 1, Micros(SEC));
-        let w2 = decide(w1.next.as_ref(), Micros(T0), &l, 1, Micros(SEC));
-        let queued = w2.next.unwrap();
-        // At +150 ms the first waiter is late, the second still queued: forfeited.
-        assert_eq!(refund_late(&queued, Micros(T0 + 150_000), 1), None);
-        // At +250 ms nobody is queued: its token comes back (capped).
-        let back = refund_late(&queued, Micros(T0 + 250_000), 1).unwrap();
-        assert_eq!(back.tokens(Micros(T0 + 250_000)), 1);
-        assert_eq!(
-            refund_late(&queued, Micros(T0 + 10 * SEC), 1)
-                .unwrap()
-                .tokens(Micros(T0 + 10 * SEC)),
-            1
-        );
     }
 
     #[test]
     fn a_new_limit_keeps_the_tokens_held() {
         let mut s = None;
         run(&mut s, T0, &limit(1, 10), 4); // 6 left
-        let d = decide(s.as_ref(), Micros(T0), &limit(2, 100), 0, Micros::ZERO);
+        let d = decide(s.as_ref(), Timestamp(T0), &limit(2, 100), 0, Micros::ZERO);
         assert_eq!(d.remaining, 6);
-        let d = decide(s.as_ref(), Micros(T0), &limit(2, 3), 0, Micros::ZERO);
+        let d = decide(s.as_ref(), Timestamp(T0), &limit(2, 3), 0, Micros::ZERO);
         assert_eq!(d.remaining, 3);
         // Fractional tokens are carried exactly (1/3 + 2/3 = 1).
         let l3 = Limit::new(Rate::new(1, 3).unwrap(), 2).unwrap();
         let mut s = None;
         run(&mut s, T0, &l3, 2);
-        let held = decide(s.as_ref(), Micros(T0 + SEC), &limit(1, 2), 0, Micros::ZERO);
+        let held = decide(
+            s.as_ref(),
+            Timestamp(T0 + SEC),
+            &limit(1, 2),
+            0,
+            Micros::ZERO,
+        );
         assert_eq!(held.remaining, 0);
         let held = decide(
             s.as_ref(),
-            Micros(T0 + 3 * SEC),
+            Timestamp(T0 + 3 * SEC),
             &limit(1, 2),
             0,
             Micros::ZERO,
@@ -569,43 +632,65 @@ mod tests {
         let l = limit(1, 5);
         let mut s = None;
         run(&mut s, T0, &l, 3);
-        let r = refund(s.as_ref(), Micros(T0), &l, 2);
-        assert_eq!(r.tokens(Micros(T0)), 4);
-        let r = refund(Some(&r), Micros(T0), &l, 100);
-        assert_eq!(r.tokens(Micros(T0)), 5);
-        assert_eq!(r.reset_after(Micros(T0)), Micros::ZERO);
+        let r = refund(s.as_ref(), Timestamp(T0), &l, 2);
+        assert_eq!(r.tokens(Timestamp(T0)), 4);
+        let r = refund(Some(&r), Timestamp(T0), &l, 100);
+        assert_eq!(r.tokens(Timestamp(T0)), 5);
+        assert_eq!(r.reset_after(Timestamp(T0)), Micros::ZERO);
     }
 
     #[test]
     fn extreme_parameters_do_not_overflow() {
         let fast = limit(1_000_000_000, crate::rate::MAX_CAPACITY);
-        let d = decide(None, Micros::MAX, &fast, u64::MAX, Micros::MAX);
+        let d = decide(None, Timestamp(u64::MAX), &fast, u64::MAX, Micros::MAX);
         assert!(!d.allowed());
-        let d = decide(None, Micros::MAX, &fast, 1, Micros::MAX);
+        let d = decide(None, Timestamp(u64::MAX), &fast, 1, Micros::MAX);
         assert!(d.allowed());
         assert!(d.next.is_some());
         // A year of reservations at the top rate still packs.
         let mut s = None;
         for _ in 0..3 {
-            let d = decide(s.as_ref(), Micros(T0), &fast, fast.capacity(), MAX_WAIT);
+            let d = decide(s.as_ref(), Timestamp(T0), &fast, fast.capacity(), MAX_WAIT);
             assert!(d.allowed());
             s = d.next;
         }
         let slow = Limit::new(Rate::new(1, 1_000_000_000).unwrap(), 1).unwrap();
-        let d = decide(None, Micros(T0), &slow, 1, Micros::ZERO);
-        let d2 = decide(d.next.as_ref(), Micros(T0), &slow, 1, Micros::ZERO);
+        let d = decide(None, Timestamp(T0), &slow, 1, Micros::ZERO);
+        let d2 = decide(d.next.as_ref(), Timestamp(T0), &slow, 1, Micros::ZERO);
         assert_eq!(d2.verdict, denied_for(1_000_000_000 * SEC));
     }
 
     #[test]
-    fn from_parts_refuses_states_no_call_can_produce() {
+    fn stored_states_round_trip_and_refuse_what_no_call_can_produce() {
         let l = limit(1, 5);
         let stamp = u32::try_from(T0 / SEC).unwrap();
-        let base = v(Micros(T0), l.rate());
-        assert!(Bucket::from_parts(l, base, stamp).is_some());
-        assert!(Bucket::from_parts(l, 1 << 96, stamp).is_none());
-        let year = u128::from(MAX_WAIT.0);
-        assert!(Bucket::from_parts(l, base + 5 * SEC as u128 + year, stamp).is_some());
-        assert!(Bucket::from_parts(l, base + 7 * SEC as u128 + year, stamp).is_none());
+        let mut s = None;
+        run(&mut s, T0 + 300_000, &l, 3);
+        let b = s.unwrap();
+        let (limit, st, ahead) = b.stored();
+        assert_eq!((limit, st), (l, stamp));
+        assert_eq!(Bucket::from_stored(limit, st, ahead), Some(b));
+        let year = i128::from(MAX_WAIT.0);
+        assert!(Bucket::from_stored(l, stamp, 6 * SEC as i128 + year).is_some());
+        assert!(Bucket::from_stored(l, stamp, 7 * SEC as i128 + year).is_none());
+        assert!(Bucket::from_stored(l, stamp, -(1 << 100)).is_none());
+        let base = v(Timestamp(T0), l.rate());
+        assert!(Bucket::from_raw_full(l, base, stamp).is_some());
+        assert!(Bucket::from_raw_full(l, 1 << 96, stamp).is_none());
+    }
+
+    #[test]
+    fn a_paused_bucket_is_the_same_schedule_later() {
+        let l = limit(10, 1); // one token per 100 ms
+        let mut s = None;
+        run(&mut s, T0, &l, 1);
+        let paused = s.unwrap().paused(Micros(250_000));
+        // Full again 250 ms later than it would have been.
+        assert_eq!(paused.full_at(), Timestamp(T0 + 350_000));
+        assert!(!decide(Some(&paused), Timestamp(T0 + 349_999), &l, 1, Micros::ZERO).allowed());
+        assert!(decide(Some(&paused), Timestamp(T0 + 350_000), &l, 1, Micros::ZERO).allowed());
+        // Never further ahead than a state may lie.
+        let far = s.unwrap().paused(Micros::MAX);
+        assert!(Bucket::from_stored(far.limit(), far.stamp_s(), far.stored().2).is_some());
     }
 }

@@ -20,18 +20,22 @@
 //!   `max_waiting` permits wait (one interval), no slot lies past the
 //!   horizon, and a step back never makes a caller wait longer than the
 //!   queue is deep;
+//! - late releases (a stalled server): the window bound still holds when
+//!   WAIT callers are released late and the schedule behind them moves;
+//! - re-spacing (PERMIT.SET): held callers move to the new interval in
+//!   order, promises stand, spacing holds across the change;
 //! - codec: decoding never panics, encoding round-trips;
 //! - decimal: parsing never panics and round-trips integers and decimals.
 
 use proptest::prelude::*;
-use throttle_core::Micros;
 use throttle_core::bucket::{self, Bucket, Decision, Retry, Verdict};
-use throttle_core::codec;
+use throttle_core::codec::Codec;
 use throttle_core::decimal;
-use throttle_core::limiter::{self, KnobChanges, Limiter, Write};
-use throttle_core::permit::{self, Permit, PermitRule, PermitState};
+use throttle_core::permit::{self, Permit, PermitRequest, PermitRule, PermitState};
 use throttle_core::rate::{Limit, LimitLion, NANO, Policy, Rate, Rps};
+use throttle_core::throttle::{self, KnobChanges, ThrottleState};
 use throttle_core::time::{HORIZON, MAX_WAIT};
+use throttle_core::{Micros, Timestamp, Write};
 
 /// An instant in 2026 (µs since the epoch).
 const T0: u64 = 1_790_000_000_000_000;
@@ -148,8 +152,8 @@ struct Clocks {
 }
 
 impl Clocks {
-    fn wall(&self) -> Micros {
-        Micros(u64::try_from(i128::from(self.real) + self.offset).unwrap_or(0))
+    fn wall(&self) -> Timestamp {
+        Timestamp(u64::try_from(i128::from(self.real) + self.offset).unwrap_or(0))
     }
 }
 
@@ -237,8 +241,79 @@ fn simulate(l: &Limit, arr: &[Arrival], start: u64) -> Vec<Admitted> {
     out
 }
 
+/// Runs `arr` against one bucket while the server stalls before some
+/// arrivals (`stalls`: arrival index → stall length, µs). As the module
+/// does with WAIT callers released late: the first waiter due during the
+/// stall is released when it ends, late by `lateness`; every waiter not yet
+/// released moves `lateness` later; the next decision sees the state paused
+/// by `lateness` (the carry). Returns the admissions, waiters at their
+/// actual release.
+fn simulate_stalls(
+    l: &Limit,
+    arr: &[Arrival],
+    stalls: &[(usize, u64)],
+    start: u64,
+) -> Vec<Admitted> {
+    let token_us = token_time(l);
+    let mut real = start;
+    let mut state: Option<Bucket> = None;
+    let mut out: Vec<Admitted> = Vec::new();
+    for (i, a) in arr.iter().enumerate() {
+        real += a.gap(token_us);
+        if let Some(&(_, stall)) = stalls.iter().find(|(at, _)| *at == i) {
+            let end = real + stall;
+            let head = out
+                .iter()
+                .filter(|o| o.waiter && o.at >= real)
+                .map(|o| o.at)
+                .min();
+            if let Some(h) = head.filter(|&h| h <= end) {
+                let lateness = end - h;
+                for o in out.iter_mut().filter(|o| o.waiter && o.at >= h) {
+                    o.at += lateness;
+                }
+                state = state.map(|b| b.paused(Micros(lateness)));
+            }
+            real = end;
+        }
+        let cost = a.cost(l.capacity());
+        let d = bucket::decide(
+            state.as_ref(),
+            Timestamp(real),
+            l,
+            cost,
+            a.max_wait(token_us),
+        );
+        if let Verdict::Allowed { wait } = d.verdict {
+            out.push(Admitted {
+                at: real + wait.0,
+                cost,
+                waiter: wait > Micros::ZERO,
+                forward: 0,
+            });
+        }
+        if let Some(n) = d.next {
+            state = Some(n);
+        }
+    }
+    out
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+    /// The window bound when the server stalls and releases WAIT callers
+    /// late: the late one goes when the stall ends, those behind it move
+    /// back as much, and the state is paused by the same amount.
+    #[test]
+    fn late_releases_keep_the_window_bound(
+        l in limit(),
+        arr in arrivals(120, false),
+        stalls in prop::collection::vec((0usize..120, 1u64..=20 * SEC), 0..6),
+        start in T0..T0 + SEC,
+    ) {
+        assert_window_bound(&l, &mut simulate_stalls(&l, &arr, &stalls, start))?;
+    }
 
     /// The window bound, steady clock.
     #[test]
@@ -263,15 +338,15 @@ proptest! {
         let mut now = T0;
         for a in &arr {
             now += a.gap(token_us);
-            if let Some(n) = bucket::decide(state.as_ref(), Micros(now), &l, a.cost(l.capacity()), Micros::ZERO).next {
+            if let Some(n) = bucket::decide(state.as_ref(), Timestamp(now), &l, a.cost(l.capacity()), Micros::ZERO).next {
                 state = Some(n);
             }
         }
         let cost = cost.min(l.capacity());
-        let d = bucket::decide(state.as_ref(), Micros(now), &l, cost, Micros::ZERO);
+        let d = bucket::decide(state.as_ref(), Timestamp(now), &l, cost, Micros::ZERO);
         if let Verdict::Denied { retry: Retry::After(r) } = d.verdict {
             prop_assert!(r > Micros::ZERO);
-            let at = |t: u64| bucket::decide(state.as_ref(), Micros(t), &l, cost, Micros::ZERO).allowed();
+            let at = |t: u64| bucket::decide(state.as_ref(), Timestamp(t), &l, cost, Micros::ZERO).allowed();
             prop_assert!(!at(now + r.0 - 1), "allowed 1 µs before retry_after {r:?}");
             prop_assert!(at(now + r.0), "denied at retry_after {r:?}");
             let ms = r.as_millis_ceil();
@@ -285,9 +360,9 @@ proptest! {
     #[test]
     fn a_step_back_never_freezes(l in limit(), back in 1u64..=30 * 24 * 3600 * SEC, into_second in 0u64..SEC) {
         let now = T0 + into_second;
-        let d = bucket::decide(None, Micros(now), &l, l.capacity(), Micros::ZERO);
+        let d = bucket::decide(None, Timestamp(now), &l, l.capacity(), Micros::ZERO);
         let state = d.next.unwrap();
-        let after = Micros(now - back);
+        let after = Timestamp(now - back);
         let d = bucket::decide(Some(&state), after, &l, 1, Micros::ZERO);
         let Verdict::Denied { retry: Retry::After(r) } = d.verdict else {
             return Err(TestCaseError::fail(format!("{:?}", d.verdict)));
@@ -295,7 +370,7 @@ proptest! {
         prop_assert!(r.0 <= token_time(&l) + SEC, "frozen for {r:?}");
         // The moved-back state is kept, and the bucket accrues from there.
         let kept = d.next.unwrap();
-        prop_assert!(bucket::decide(Some(&kept), Micros(after.0 + r.0), &l, 1, Micros::ZERO).allowed());
+        prop_assert!(bucket::decide(Some(&kept), Timestamp(after.0 + r.0), &l, 1, Micros::ZERO).allowed());
     }
 
     /// Polled every `period` µs, each poll taking every whole token there
@@ -310,7 +385,7 @@ proptest! {
         let mut state = None;
         let mut admitted = 0u128;
         for p in 0..=polls {
-            let now = Micros(T0 + p * period);
+            let now = Timestamp(T0 + p * period);
             let held = bucket::decide(state.as_ref(), now, &l, 0, Micros::ZERO).remaining;
             if held > 0 {
                 let d = bucket::decide(state.as_ref(), now, &l, held, Micros::ZERO);
@@ -329,10 +404,10 @@ proptest! {
     #[test]
     fn a_new_limit_never_adds_tokens(a in limit(), b in limit(), used in 0u64..=20, gap in 0u64..=10 * SEC) {
         let used = used.clamp(1, a.capacity());
-        let s = bucket::decide(None, Micros(T0), &a, used, Micros::ZERO).next;
+        let s = bucket::decide(None, Timestamp(T0), &a, used, Micros::ZERO).next;
         prop_assert!(s.is_some());
-        let held_a = s.map_or(0, |s| s.tokens(Micros(T0 + gap)));
-        let d = bucket::decide(s.as_ref(), Micros(T0 + gap), &b, 0, Micros::ZERO);
+        let held_a = s.map_or(0, |s| s.tokens(Timestamp(T0 + gap)));
+        let d = bucket::decide(s.as_ref(), Timestamp(T0 + gap), &b, 0, Micros::ZERO);
         prop_assert!(d.remaining <= held_a.min(b.capacity()));
         prop_assert!(d.remaining + 1 >= held_a.min(b.capacity()));
     }
@@ -372,6 +447,21 @@ fn requests(steps: bool) -> impl Strategy<Value = Vec<Request>> {
     )
 }
 
+/// A caller's PERMIT request: `interval` µs, at most `max_waiting`
+/// waiting, BLOCK's timeout, not held.
+fn request(interval: u64, max_waiting: Option<u64>, block: Option<Micros>) -> PermitRequest {
+    PermitRequest {
+        rule: Some(PermitRule {
+            interval: Micros(interval),
+            max_waiting,
+        }),
+        grace: Some(Micros::ZERO),
+        grace_percent: 0,
+        max_wait: block,
+        held: false,
+    }
+}
+
 /// A granted slot: its valid_at in real time, and the forward clock steps
 /// before it was granted (cumulative µs).
 #[derive(Clone, Copy, Debug)]
@@ -409,10 +499,10 @@ proptest! {
                 }
             }
             let interval = if single { intervals[0] } else { intervals[r.interval_pick] };
-            let rule = PermitRule { interval: Micros(interval), max_waiting: r.max_waiting, grace: Micros::ZERO };
+            let rule = request(interval, Some(r.max_waiting), r.block.map(Micros));
             let now = clocks.wall();
-            let d = permit::decide(state.as_ref(), now, &rule, r.block.map(Micros));
-            let valid_at = match d.permit {
+            let d = permit::decide(state.as_ref(), now, &rule).unwrap();
+            let valid_at = match d.answer.permit {
                 Permit::Immediate { valid_at } => Some(valid_at),
                 Permit::Reserved { valid_at, wait, .. } => {
                     prop_assert!(valid_at.since(now) <= HORIZON);
@@ -435,7 +525,53 @@ proptest! {
                 }
                 slots.push(Slot { real, forward });
             }
-            if let Some(n) = d.next { state = Some(n); }
+            if let Write::Store { value, .. } = d.write { state = Some(value); }
+        }
+    }
+
+    /// PERMIT.SET re-spaces the held callers: their new slots are exactly
+    /// the new interval apart, the first one new interval after the slot
+    /// before it (and after the last promise to a caller not held, and not
+    /// before now), promises stand, and the next caller comes one new
+    /// interval after the last.
+    #[test]
+    fn respacing_keeps_the_spacing(
+        old in 1u64..=2 * SEC,
+        new in 1u64..=2 * SEC,
+        held_flags in prop::collection::vec(any::<bool>(), 1..20),
+        later in 0u64..=5 * SEC,
+    ) {
+        let mut state = None;
+        let (mut held, mut promised) = (Vec::new(), None);
+        for &is_held in &held_flags {
+            let mut r = request(old, None, None);
+            r.held = is_held;
+            let d = permit::decide(state.as_ref(), Timestamp(T0), &r).unwrap();
+            if let Permit::Reserved { valid_at, .. } = d.answer.permit {
+                if is_held { held.push(valid_at) } else { promised = Some(valid_at) }
+            }
+            if let Write::Store { value, .. } = d.write { state = Some(value); }
+        }
+        let now = Timestamp(T0 + later);
+        let changes = permit::SettingsChanges { interval: Some(Micros(new)), ..Default::default() };
+        let st = permit::set(state.as_ref(), now, &changes, Micros(60 * SEC), &held).unwrap();
+        let slots = st.answer;
+        prop_assert_eq!(slots.len(), held.len());
+        let fixed = held.iter().take_while(|&&h| promised.is_some_and(|p| h <= p)).count();
+        prop_assert_eq!(&slots[..fixed], &held[..fixed]);
+        let moved = &slots[fixed..];
+        for w in moved.windows(2) {
+            prop_assert_eq!(w[1].since(w[0]), Micros(new));
+        }
+        if let Some(&first) = moved.first() {
+            prop_assert!(first >= now);
+            prop_assert!(first >= held[fixed].saturating_sub(Micros(old)).saturating_add(Micros(new)));
+            if let Some(p) = promised { prop_assert!(first >= p.saturating_add(Micros(new))); }
+        }
+        let next = st.write.stored().cloned();
+        let d = permit::decide(next.as_ref(), now, &PermitRequest { rule: None, ..request(1, None, None) }).unwrap();
+        if let (Permit::Reserved { valid_at, .. }, Some(&last)) = (d.answer.permit, slots.last()) {
+            prop_assert!(valid_at >= last.saturating_add(Micros(new)));
         }
     }
 
@@ -443,38 +579,38 @@ proptest! {
     /// permits are ever waiting.
     #[test]
     fn at_most_max_waiting_wait(interval in 1u64..=SEC, max_waiting in 0u64..=8, gaps in prop::collection::vec(0u64..=SEC, 1..200)) {
-        let rule = PermitRule { interval: Micros(interval), max_waiting, grace: Micros::ZERO };
+        let rule = request(interval, Some(max_waiting), None);
         let mut state = None;
         let mut waiting: Vec<u64> = Vec::new();
         let mut now = T0;
         for g in gaps {
             now += g;
             waiting.retain(|&t| t > now);
-            let d = permit::decide(state.as_ref(), Micros(now), &rule, None);
-            if let Permit::Reserved { valid_at, .. } = d.permit {
+            let d = permit::decide(state.as_ref(), Timestamp(now), &rule).unwrap();
+            if let Permit::Reserved { valid_at, .. } = d.answer.permit {
                 waiting.push(valid_at.0);
             }
             prop_assert!(waiting.len() as u64 <= max_waiting, "{} waiting > {max_waiting}", waiting.len());
-            if let Some(n) = d.next { state = Some(n); }
+            if let Write::Store { value, .. } = d.write { state = Some(value); }
         }
     }
 }
 
 // ---- codec and decimals -----------------------------------------------------------
 
-fn limiter_value() -> impl Strategy<Value = Limiter> {
+fn throttle_value() -> impl Strategy<Value = ThrottleState> {
     (limit(), 0u64..=20, 0u64..=10 * SEC, any::<bool>(), 0u8..3).prop_map(
         |(l, used, at, knobs, rps_kind)| {
             let policy = Policy::Bucket(l);
-            let o = limiter::throttle(
+            let o = throttle::throttle(
                 None,
-                Micros(T0 + at),
+                Timestamp(T0 + at),
                 Some(&policy),
                 used.min(l.capacity()).max(1),
                 Micros::ZERO,
             )
             .unwrap();
-            let Some(Write::Store { value, .. }) = o.write else {
+            let Write::Store { value, .. } = o.write else {
                 unreachable!()
             };
             if !knobs {
@@ -491,8 +627,8 @@ fn limiter_value() -> impl Strategy<Value = Limiter> {
                 window_ns: Some(NANO),
                 ttl: Some(Micros(60 * SEC)),
             };
-            match limiter::set_knobs(Some(&value), Micros(T0 + at), &ch, Micros(SEC)) {
-                Ok(Write::Store { value, .. }) => value,
+            match throttle::set_knobs(Some(&value), Timestamp(T0 + at), &ch, Micros(SEC)) {
+                Ok(step) => step.write.stored().cloned().unwrap_or(value),
                 _ => value,
             }
         },
@@ -504,32 +640,32 @@ proptest! {
 
     #[test]
     fn decoding_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..120)) {
-        let _ = codec::decode_limiter(&bytes);
-        let _ = codec::decode_permit(&bytes);
+        let _ = ThrottleState::decode(&bytes);
+        let _ = PermitState::decode(&bytes);
     }
 
     /// Mutated encodings never panic, and whatever decodes re-encodes to a
     /// value that decodes to itself.
     #[test]
-    fn mutated_encodings_decode_or_refuse(v in limiter_value(), at in any::<prop::sample::Index>(), byte in any::<u8>()) {
-        let mut bytes = codec::encode_limiter(&v).as_bytes().to_vec();
+    fn mutated_encodings_decode_or_refuse(v in throttle_value(), at in any::<prop::sample::Index>(), byte in any::<u8>()) {
+        let mut bytes = v.encode().as_bytes().to_vec();
         let i = at.index(bytes.len());
         bytes[i] = byte;
-        if let Ok(d) = codec::decode_limiter(&bytes) {
-            let again = codec::encode_limiter(&d);
-            prop_assert_eq!(codec::decode_limiter(again.as_bytes()), Ok(d));
+        if let Ok(d) = ThrottleState::decode(&bytes) {
+            let again = d.encode();
+            prop_assert_eq!(ThrottleState::decode(again.as_bytes()), Ok(d));
         }
     }
 
     #[test]
-    fn limiters_round_trip(v in limiter_value()) {
-        prop_assert_eq!(codec::decode_limiter(codec::encode_limiter(&v).as_bytes()), Ok(v));
+    fn buckets_round_trip(v in throttle_value()) {
+        prop_assert_eq!(ThrottleState::decode(v.encode().as_bytes()), Ok(v));
     }
 
     #[test]
     fn permits_round_trip(last in T0..T0 + HORIZON.0, back in 0u64..HORIZON.0) {
-        let s = PermitState { last_valid_at: Micros(last), stamp: Micros(last - back) };
-        prop_assert_eq!(codec::decode_permit(codec::encode_permit(&s).as_bytes()), Ok(s));
+        let s = PermitState::new(Timestamp(last), Timestamp(last - back));
+        prop_assert_eq!(PermitState::decode(s.encode().as_bytes()), Ok(s));
     }
 
     #[test]
@@ -563,13 +699,20 @@ proptest! {
     }
 }
 
-/// The decisions `simulate` sees are the ones a stored limiter sees: the
-/// property tests above drive the bucket; this pins that `limiter::throttle`
+/// The decisions `simulate` sees are the ones a stored THROTTLE key sees: the
+/// property tests above drive the bucket; this pins that `throttle::throttle`
 /// passes its decision through unchanged.
 #[test]
-fn limiter_passes_bucket_decisions_through() {
+fn throttle_passes_bucket_decisions_through() {
     let l = Limit::new(Rate::new(5, 1).unwrap(), 80).unwrap();
-    let d: Decision = bucket::decide(None, Micros(T0), &l, 1, Micros::ZERO);
-    let o = limiter::throttle(None, Micros(T0), Some(&Policy::Bucket(l)), 1, Micros::ZERO).unwrap();
-    assert_eq!(o.answer, limiter::Answer::Bucket(d));
+    let d: Decision = bucket::decide(None, Timestamp(T0), &l, 1, Micros::ZERO);
+    let o = throttle::throttle(
+        None,
+        Timestamp(T0),
+        Some(&Policy::Bucket(l)),
+        1,
+        Micros::ZERO,
+    )
+    .unwrap();
+    assert_eq!(o.answer, throttle::Answer::Bucket(d));
 }

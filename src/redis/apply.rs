@@ -4,31 +4,34 @@
 //! a replica, or an AOF replayed later, would decide again with its own
 //! later clock. Instead the master propagates this command with the
 //! absolute resulting state (the codec's bytes) and, when it moved, the
-//! absolute expiry (Unix ms on the server's clock; absent or 0 leaves the
-//! expiry alone, as in an AOF rewrite, which adds a PEXPIREAT). It replaces
-//! whatever the key holds, so a replica ends byte-identical to its master.
+//! absolute expiry (Unix ms on the server's clock). An absent or 0
+//! `expire_at_ms` leaves the key's expiry as it is (an AOF rewrite adds a
+//! PEXPIREAT after it); an expiry in the past deletes the key, as
+//! PEXPIREAT does. It replaces whatever the key holds, so a replica ends
+//! byte-identical to its master.
 //!
 //! It is accepted from the master link and while loading (the AOF); other
 //! clients get an error unless `throttle.apply-from-clients` is `yes`
 //! (tools that replay an AOF by hand). The payload is validated as
-//! strictly as an RDB load.
+//! strictly as an RDB load, by the data type whose layout it names (the
+//! module's type list, `super::TYPES`).
 
 use throttle_core::codec::CodecError;
-use throttle_core::limiter::Limiter;
-use throttle_core::permit::PermitState;
 
 use super::args;
+use super::commands::{KEY, ONE_KEY_WRITE};
 use super::config;
-use super::datatype::Stored;
 use super::error::{Error, Range, Result};
-use super::ffi::{Args, Ctx, Key};
-use super::keyspace;
+use super::ffi::command::{Arg, Spec, handler};
+use super::ffi::{Args, Ctx};
+use super::replies;
 
-fn replace<T: Stored>(key: &mut Key<'_>, payload: &[u8]) -> Result<()> {
-    let value = T::decode(payload).map_err(|why| Error::Payload { what: T::NAME, why })?;
-    keyspace::put(key, value);
-    Ok(())
-}
+#[rustfmt::skip]
+pub const COMMANDS: &[Spec] = &[
+    Spec { name: c"throttle.apply", handler: handler(apply), flags: c"write deny-oom", keys: ONE_KEY_WRITE, arity: -3, dangerous: true,
+        summary: c"Store a limiter's absolute state: what replication and the AOF carry (masters and loading only, unless apply-from-clients).",
+        args: &[KEY, Arg::string(c"payload"), Arg::integer(c"expire_at_ms").optional()] },
+];
 
 pub fn apply(ctx: Ctx<'_>, args: Args<'_>) -> Result<()> {
     if !(3..=4).contains(&args.len()) {
@@ -43,23 +46,21 @@ pub fn apply(ctx: Ctx<'_>, args: Args<'_>) -> Result<()> {
         Some(a) => args::integer(a.bytes(), "expire_at_ms", 0, i64::MAX, Range::ExpireAt)?,
         None => 0,
     };
+    let ty = super::TYPES
+        .iter()
+        .find(|t| t.claims(payload))
+        .ok_or(Error::Payload {
+            what: "state",
+            why: CodecError::WrongKind,
+        })?;
     let mut key = ctx.open_key(name, true);
-    match payload.get(1) {
-        Some(b'B' | b'K' | b'L') => replace::<Limiter>(&mut key, payload)?,
-        Some(b'P') => replace::<PermitState>(&mut key, payload)?,
-        _ => {
-            return Err(Error::Payload {
-                what: "state",
-                why: CodecError::WrongKind,
-            });
-        }
-    }
+    ty.apply(&mut key, payload)?;
     if expire_at_ms > 0 {
-        keyspace::expire_at_ms(&mut key, expire_at_ms);
+        super::keyspace::expire_at_ms(&mut key, expire_at_ms);
     }
     drop(key);
     ctx.signal_modified(name);
     ctx.replicate_verbatim();
-    ctx.reply_simple(c"OK");
+    replies::ok(ctx);
     Ok(())
 }

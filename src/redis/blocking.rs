@@ -1,280 +1,525 @@
-//! Server-held waits: the caller's connection is parked until its slot.
+//! The scheduler of held clients: who is released when. It knows nothing
+//! of tokens or permits, and it never writes a key.
 //!
-//! The decision (and its write and replication) happens when the command
-//! runs; only the reply is delayed. [`hold`] blocks the client with Redis's
-//! blocked-client API and queues it by its due time on the **monotonic**
-//! clock; one release thread sleeps until the earliest due time and
-//! unblocks it (`RedisModule_UnblockClient` is thread-safe). So a step of
-//! the wall clock neither releases anyone early nor holds anyone past its
-//! timeout (Redis's own module timers run on the wall clock), and no timer
-//! period ever reaches Redis.
+//! A command that decided to hold its caller (THROTTLE … WAIT, PERMIT …
+//! BLOCK) has already written and replicated its decision; [`hold`] parks
+//! the client with its reply ([`Release`]) under its key, due after
+//! `wait`, at most `timeout` from now. Time here is the monotonic clock,
+//! so a step of the wall clock neither releases anyone early nor holds
+//! anyone past its timeout; all `Instant` arithmetic lives in this file.
 //!
-//! Every blocked client is unblocked exactly once: whoever takes its entry
-//! out of the queue (under the queue's lock: the release thread when it is
-//! due, the disconnect callback, or `CLIENT UNBLOCK`'s callback, which
-//! answers nil) is the one that unblocks it, after letting the lock go. A client that disconnects or is unblocked
-//! leaves the queue at once, so `INFO`'s `blocked_clients` counts exactly
-//! the clients still held, and nothing of theirs stays behind.
+//! Releases are decided on the main thread, in the event loop's
+//! before-sleep hook (never from inside a busy script, never while
+//! loading), and sent by Redis's reply callback, which only replies.
+//! A thread sleeps until the next due time and wakes the event loop.
 //!
-//! A client released later than its due time plus `wait-tolerance-ms`
-//! (the server stalled: a fork, a slow disk, `DEBUG SLEEP`) is not told
-//! "go" as if on time: a `THROTTLE … WAIT` caller gets a denial with
-//! `retry_after_ms` 0 (its tokens go back when nobody queues behind it),
-//! a `PERMIT … BLOCK` caller released after its permit expired gets nil.
+//! Late releases. When the server could not answer in time (a fork, a slow
+//! command or script, `DEBUG SLEEP`, a saturated machine), a client whose
+//! turn came more than its on-time allowance (`on_time_for`: PERMIT's
+//! grace, WAIT's `wait-tolerance-ms`) ago is not refused: it is released
+//! now, re-slotted to this moment, and every client queued behind it on
+//! the same key moves as much later (its key's `offset`), so the spacing
+//! between releases is what the schedule promised. The key's next write
+//! takes the same shift into the stored state ([`take_carry`], the
+//! "carry"): callers arriving later queue behind the moved ones. A client
+//! is refused only when its turn, moved, lies beyond its own timeout; its
+//! tokens or slot then stay taken (a gap). Nothing here writes a key:
+//! the carry waits in memory for the key's next write, a command.
 //!
-//! Inside MULTI/EXEC, Lua, or while replicating, blocking is not allowed;
-//! callers check `Ctx::deny_blocking` first and answer at once.
+//! Every blocked client is unblocked exactly once: by its release or
+//! refusal here, or on `CLIENT UNBLOCK` or a disconnect (Redis calls the
+//! hooks; the client leaves its queue at once).
 
-use std::collections::{BTreeMap, HashMap};
-use std::ffi::{c_int, c_void};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-use redis_module::raw;
-use throttle_core::Micros;
-use throttle_core::limiter::{self, Limiter};
-use throttle_core::time::clamp_reply;
+use throttle_core::{Micros, Timestamp};
 
 use super::error::{Error, Result};
-use super::ffi::{Args, BlockCallbacks, BlockedClient, Ctx, RStr};
-use super::keyspace::{self, Target};
-use super::stats::STATS;
-use super::{clock, config, guard};
+use super::ffi::{self, BlockedClient, Ctx, Held, RStr};
+use super::stats;
 
-/// The reply a held client gets when released on time.
-pub enum Pending {
-    /// THROTTLE … WAIT: its reply, and the tokens it reserved.
-    Throttle { reply: [i64; 5], cost: u64 },
-    /// PERMIT … BLOCK: its reply; `usable_until` is when the permit expires
-    /// (on the monotonic clock).
-    Permit {
-        reply: [i64; 3],
-        usable_until: Instant,
-    },
+/// What a held client gets when it is released or refused.
+pub trait Release: Send {
+    /// Released; its turn moved `moved_us` microseconds from where the
+    /// command planned it (later: positive).
+    fn release(self: Box<Self>, moved_us: i64) -> Box<dyn Held>;
+    /// Refused: its moved turn lies beyond its own timeout.
+    fn refuse(self: Box<Self>) -> Box<dyn Held>;
 }
 
-/// What the reply callback receives.
-struct Release {
-    pending: Pending,
-    due: Instant,
+/// A key: its database and name.
+pub type KeyId = (i32, Vec<u8>);
+
+/// The key `name` in the caller's database.
+pub fn key_id(ctx: Ctx<'_>, name: RStr<'_>) -> KeyId {
+    (ctx.selected_db(), name.bytes().to_vec())
 }
 
-struct Entry {
+/// A command's request to hold its caller.
+pub struct Hold {
+    pub key: KeyId,
+    /// The turn, on the module's clock (for re-spacing).
+    pub slot: Timestamp,
+    /// From now until the turn.
+    pub wait: Micros,
+    /// The longest the caller may be held, from now.
+    pub timeout: Micros,
+    /// How late after its turn a release still counts as on time.
+    pub on_time_for: Micros,
+    /// How long the key's stored state matters from now (its expiry): a
+    /// carry is kept at most that long after the schedule moved.
+    pub state_for: Micros,
+}
+
+struct Client {
     bc: BlockedClient,
-    release: Box<Release>,
+    key: u64,
+    /// Due at `base + offset of its key`.
+    base: Instant,
+    seq: u64,
+    deadline: Instant,
+    /// Where the command planned its turn.
+    planned: Instant,
+    slot: Timestamp,
+    on_time_for: Duration,
+    release: Box<dyn Release>,
 }
 
 #[derive(Default)]
-struct Queue {
-    by_due: BTreeMap<(Instant, u64), Entry>,
-    /// Blocked-client id → its place in `by_due`.
-    place: HashMap<usize, (Instant, u64)>,
+struct KeyQueue {
+    name: KeyId,
+    /// Its clients by base due time.
+    by_due: BTreeMap<(Instant, u64), usize>,
+    by_deadline: BTreeSet<(Instant, u64, usize)>,
+    /// How much later than planned its schedule runs (late releases).
+    offset: Duration,
+    /// The shift its stored state has not taken yet (µs).
+    carry: u64,
+    /// Until when a carry matters.
+    relevant_until: Option<Instant>,
+    /// Its entry in `wakes`.
+    wake: Option<Instant>,
+}
+
+#[derive(Default)]
+struct Queues {
+    serial_of: HashMap<KeyId, u64>,
+    keys: HashMap<u64, KeyQueue>,
+    clients: HashMap<usize, Client>,
+    /// When each key next needs attention.
+    wakes: BTreeSet<(Instant, u64)>,
+    next_serial: u64,
     seq: u64,
 }
 
 struct Scheduler {
-    queue: Mutex<Queue>,
-    wake: Condvar,
+    queues: Mutex<Queues>,
+    /// The release thread sleeps on this.
+    changed: Condvar,
+    /// The origin of `NEXT_WAKE_NS`.
+    origin: Instant,
 }
 
 static SCHEDULER: OnceLock<Scheduler> = OnceLock::new();
+/// The next wake, in ns since `origin` (`u64::MAX`: none): the
+/// before-sleep hook's fast path.
+static NEXT_WAKE_NS: AtomicU64 = AtomicU64::new(u64::MAX);
+/// A wake of the event loop is on its way.
+static WAKE_PENDING: AtomicBool = AtomicBool::new(false);
+/// Keys with a carry: commands look one up only when there are any.
+static CARRIES: AtomicUsize = AtomicUsize::new(0);
 
-const CALLBACKS: BlockCallbacks = BlockCallbacks {
-    reply: on_release,
-    timeout: on_unblock,
-    free: free_release,
-    disconnect: on_disconnect,
-};
-
-fn lock(s: &Scheduler) -> MutexGuard<'_, Queue> {
-    // A panic while holding the lock cannot leave the queue inconsistent
-    // (every change is one insert or one remove): keep using it.
-    s.queue.lock().unwrap_or_else(|p| p.into_inner())
+fn lock(s: &Scheduler) -> MutexGuard<'_, Queues> {
+    // A panic while holding the lock (none is known) cannot leave a half
+    // change that matters more than a lost client: keep using it.
+    s.queues.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Starts the release thread (once, at module load).
-pub fn start() -> std::io::Result<()> {
+fn duration(d: Micros) -> Duration {
+    Duration::from_micros(d.0)
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// Starts the scheduler (once, at load): the hooks and the release thread.
+pub fn start(ctx: Ctx<'_>) -> std::result::Result<(), String> {
     if SCHEDULER.get().is_some() {
         return Ok(());
     }
     let _ = SCHEDULER.set(Scheduler {
-        queue: Mutex::new(Queue::default()),
-        wake: Condvar::new(),
+        queues: Mutex::new(Queues::default()),
+        changed: Condvar::new(),
+        origin: Instant::now(),
     });
+    let hooks = ffi::blocked::Hooks {
+        unblocked: on_unblocked,
+        disconnected: on_disconnected,
+        before_sleep,
+    };
+    if !ffi::blocked::install(ctx, hooks) {
+        return Err("could not subscribe to the event loop".into());
+    }
     std::thread::Builder::new()
         .name("throttle-release".into())
         // A panic (none is known) is logged and the loop starts again, so
         // held clients are never left parked.
         .spawn(|| {
-            while super::guard::or(true, "the release thread", || {
-                release_loop();
+            while ffi::guard::or(true, "the release thread", || {
+                wake_loop();
                 false
             }) {}
         })
         .map(|_| ())
+        .map_err(|e| format!("could not start the release thread: {e}"))
 }
 
-/// Parks the calling client for `wait` (measured on the monotonic clock),
-/// then replies `pending`.
-pub fn hold(ctx: Ctx<'_>, wait: Micros, pending: Pending) -> Result<()> {
+/// Parks the calling client (the caller checked `deny_blocking`).
+pub fn hold(ctx: Ctx<'_>, h: Hold, release: Box<dyn Release>) -> Result<()> {
     let s = SCHEDULER.get().ok_or(Error::CannotBlock)?;
-    let bc = ctx.block_client(&CALLBACKS).ok_or(Error::CannotBlock)?;
-    let due = Instant::now() + Duration::from_micros(wait.0);
+    let bc = ctx.block_client().ok_or(Error::CannotBlock)?;
+    let now = Instant::now();
     let mut q = lock(s);
+    let serial = q.serial(h.key);
     q.seq = q.seq.wrapping_add(1);
-    let place = (due, q.seq);
-    q.place.insert(bc.id(), place);
-    let release = Box::new(Release { pending, due });
-    q.by_due.insert(place, Entry { bc, release });
-    STATS.held.store(q.by_due.len() as u64, Relaxed);
-    STATS.blocked_total.fetch_add(1, Relaxed);
+    let seq = q.seq;
+    let id = bc.id();
+    let key = q.keys.entry(serial).or_default();
+    let planned = now + duration(h.wait);
+    let base = planned.checked_sub(key.offset).unwrap_or(planned);
+    let deadline = now + duration(h.timeout);
+    key.by_due.insert((base, seq), id);
+    key.by_deadline.insert((deadline, seq, id));
+    let horizon = now + duration(h.state_for) + key.offset;
+    key.relevant_until = Some(key.relevant_until.map_or(horizon, |r| r.max(horizon)));
+    q.clients.insert(
+        id,
+        Client {
+            bc,
+            key: serial,
+            base,
+            seq,
+            deadline,
+            planned,
+            slot: h.slot,
+            on_time_for: duration(h.on_time_for),
+            release,
+        },
+    );
+    q.rewake(serial, s.origin);
+    stats::HELD.store(q.clients.len() as u64, Relaxed);
     drop(q);
-    s.wake.notify_one();
+    stats::held(stats::Held::Parked);
+    s.changed.notify_one();
     Ok(())
 }
 
-/// Takes the entry of blocked client `id` out of the queue, if still there.
-fn take(id: usize) -> Option<Entry> {
-    let mut q = lock(SCHEDULER.get()?);
-    let place = q.place.remove(&id)?;
-    let entry = q.by_due.remove(&place);
-    STATS.held.store(q.by_due.len() as u64, Relaxed);
-    entry
+/// Takes the shift the key's stored state has not taken yet (µs; zero
+/// almost always, and then without a lookup). The caller writes the state
+/// moved by it.
+pub fn take_carry(ctx: Ctx<'_>, name: RStr<'_>) -> Micros {
+    carry(ctx, name, true)
 }
 
-/// The release thread: unblocks each client when it is due.
-fn release_loop() {
+/// The same, for a read: the carry stays for the next write.
+pub fn peek_carry(ctx: Ctx<'_>, name: RStr<'_>) -> Micros {
+    carry(ctx, name, false)
+}
+
+fn carry(ctx: Ctx<'_>, name: RStr<'_>, take: bool) -> Micros {
+    if CARRIES.load(Relaxed) == 0 {
+        return Micros::ZERO;
+    }
+    let Some(s) = SCHEDULER.get() else {
+        return Micros::ZERO;
+    };
+    let mut q = lock(s);
+    let Some(&serial) = q.serial_of.get(&key_id(ctx, name)) else {
+        return Micros::ZERO;
+    };
+    let Some(key) = q.keys.get_mut(&serial) else {
+        return Micros::ZERO;
+    };
+    let c = key.carry;
+    if take && c > 0 {
+        key.carry = 0;
+        CARRIES.fetch_sub(1, Relaxed);
+        q.rewake(serial, s.origin);
+    }
+    Micros(c)
+}
+
+/// The turns of the clients held on a key, in order, where they are now
+/// (moved by late releases ahead of them): for re-spacing.
+pub fn held_slots(key: &KeyId) -> Vec<Timestamp> {
+    let Some(s) = SCHEDULER.get() else {
+        return Vec::new();
+    };
+    let q = lock(s);
+    q.serial_of
+        .get(key)
+        .and_then(|serial| q.keys.get(serial))
+        .map(|k| {
+            let offset = Micros(micros(k.offset));
+            k.by_due
+                .values()
+                .filter_map(|id| q.clients.get(id).map(|c| c.slot.saturating_add(offset)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Gives the clients held on a key new turns (`slots`, in their order, on
+/// the module's clock read at `now`), as re-spacing decided.
+pub fn retime(key: &KeyId, slots: &[Timestamp], now: Timestamp) {
+    let Some(s) = SCHEDULER.get() else { return };
+    let mono = Instant::now();
+    let mut q = lock(s);
+    let Some(&serial) = q.serial_of.get(key) else {
+        return;
+    };
+    let Some(k) = q.keys.get_mut(&serial) else {
+        return;
+    };
+    let order: Vec<((Instant, u64), usize)> = k.by_due.iter().map(|(a, b)| (*a, *b)).collect();
+    let offset = k.offset;
+    let mut moved = Vec::new();
+    for (((_, seq), id), slot) in order.into_iter().zip(slots) {
+        let due = mono + duration(slot.since(now));
+        let base = due.checked_sub(offset).unwrap_or(due);
+        moved.push((seq, id, base, *slot));
+    }
+    k.by_due.clear();
+    for &(seq, id, base, _) in &moved {
+        k.by_due.insert((base, seq), id);
+    }
+    for (_, id, base, slot) in moved {
+        if let Some(c) = q.clients.get_mut(&id) {
+            c.base = base;
+            c.slot = slot;
+        }
+    }
+    q.rewake(serial, s.origin);
+    drop(q);
+    s.changed.notify_one();
+}
+
+impl Queues {
+    fn serial(&mut self, key: KeyId) -> u64 {
+        if let Some(&s) = self.serial_of.get(&key) {
+            return s;
+        }
+        self.next_serial = self.next_serial.wrapping_add(1);
+        let s = self.next_serial;
+        self.serial_of.insert(key.clone(), s);
+        self.keys.insert(
+            s,
+            KeyQueue {
+                name: key,
+                ..KeyQueue::default()
+            },
+        );
+        s
+    }
+
+    /// Files the key's next wake (its head's turn, its earliest deadline,
+    /// or when its carry stops mattering), or forgets a key with nothing left.
+    fn rewake(&mut self, serial: u64, origin: Instant) {
+        let Some(k) = self.keys.get_mut(&serial) else {
+            return;
+        };
+        let due = k.by_due.keys().next().map(|(base, _)| *base + k.offset);
+        let deadline = k.by_deadline.iter().next().map(|(d, _, _)| *d);
+        let carry_end = (k.carry > 0).then_some(k.relevant_until).flatten();
+        let wake = [due, deadline, carry_end].into_iter().flatten().min();
+        if let Some(old) = k.wake.take() {
+            self.wakes.remove(&(old, serial));
+        }
+        match wake {
+            Some(w) => {
+                k.wake = Some(w);
+                self.wakes.insert((w, serial));
+            }
+            None => {
+                if k.carry > 0 {
+                    CARRIES.fetch_sub(1, Relaxed);
+                }
+                let name = std::mem::take(&mut k.name);
+                self.keys.remove(&serial);
+                self.serial_of.remove(&name);
+            }
+        }
+        let next = self.wakes.iter().next().map_or(u64::MAX, |(w, _)| {
+            u64::try_from(w.saturating_duration_since(origin).as_nanos()).unwrap_or(u64::MAX)
+        });
+        NEXT_WAKE_NS.store(next, Relaxed);
+    }
+
+    /// Takes a client out of every index.
+    fn remove(&mut self, id: usize) -> Option<Client> {
+        let c = self.clients.remove(&id)?;
+        if let Some(k) = self.keys.get_mut(&c.key) {
+            k.by_due.remove(&(c.base, c.seq));
+            k.by_deadline.remove(&(c.deadline, c.seq, id));
+        }
+        Some(c)
+    }
+
+    /// Releases or refuses what is due on one key at `now`. Returns the
+    /// clients to unblock, with their replies.
+    fn due(&mut self, serial: u64, now: Instant, out: &mut Vec<(BlockedClient, Box<dyn Held>)>) {
+        loop {
+            let Some(k) = self.keys.get(&serial) else {
+                return;
+            };
+            let Some((&(base, _), &id)) = k.by_due.iter().next() else {
+                break;
+            };
+            let due = base + k.offset;
+            if due > now {
+                break;
+            }
+            let Some(c) = self.remove(id) else { break };
+            let late_by = now.saturating_duration_since(due);
+            if late_by <= c.on_time_for {
+                let moved = signed_us(due, c.planned);
+                out.push((c.bc, c.release.release(moved)));
+                stats::held(stats::Held::Released { late: false });
+            } else if now > c.deadline {
+                out.push((c.bc, c.release.refuse()));
+                stats::held(stats::Held::TimedOut);
+            } else {
+                // Released now, re-slotted; everyone behind it moves as much.
+                out.push((c.bc, c.release.release(signed_us(now, c.planned))));
+                stats::held(stats::Held::Released { late: true });
+                if let Some(k) = self.keys.get_mut(&serial) {
+                    k.offset += late_by;
+                    if k.carry == 0 {
+                        CARRIES.fetch_add(1, Relaxed);
+                    }
+                    k.carry = k.carry.saturating_add(micros(late_by).max(1));
+                    k.relevant_until = k.relevant_until.map(|r| r + late_by);
+                }
+            }
+        }
+        // Those whose deadline came before their (moved) turn.
+        loop {
+            let Some(k) = self.keys.get(&serial) else {
+                return;
+            };
+            let Some(&(deadline, _, id)) = k.by_deadline.iter().next() else {
+                break;
+            };
+            if deadline > now {
+                break;
+            }
+            let Some(c) = self.remove(id) else { break };
+            out.push((c.bc, c.release.refuse()));
+            stats::held(stats::Held::TimedOut);
+        }
+        // A carry nobody took in time no longer matters: the key's state
+        // would be idle (full) by now either way.
+        if let Some(k) = self.keys.get_mut(&serial)
+            && k.carry > 0
+            && k.by_due.is_empty()
+            && k.relevant_until.is_none_or(|r| r <= now)
+        {
+            k.carry = 0;
+            CARRIES.fetch_sub(1, Relaxed);
+        }
+    }
+}
+
+/// `to − from` in µs, negative when `to` is earlier.
+fn signed_us(to: Instant, from: Instant) -> i64 {
+    match to.checked_duration_since(from) {
+        Some(d) => i64::try_from(micros(d)).unwrap_or(i64::MAX),
+        None => -i64::try_from(micros(from.saturating_duration_since(to))).unwrap_or(i64::MAX),
+    }
+}
+
+/// The event loop's before-sleep hook (main thread): releases what is due.
+fn before_sleep() {
+    let next = NEXT_WAKE_NS.load(Relaxed);
+    if next == u64::MAX {
+        return;
+    }
+    let Some(s) = SCHEDULER.get() else { return };
+    let now = Instant::now();
+    let since = u64::try_from(now.saturating_duration_since(s.origin).as_nanos()).unwrap_or(0);
+    if since < next {
+        return;
+    }
+    let mut out = Vec::new();
+    let mut q = lock(s);
+    WAKE_PENDING.store(false, Relaxed);
+    while let Some(&(at, serial)) = q.wakes.iter().next() {
+        if at > now {
+            break;
+        }
+        q.due(serial, now, &mut out);
+        q.rewake(serial, s.origin);
+    }
+    stats::HELD.store(q.clients.len() as u64, Relaxed);
+    drop(q);
+    s.changed.notify_one();
+    for (bc, reply) in out {
+        bc.unblock(reply);
+    }
+}
+
+/// The release thread: sleeps until the next wake, then wakes the event
+/// loop (whose before-sleep hook does the rest), once per wake.
+fn wake_loop() {
     let Some(s) = SCHEDULER.get() else { return };
     let mut q = lock(s);
     loop {
         let now = Instant::now();
-        let mut due = Vec::new();
-        while let Some(entry) = q.by_due.first_entry() {
-            if entry.key().0 > now {
-                break;
-            }
-            let e = entry.remove();
-            q.place.remove(&e.bc.id());
-            due.push(e);
-        }
-        STATS.held.store(q.by_due.len() as u64, Relaxed);
-        if !due.is_empty() {
-            drop(q);
-            for Entry { bc, release } in due {
-                bc.unblock(Some(release));
-            }
-            q = lock(s);
-            continue;
-        }
-        q = match q.by_due.keys().next().map(|(at, _)| *at) {
-            None => s.wake.wait(q).unwrap_or_else(|p| p.into_inner()),
-            Some(at) => {
-                let nap = at.saturating_duration_since(now);
-                s.wake
-                    .wait_timeout(q, nap)
+        let next = q.wakes.iter().next().map(|(at, _)| *at);
+        q = match next {
+            Some(at) if at <= now => {
+                if !WAKE_PENDING.swap(true, Relaxed) {
+                    ffi::blocked::wake_main_thread();
+                }
+                // The hook notifies when it has run; until then (a busy
+                // server) there is nothing more to do.
+                s.changed
+                    .wait_timeout(q, Duration::from_millis(100))
                     .map(|(q, _)| q)
                     .unwrap_or_else(|p| p.into_inner().0)
             }
+            Some(at) => s
+                .changed
+                .wait_timeout(q, at.saturating_duration_since(now))
+                .map(|(q, _)| q)
+                .unwrap_or_else(|p| p.into_inner().0),
+            None => s.changed.wait(q).unwrap_or_else(|p| p.into_inner()),
         };
     }
 }
 
-/// Reply callback: runs in the client's context once unblocked.
-unsafe extern "C" fn on_release(
-    ctx: *mut raw::RedisModuleCtx,
-    argv: *mut *mut raw::RedisModuleString,
-    argc: c_int,
-) -> c_int {
-    // SAFETY: Redis passes this callback's own context and the blocked
-    // command's arguments, valid until it returns.
-    let (ctx, args) = unsafe { (Ctx::from_raw(ctx), Args::from_raw(argv, argc)) };
-    guard::command(ctx, "blocked reply", |ctx| {
-        // SAFETY: every client this module blocks gets a Release (or none).
-        let Some(release) = (unsafe { ctx.blocked_privdata::<Release>() }) else {
-            ctx.reply_null();
-            return Ok(());
-        };
-        let now = Instant::now();
-        let late = now > release.due + config::wait_tolerance();
-        match &release.pending {
-            Pending::Throttle { reply, .. } if !late => ctx.reply_i64s(reply),
-            Pending::Throttle { reply, cost } => late_throttle(ctx, args.get(1), reply, *cost),
-            Pending::Permit {
-                reply,
-                usable_until,
-            } if !late || now <= *usable_until => ctx.reply_i64s(reply),
-            Pending::Permit { .. } => {
-                STATS.blocked_late.fetch_add(1, Relaxed);
-                ctx.reply_null();
-                return Ok(());
-            }
-        }
-        if !late || matches!(release.pending, Pending::Permit { .. }) {
-            STATS.blocked_released.fetch_add(1, Relaxed);
-        }
-        Ok(())
-    })
+/// A held client left its queue without a reply of ours (`CLIENT UNBLOCK`
+/// answered it nil, or it went away).
+fn forget(id: usize, event: stats::Held) {
+    let Some(s) = SCHEDULER.get() else { return };
+    let mut q = lock(s);
+    let Some(c) = q.remove(id) else { return };
+    q.rewake(c.key, s.origin);
+    stats::HELD.store(q.clients.len() as u64, Relaxed);
+    drop(q);
+    stats::held(event);
+    c.bc.unblock_silently();
 }
 
-/// A THROTTLE … WAIT caller released too late: deny it (retry now), and
-/// give its tokens back when nobody queues behind it.
-fn late_throttle(ctx: Ctx<'_>, name: Option<RStr<'_>>, reply: &[i64; 5], cost: u64) {
-    STATS.blocked_late.fetch_add(1, Relaxed);
-    let now = clock::now();
-    let denial = name.and_then(|name| {
-        let mut key = ctx.open_key(name, true);
-        let v = keyspace::load::<Limiter>(&key).ok()??;
-        let write = limiter::refund_late(v, now, cost);
-        let after = match &write {
-            Some(limiter::Write::Store { value, .. }) => limiter::snapshot(value, now),
-            _ => limiter::snapshot(v, now),
-        };
-        let target = Target::new(name, c"throttle.refund");
-        keyspace::write(ctx, &mut key, target, write, now);
-        let held = after.tokens.map_or(0, clamp_reply);
-        Some([0, held, 0, after.reset_after.reply_ms_ceil(), reply[4]])
-    });
-    ctx.reply_i64s(&denial.unwrap_or([0, 0, 0, 0, reply[4]]));
+fn on_unblocked(id: usize) {
+    forget(id, stats::Held::Unblocked);
 }
 
-/// `CLIENT UNBLOCK` (the module sets no Redis timeout): answer nil now,
-/// and unblock the handle if the release thread has not already.
-unsafe extern "C" fn on_unblock(
-    ctx: *mut raw::RedisModuleCtx,
-    _argv: *mut *mut raw::RedisModuleString,
-    _argc: c_int,
-) -> c_int {
-    // SAFETY: Redis passes this callback's own context.
-    let ctx = unsafe { Ctx::from_raw(ctx) };
-    guard::command(ctx, "blocked timeout", |ctx| {
-        STATS.blocked_unblocked.fetch_add(1, Relaxed);
-        if let Some(e) = ctx.blocked_id().and_then(take) {
-            e.bc.unblock::<Release>(None);
-        }
-        ctx.reply_null();
-        Ok(())
-    })
-}
-
-/// The client disconnected (or was killed) while held: unblock its handle
-/// now rather than at its slot.
-unsafe extern "C" fn on_disconnect(
-    _ctx: *mut raw::RedisModuleCtx,
-    bc: *mut raw::RedisModuleBlockedClient,
-) {
-    guard::or((), "blocked disconnect", || {
-        STATS.blocked_disconnected.fetch_add(1, Relaxed);
-        if let Some(e) = take(BlockedClient::id_of(bc)) {
-            e.bc.unblock::<Release>(None);
-        }
-    })
-}
-
-unsafe extern "C" fn free_release(_ctx: *mut raw::RedisModuleCtx, p: *mut c_void) {
-    if !p.is_null() {
-        // SAFETY: the private data this module passed to UnblockClient: a
-        // Box<Release>, freed by Redis through this callback exactly once.
-        drop(unsafe { Box::from_raw(p.cast::<Release>()) });
-    }
+fn on_disconnected(id: usize) {
+    forget(id, stats::Held::Disconnected);
 }

@@ -18,32 +18,36 @@
 use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use throttle_core::Micros;
+use throttle_core::Timestamp;
 
 use super::ffi;
 
 /// The frozen instant in µs, or -1 when the clock is real.
 static FROZEN_US: AtomicI64 = AtomicI64::new(-1);
 
-/// Microseconds since the Unix epoch, as the module's commands see them.
-pub fn now() -> Micros {
+/// Microseconds since the Unix epoch, as the module's commands see them
+/// (never later than [`Timestamp::LATEST`]).
+pub fn now() -> Timestamp {
     let frozen = FROZEN_US.load(Relaxed);
     match u64::try_from(frozen) {
-        Ok(us) => Micros(us),
+        Ok(us) => Timestamp(us),
         Err(_) => real(),
     }
 }
 
 /// The server's wall clock, whatever the test clock says.
-pub fn real() -> Micros {
-    if let Some(us) = ffi::server_micros() {
-        return Micros(u64::try_from(us).unwrap_or(0));
-    }
-    let us = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_micros())
-        .unwrap_or(0);
-    Micros(u64::try_from(us).unwrap_or(u64::MAX))
+pub fn real() -> Timestamp {
+    let us = match ffi::server_micros() {
+        Some(us) => u64::try_from(us).unwrap_or(0),
+        None => {
+            let us = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_micros())
+                .unwrap_or(0);
+            u64::try_from(us).unwrap_or(u64::MAX)
+        }
+    };
+    Timestamp(us).min(Timestamp::LATEST)
 }
 
 /// Which clock [`real`] reads: `server-us` (`RedisModule_Microseconds`) or
@@ -58,7 +62,7 @@ pub fn source() -> &'static str {
 
 /// A module instant `at`, seen from module time `now`, on the server's
 /// real clock (where key expiry runs): `at` itself unless the clock is frozen.
-pub fn to_server(at: Micros, now: Micros) -> Micros {
+pub fn to_server(at: Timestamp, now: Timestamp) -> Timestamp {
     if FROZEN_US.load(Relaxed) < 0 {
         return at;
     }
@@ -70,15 +74,16 @@ pub fn to_server(at: Micros, now: Micros) -> Micros {
     }
 }
 
-/// Freezes the clock at `at`.
-pub fn freeze(at: Micros) {
+/// Freezes the clock at `at` (at most [`Timestamp::LATEST`]).
+pub fn freeze(at: Timestamp) {
+    let at = at.min(Timestamp::LATEST);
     FROZEN_US.store(i64::try_from(at.0).unwrap_or(i64::MAX), Relaxed);
 }
 
 /// Moves the clock `by` ahead, freezing it first if it runs; returns the
-/// new instant.
-pub fn advance(by: Micros) -> Micros {
-    let at = now().saturating_add(by);
+/// new instant (at most [`Timestamp::LATEST`]).
+pub fn advance(by: throttle_core::Micros) -> Timestamp {
+    let at = now().saturating_add(by).min(Timestamp::LATEST);
     freeze(at);
     at
 }

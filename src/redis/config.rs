@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | `throttle.knobs-ttl` | 604800 | seconds knobs live after THROTTLE.SET or a THROTTLE using them |
 //! | `throttle.permit-grace-percent` | 10 | PERMIT's default GRACE, in % of the interval (rounded up to ms) |
-//! | `throttle.wait-tolerance-ms` | 10 | how late a held client may be released and still be told "go" |
+//! | `throttle.wait-tolerance-ms` | 10 | how late a held WAIT client may be released and still count as on time |
 //! | `throttle.all-max-limits` | 64 | most limits one THROTTLE.ALL may check |
 //! | `throttle.apply-from-clients` | no | accept THROTTLE.APPLY from ordinary clients (tools replaying an AOF) |
 //! | `throttle.test-clock` | no | accept THROTTLE.CLOCK (load time only) |
@@ -14,17 +14,16 @@
 //! CONFIG SET/GET. Unknown load arguments and bad values fail the load
 //! with a log line, rather than being ignored. (The redis-module crate has
 //! config glue too; it ignores unknown load arguments and reads any bool
-//! but "yes" as "no", so the module keeps this small table of its own.)
+//! but "yes" as "no", so the module keeps this small table of its own;
+//! the callbacks Redis calls live behind the FFI wall, `ffi/config.rs`.)
 
-use std::ffi::{CStr, c_char, c_int, c_longlong, c_void};
+use std::ffi::CStr;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering::Relaxed};
 
-use redis_module::raw;
 use throttle_core::Micros;
-use throttle_core::limiter::{DEFAULT_KNOBS_TTL, MAX_KNOBS_TTL};
-use throttle_core::permit::PermitRule;
+use throttle_core::throttle::{DEFAULT_KNOBS_TTL, MAX_KNOBS_TTL};
 
-use super::ffi::{self, Config, Ctx};
+use super::ffi::{self, Ctx};
 
 static KNOBS_TTL_S: AtomicI64 = AtomicI64::new(secs(DEFAULT_KNOBS_TTL));
 static GRACE_PERCENT: AtomicI64 = AtomicI64::new(10);
@@ -37,38 +36,39 @@ const fn secs(m: Micros) -> i64 {
     (m.0 / 1_000_000) as i64
 }
 
+/// What a config holds.
+enum Cell {
+    Numeric {
+        cell: &'static AtomicI64,
+        range: (i64, i64),
+    },
+    Flag(&'static AtomicBool),
+}
+
 /// One config: its name, load time only or not, and its cell.
 struct Entry {
     name: &'static CStr,
     /// Load time only (CONFIG SET refuses it).
     immutable: bool,
-    config: Config,
+    cell: Cell,
 }
 
 const fn numeric(name: &'static CStr, cell: &'static AtomicI64, min: i64, max: i64) -> Entry {
-    let config = Config::Numeric {
-        cell,
-        range: (min, max),
-        get: get_numeric,
-        set: set_numeric,
-    };
     Entry {
         name,
         immutable: false,
-        config,
+        cell: Cell::Numeric {
+            cell,
+            range: (min, max),
+        },
     }
 }
 
 const fn flag(name: &'static CStr, cell: &'static AtomicBool, immutable: bool) -> Entry {
-    let config = Config::Flag {
-        cell,
-        get: get_flag,
-        set: set_flag,
-    };
     Entry {
         name,
         immutable,
-        config,
+        cell: Cell::Flag(cell),
     }
 }
 
@@ -81,19 +81,19 @@ const CONFIGS: [Entry; 6] = [
     flag(c"test-clock", &TEST_CLOCK, true),
 ];
 
-/// The knobs TTL currently configured.
+/// The knobs TTL (and PERMIT settings TTL) currently configured.
 pub fn knobs_ttl() -> Micros {
     Micros::from_secs(KNOBS_TTL_S.load(Relaxed).unsigned_abs())
 }
 
-/// PERMIT's default grace for `interval`.
-pub fn default_grace(interval: Micros) -> Micros {
-    PermitRule::default_grace(interval, GRACE_PERCENT.load(Relaxed).unsigned_abs())
+/// PERMIT's default grace, in percent of the interval.
+pub fn grace_percent() -> u64 {
+    GRACE_PERCENT.load(Relaxed).unsigned_abs()
 }
 
-/// How late a held client may be released and still be told "go".
-pub fn wait_tolerance() -> std::time::Duration {
-    std::time::Duration::from_millis(WAIT_TOLERANCE_MS.load(Relaxed).unsigned_abs())
+/// How late a held WAIT client may be released and still count as on time.
+pub fn wait_tolerance() -> Micros {
+    Micros::from_millis(WAIT_TOLERANCE_MS.load(Relaxed).unsigned_abs())
 }
 
 /// Most limits one THROTTLE.ALL may check.
@@ -109,51 +109,6 @@ pub fn apply_from_clients() -> bool {
 /// Whether THROTTLE.CLOCK is enabled.
 pub fn test_clock() -> bool {
     TEST_CLOCK.load(Relaxed)
-}
-
-/// A config's name, and where Redis puts a setter's error (both unused).
-type Name = *const c_char;
-type ErrOut = *mut *mut raw::RedisModuleString;
-
-/// The static cell a config callback's private data points to.
-///
-/// # Safety
-/// `privdata` is NULL or the pointer registered with the config: one of
-/// the static cells above, of type `T`.
-unsafe fn cell<T>(privdata: *mut c_void) -> Option<&'static T> {
-    // SAFETY: per the contract above.
-    unsafe { privdata.cast::<T>().as_ref() }
-}
-
-unsafe extern "C" fn get_numeric(_: Name, privdata: *mut c_void) -> c_longlong {
-    // SAFETY: Redis passes back the AtomicI64 registered with this config.
-    unsafe { cell::<AtomicI64>(privdata) }.map_or(0, |c| c.load(Relaxed))
-}
-
-unsafe extern "C" fn set_numeric(
-    _: Name,
-    v: c_longlong,
-    privdata: *mut c_void,
-    _: ErrOut,
-) -> c_int {
-    // SAFETY: as in `get_numeric`; Redis checked the value's range.
-    if let Some(c) = unsafe { cell::<AtomicI64>(privdata) } {
-        c.store(v, Relaxed);
-    }
-    raw::REDISMODULE_OK as c_int
-}
-
-unsafe extern "C" fn get_flag(_: Name, privdata: *mut c_void) -> c_int {
-    // SAFETY: Redis passes back the AtomicBool registered with this config.
-    c_int::from(unsafe { cell::<AtomicBool>(privdata) }.is_some_and(|c| c.load(Relaxed)))
-}
-
-unsafe extern "C" fn set_flag(_: Name, v: c_int, privdata: *mut c_void, _: ErrOut) -> c_int {
-    // SAFETY: as in `get_flag`.
-    if let Some(c) = unsafe { cell::<AtomicBool>(privdata) } {
-        c.store(v != 0, Relaxed);
-    }
-    raw::REDISMODULE_OK as c_int
 }
 
 /// Applies `name value` load arguments to the cells.
@@ -174,8 +129,8 @@ fn apply_load_args(load_args: &[&[u8]]) -> Result<(), String> {
                 )
             })?;
         let what = entry.name.to_string_lossy();
-        match entry.config {
-            Config::Numeric { cell, range, .. } => {
+        match entry.cell {
+            Cell::Numeric { cell, range } => {
                 let v: i64 = text
                     .parse()
                     .ok()
@@ -185,7 +140,7 @@ fn apply_load_args(load_args: &[&[u8]]) -> Result<(), String> {
                     })?;
                 cell.store(v, Relaxed);
             }
-            Config::Flag { cell, .. } => match text.to_ascii_lowercase().as_str() {
+            Cell::Flag(cell) => match text.to_ascii_lowercase().as_str() {
                 "yes" => cell.store(true, Relaxed),
                 "no" => cell.store(false, Relaxed),
                 _ => return Err(format!("{what} must be yes or no")),
@@ -200,19 +155,20 @@ fn apply_load_args(load_args: &[&[u8]]) -> Result<(), String> {
 pub fn register(ctx: Ctx<'_>, load_args: &[&[u8]]) -> Result<(), String> {
     apply_load_args(load_args)?;
     for c in &CONFIGS {
-        let flags = if c.immutable {
-            raw::REDISMODULE_CONFIG_IMMUTABLE
-        } else {
-            raw::REDISMODULE_CONFIG_DEFAULT
+        let ok = match c.cell {
+            Cell::Numeric { cell, range } => {
+                ffi::config::register_numeric(ctx, c.name, cell, range, c.immutable)
+            }
+            Cell::Flag(cell) => ffi::config::register_flag(ctx, c.name, cell, c.immutable),
         };
-        if !ffi::register_config(ctx, c.name, flags, &c.config) {
+        if !ok {
             return Err(format!(
                 "could not register config {}",
                 c.name.to_string_lossy()
             ));
         }
     }
-    if !ffi::load_configs(ctx) {
+    if !ffi::config::load_configs(ctx) {
         return Err("could not load module configs".into());
     }
     Ok(())

@@ -5,9 +5,10 @@
 //! message text lives here (ranges in [`Range`]), so the README, the
 //! parsers and the tests quote one source.
 
+use throttle_core::Timestamp;
 use throttle_core::codec::CodecError;
-use throttle_core::limiter::{NoLimit, SetError};
 use throttle_core::rate::LimitError;
+use throttle_core::throttle::{NoLimit, SetError};
 
 /// The allowed range of an argument, as the error message states it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,7 +25,7 @@ pub enum Range {
     CellCount,
     CellPeriod,
     CellQuantity,
-    ClockMicros,
+    MaxWaiting,
 }
 
 impl Range {
@@ -46,7 +47,7 @@ impl Range {
                 "an integer >= 1 (at most 4294967295 once divided by its common factor with count_per_period)"
             }
             Range::CellQuantity => "an integer >= 0 (to give tokens back, use THROTTLE.REFUND)",
-            Range::ClockMicros => "an integer >= 0 (microseconds)",
+            Range::MaxWaiting => "an integer >= 0, or -1 for no bound",
         }
     }
 }
@@ -80,6 +81,12 @@ pub enum Error {
     IncompleteKnobs,
     #[error("ERR no knobs on this key: give rps burst window, or set them with THROTTLE.SET")]
     NoKnobs,
+    #[error("ERR no settings on this key: give interval_ms, or set them with PERMIT.SET")]
+    NoPermitSettings,
+    #[error("ERR the first PERMIT.SET on a key must give INTERVAL")]
+    IncompleteSettings,
+    #[error("ERR {arg} must be an integer >= 0 and <= {} (microseconds, year 9967)", Timestamp::LATEST.0)]
+    ClockRange { arg: &'static str },
     #[error("ERR THROTTLE.ALL got the same key twice")]
     DuplicateKey,
     #[error("ERR THROTTLE.ALL takes at most {0} limits (config throttle.all-max-limits)")]

@@ -1,26 +1,42 @@
 //! The keyspace layer: the one way commands read and write their keys.
 //!
-//! [`load`] answers "is this key ours?" once for every command: a value of
-//! the type asked for, nothing, or WRONGTYPE. [`store`] does everything a
-//! write needs, in one place: the value (in place, or created), the
-//! absolute expiry when it moves, the effect replicated as
-//! `THROTTLE.APPLY key payload [expire_at_ms]` (never the command, which
-//! read the clock), the modified-key signal (WATCH) and the keyspace event.
+//! [`update`] is the generic update every write command goes through:
+//! open the key, load its state (the type checked once: a state of the
+//! type asked for, nothing, or WRONGTYPE), take the key's carry (the shift
+//! a late release of held clients left for its next write, see
+//! `blocking`), decide (the core's `Step`), and carry the write out in one
+//! place, [`write_to`]: the value (in place, or created), the absolute
+//! expiry when it moves, the effect replicated as `THROTTLE.APPLY key
+//! payload [expire_at_ms]` (never the command, which read the clock), the
+//! modified-key signal (WATCH) and the keyspace event. [`read`] is the
+//! same for read-only commands (nothing written, the carry left in place).
+//!
+//! Foreign layouts plug into the same path through an adapter that reads
+//! them as a state of the module's own: [`update_cell`] reads a key
+//! redis-cell left (a string holding its TAT) and its writes go through
+//! [`write_to`] like every other. [`update_all`] is [`update`] over
+//! several keys at once (THROTTLE.ALL).
 
+use std::borrow::Cow;
 use std::ffi::CStr;
 
-use throttle_core::Micros;
-use throttle_core::limiter::{Limiter, Write};
+use throttle_core::cell;
+use throttle_core::throttle::ThrottleState;
+use throttle_core::{Micros, State, Step, Timestamp, Write};
 
+use super::blocking;
 use super::clock;
-use super::datatype::{APPLY_COMMAND, Stored, counted};
 use super::error::{Error, Result};
-use super::ffi::{Ctx, Key, RStr};
+use super::ffi::types::DataType;
+use super::ffi::{Ctx, Holds, Key, RStr};
 
-/// The value of type `T` at an open key; `None` for a missing key.
-pub fn load<'k, T: Stored>(key: &'k Key<'_>) -> Result<Option<&'k T>> {
-    key.get::<T>().map_err(|_| Error::WrongType)
-}
+/// The command replication and the AOF carry.
+pub const APPLY_COMMAND: &CStr = c"THROTTLE.APPLY";
+
+/// A state stored under one of the module's data types.
+pub trait Stored: State + DataType {}
+
+impl<T: State + DataType> Stored for T {}
 
 /// A write's identity: the key's name and the event it fires.
 #[derive(Clone, Copy)]
@@ -29,22 +45,192 @@ pub struct Target<'a> {
     pub event: &'static CStr,
 }
 
-impl<'a> Target<'a> {
-    pub fn new(name: RStr<'a>, event: &'static CStr) -> Target<'a> {
-        Target { name, event }
+/// The state at an open key (`None`: no key), moved by `carry` when the
+/// key has one (then owned).
+fn load<'k, S: Stored>(key: &'k Key<'_>, carry: Micros) -> Result<Option<Cow<'k, S>>> {
+    let stored = key.get::<S>().map_err(|_| Error::WrongType)?;
+    Ok(stored.map(|s| {
+        if carry == Micros::ZERO {
+            Cow::Borrowed(s)
+        } else {
+            Cow::Owned(s.paused(carry))
+        }
+    }))
+}
+
+/// The write a decision asked for, or, when it asked for none but the
+/// state was moved by a carry, the moved state (its expiry moved if it
+/// needs more time).
+fn with_carry<S: Stored>(write: Write<S>, loaded: Option<Cow<'_, S>>) -> Write<S> {
+    match (write, loaded) {
+        (Write::Keep, Some(Cow::Owned(moved))) => {
+            let expire_at = Some(moved.expiry());
+            Write::Store {
+                value: moved,
+                expire_at,
+            }
+        }
+        (w, _) => w,
     }
 }
 
-/// Stores `value` at `key` (in place when the key holds a `T`, so it is not
-/// re-created), moves its expiry to `expire_at` (module time) when given,
-/// replicates the effect, signals the key and fires the event.
-pub fn store<T: Stored>(
+/// Load → decide → write, for a key of the module's own type `S`.
+pub fn update<S: Stored, A>(
+    ctx: Ctx<'_>,
+    target: Target<'_>,
+    now: Timestamp,
+    decide: impl FnOnce(Option<&S>) -> Result<Step<S, A>>,
+) -> Result<A> {
+    let mut key = ctx.open_key(target.name, true);
+    let carry = blocking::peek_carry(ctx, target.name);
+    let loaded = load::<S>(&key, carry)?;
+    let step = decide(loaded.as_deref())?;
+    let write = with_carry(step.write, loaded);
+    if carry > Micros::ZERO {
+        blocking::take_carry(ctx, target.name);
+    }
+    write_to(ctx, &mut key, target, write, now);
+    Ok(step.answer)
+}
+
+/// Load → look, for a read-only command: nothing is written.
+pub fn read<S: Stored, T>(
+    ctx: Ctx<'_>,
+    name: RStr<'_>,
+    look: impl FnOnce(Option<&S>) -> Result<T>,
+) -> Result<T> {
+    let key = ctx.open_key(name, false);
+    let loaded = load::<S>(&key, blocking::peek_carry(ctx, name))?;
+    look(loaded.as_deref())
+}
+
+/// [`update`] over several keys at once: the decision sees every state and
+/// answers a write per key. The names are distinct (the caller checked):
+/// one handle per key name at a time.
+pub fn update_all<S: Stored, A>(
+    ctx: Ctx<'_>,
+    targets: &[Target<'_>],
+    now: Timestamp,
+    decide: impl FnOnce(&[Option<&S>]) -> (Vec<Write<S>>, A),
+) -> Result<A> {
+    let mut keys: Vec<Key<'_>> = targets.iter().map(|t| ctx.open_key(t.name, true)).collect();
+    let carries: Vec<Micros> = targets
+        .iter()
+        .map(|t| blocking::peek_carry(ctx, t.name))
+        .collect();
+    let (writes, answer) = {
+        let loaded = keys
+            .iter()
+            .zip(&carries)
+            .map(|(k, c)| load::<S>(k, *c))
+            .collect::<Result<Vec<_>>>()?;
+        let views: Vec<Option<&S>> = loaded.iter().map(|l| l.as_deref()).collect();
+        let (writes, answer) = decide(&views);
+        let writes: Vec<Write<S>> = writes
+            .into_iter()
+            .zip(loaded)
+            .map(|(w, l)| with_carry(w, l))
+            .collect();
+        (writes, answer)
+    };
+    for (((key, target), write), carry) in keys.iter_mut().zip(targets).zip(writes).zip(carries) {
+        if carry > Micros::ZERO {
+            blocking::take_carry(ctx, target.name);
+        }
+        write_to(ctx, key, *target, write, now);
+    }
+    Ok(answer)
+}
+
+/// The adapter for keys redis-cell left: a string holding a decimal TAT in
+/// nanoseconds is read as such (without changing the string), any other
+/// key as for [`update`]; every write stores the module's own type.
+/// `write` is false for a call that only reads (CL.THROTTLE quantity 0).
+pub fn update_cell<A>(
+    ctx: Ctx<'_>,
+    target: Target<'_>,
+    now: Timestamp,
+    write: bool,
+    decide: impl FnOnce(cell::Stored<'_>) -> Result<Step<ThrottleState, A>>,
+) -> Result<A> {
+    let mut key = ctx.open_key(target.name, write);
+    match key.get::<ThrottleState>() {
+        Err(Holds::Other) => return Err(Error::WrongType),
+        Err(Holds::String) => {
+            // Read through GET with no handle open on the key (reading it
+            // in place would change the string's encoding).
+            drop(key);
+            let step = decide(cell::Stored::Tat(cell_tat(ctx, target.name)?))?;
+            if write {
+                write_to(
+                    ctx,
+                    &mut ctx.open_key(target.name, true),
+                    target,
+                    step.write,
+                    now,
+                );
+            }
+            return Ok(step.answer);
+        }
+        Ok(_) => {}
+    }
+    let carry = blocking::peek_carry(ctx, target.name);
+    let loaded = load::<ThrottleState>(&key, carry)?;
+    let stored = match loaded.as_deref() {
+        Some(s) => cell::Stored::Ours(s),
+        None => cell::Stored::Missing,
+    };
+    let step = decide(stored)?;
+    if write {
+        let w = with_carry(step.write, loaded);
+        if carry > Micros::ZERO {
+            blocking::take_carry(ctx, target.name);
+        }
+        write_to(ctx, &mut key, target, w, now);
+    }
+    Ok(step.answer)
+}
+
+/// A redis-cell key: a string holding a decimal TAT in nanoseconds.
+fn cell_tat(ctx: Ctx<'_>, name: RStr<'_>) -> Result<u64> {
+    let bytes = ctx.get_string(name).ok_or(Error::WrongType)?;
+    let digits = !bytes.is_empty() && bytes.len() <= 20 && bytes.iter().all(u8::is_ascii_digit);
+    let tat = digits
+        .then(|| std::str::from_utf8(&bytes).ok()?.parse::<u64>().ok())
+        .flatten();
+    tat.ok_or(Error::WrongType)
+}
+
+/// Carries out a write, the one way every write reaches Redis.
+pub fn write_to<S: Stored>(
     ctx: Ctx<'_>,
     key: &mut Key<'_>,
     target: Target<'_>,
-    value: T,
-    expire_at: Option<Micros>,
-    now: Micros,
+    write: Write<S>,
+    now: Timestamp,
+) {
+    match write {
+        Write::Keep => {}
+        Write::Store { value, expire_at } => store(ctx, key, target, value, expire_at, now),
+        Write::Delete => {
+            key.delete();
+            ctx.replicate_del(target.name);
+            ctx.signal_modified(target.name);
+            ctx.notify(target.event, target.name);
+        }
+    }
+}
+
+/// Stores `value` at `key` (in place when the key holds an `S`, so it is
+/// not re-created), moves its expiry to `expire_at` (module time) when
+/// given, replicates the effect, signals the key and fires the event.
+fn store<S: Stored>(
+    ctx: Ctx<'_>,
+    key: &mut Key<'_>,
+    target: Target<'_>,
+    value: S,
+    expire_at: Option<Timestamp>,
+    now: Timestamp,
 ) {
     let payload = value.encode();
     put(key, value);
@@ -58,15 +244,13 @@ pub fn store<T: Stored>(
     ctx.notify(target.event, target.name);
 }
 
-/// Puts `value` at `key`: in place when it holds a `T` (not re-created),
-/// else as a new value replacing whatever was there.
-pub fn put<T: Stored>(key: &mut Key<'_>, value: T) {
-    match key.value_mut::<T>() {
+/// Puts `value` at `key`: in place when it holds an `S` (not re-created,
+/// so its expiry stays), else as a new value replacing whatever was there.
+pub fn put<S: Stored>(key: &mut Key<'_>, value: S) {
+    match key.value_mut::<S>() {
         Some(slot) => *slot = value,
         None => {
-            if key.set_value(Box::new(value)) {
-                counted::<T>();
-            }
+            key.set_value(Box::new(value));
         }
     }
 }
@@ -74,29 +258,4 @@ pub fn put<T: Stored>(key: &mut Key<'_>, value: T) {
 /// Sets the key's absolute expiry, in server milliseconds.
 pub fn expire_at_ms(key: &mut Key<'_>, at_ms: i64) {
     key.set_expire_at_ms(at_ms, || clock::real().reply_ms_floor());
-}
-
-/// Deletes the key (replicated as `DEL`).
-pub fn delete(ctx: Ctx<'_>, key: &mut Key<'_>, target: Target<'_>) {
-    key.delete();
-    ctx.replicate_del(target.name);
-    ctx.signal_modified(target.name);
-    ctx.notify(target.event, target.name);
-}
-
-/// Carries out a limiter write from the core, if there is one.
-pub fn write(
-    ctx: Ctx<'_>,
-    key: &mut Key<'_>,
-    target: Target<'_>,
-    write: Option<Write>,
-    now: Micros,
-) {
-    match write {
-        Some(Write::Store { value, expire_at }) => {
-            store::<Limiter>(ctx, key, target, value, expire_at, now)
-        }
-        Some(Write::Delete) => delete(ctx, key, target),
-        None => {}
-    }
 }

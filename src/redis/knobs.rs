@@ -9,16 +9,34 @@
 //! ```
 
 use throttle_core::Micros;
-use throttle_core::decimal;
-use throttle_core::limiter::{self, KnobChanges, Limiter, MAX_KNOBS_TTL};
-use throttle_core::time::clamp_reply;
+use throttle_core::throttle::{self as core, KnobChanges, MAX_KNOBS_TTL, ThrottleState};
 
 use super::args;
 use super::clock;
+use super::commands::{KEY, ONE_KEY_READ, ONE_KEY_WRITE, READ, WRITE};
 use super::config;
 use super::error::{Error, Range, Result};
-use super::ffi::{Args, Ctx};
+use super::ffi::command::{Arg, Spec, handler};
+use super::ffi::{Args, Ctx, RStr};
 use super::keyspace::{self, Target};
+use super::replies;
+
+#[rustfmt::skip]
+pub const COMMANDS: &[Spec] = &[
+    Spec { name: c"throttle.set", handler: handler(set), flags: WRITE, keys: ONE_KEY_WRITE, arity: -2, dangerous: false,
+        summary: c"Set knobs: settings that override every caller's rps/burst/window until they expire.",
+        args: &[KEY, Arg::double(c"rps").token(c"RPS").optional(), Arg::double(c"burst").token(c"BURST").optional(),
+            Arg::double(c"window").token(c"WINDOW").optional(), Arg::integer(c"seconds").token(c"TTL").optional()] },
+    Spec { name: c"throttle.get", handler: handler(get), flags: READ, keys: ONE_KEY_READ, arity: 2, dangerous: false,
+        summary: c"A limiter's state now: tokens, limit, rate, knobs and when it is full again.",
+        args: &[KEY] },
+    Spec { name: c"throttle.reset", handler: handler(reset), flags: c"write fast", keys: ONE_KEY_WRITE, arity: 2, dangerous: false,
+        summary: c"Remove a limiter's knobs, keeping its tokens. Replies 1 if knobs were removed.",
+        args: &[KEY] },
+    Spec { name: c"throttle.refund", handler: handler(refund), flags: WRITE, keys: ONE_KEY_WRITE, arity: 3, dangerous: false,
+        summary: c"Give back tokens for work that did not happen, never above the limit. Replies the tokens held.",
+        args: &[KEY, Arg::integer(c"tokens")] },
+];
 
 fn parse_set(args: &Args<'_>) -> Result<KnobChanges> {
     if args.len() < 2 {
@@ -51,17 +69,18 @@ pub fn set(ctx: Ctx<'_>, args: Args<'_>) -> Result<()> {
     let changes = parse_set(&args)?;
     let now = clock::now();
     let name = args::arg(&args, 1, "throttle.set")?;
-    let mut key = ctx.open_key(name, true);
-    let value = keyspace::load::<Limiter>(&key)?;
-    let write = limiter::set_knobs(value, now, &changes, config::knobs_ttl())?;
-    let target = Target::new(name, c"throttle.set");
-    keyspace::write(ctx, &mut key, target, Some(write), now);
-    drop(key);
-    ctx.reply_simple(c"OK");
+    let target = Target {
+        name,
+        event: c"throttle.set",
+    };
+    keyspace::update(ctx, target, now, |v| {
+        Ok(core::set_knobs(v, now, &changes, config::knobs_ttl())?)
+    })?;
+    replies::ok(ctx);
     Ok(())
 }
 
-fn one_key<'a>(args: &Args<'a>, command: &'static str) -> Result<super::ffi::RStr<'a>> {
+fn one_key<'a>(args: &Args<'a>, command: &'static str) -> Result<RStr<'a>> {
     if args.len() != 2 {
         return Err(Error::Arity(command));
     }
@@ -72,13 +91,12 @@ fn one_key<'a>(args: &Args<'a>, command: &'static str) -> Result<super::ffi::RSt
 pub fn reset(ctx: Ctx<'_>, args: Args<'_>) -> Result<()> {
     let name = one_key(&args, "throttle.reset")?;
     let now = clock::now();
-    let mut key = ctx.open_key(name, true);
-    let write = keyspace::load::<Limiter>(&key)?.and_then(|v| limiter::reset_knobs(v, now));
-    let removed = write.is_some();
-    let target = Target::new(name, c"throttle.reset");
-    keyspace::write(ctx, &mut key, target, write, now);
-    drop(key);
-    ctx.reply_i64(i64::from(removed));
+    let target = Target {
+        name,
+        event: c"throttle.reset",
+    };
+    let removed = keyspace::update(ctx, target, now, |v| Ok(core::reset_knobs(v, now)))?;
+    replies::flag(ctx, removed);
     Ok(())
 }
 
@@ -90,19 +108,12 @@ pub fn refund(ctx: Ctx<'_>, args: Args<'_>) -> Result<()> {
     let tokens = args::count(args::arg(&args, 2, "throttle.refund")?.bytes(), "tokens")?;
     let now = clock::now();
     let name = args::arg(&args, 1, "throttle.refund")?;
-    let mut key = ctx.open_key(name, true);
-    // A missing key is a full bucket: there is nothing to give back.
-    let Some((write, held)) =
-        keyspace::load::<Limiter>(&key)?.and_then(|v| limiter::refund(v, now, tokens))
-    else {
-        drop(key);
-        ctx.reply_null();
-        return Ok(());
+    let target = Target {
+        name,
+        event: c"throttle.refund",
     };
-    let target = Target::new(name, c"throttle.refund");
-    keyspace::write(ctx, &mut key, target, write, now);
-    drop(key);
-    ctx.reply_i64(clamp_reply(held));
+    let held = keyspace::update(ctx, target, now, |v| Ok(core::refund(v, now, tokens)))?;
+    replies::refund(ctx, held);
     Ok(())
 }
 
@@ -110,41 +121,7 @@ pub fn refund(ctx: Ctx<'_>, args: Args<'_>) -> Result<()> {
 pub fn get(ctx: Ctx<'_>, args: Args<'_>) -> Result<()> {
     let name = one_key(&args, "throttle.get")?;
     let now = clock::now();
-    let key = ctx.open_key(name, false);
-    let value = keyspace::load::<Limiter>(&key)?.filter(|v| limiter::is_live(v, now));
-    let Some(s) = value.map(|v| limiter::snapshot(v, now)) else {
-        drop(key);
-        ctx.reply_null();
-        return Ok(());
-    };
-    drop(key);
-    let nano = |n: u64| decimal::format(false, u128::from(n), 9);
-    ctx.reply_map(8);
-    ctx.reply_bulk(b"tokens");
-    ctx.reply_i64(s.tokens.map_or(-1, clamp_reply));
-    ctx.reply_bulk(b"limit");
-    ctx.reply_i64(clamp_reply(s.limit));
-    ctx.reply_bulk(b"rps");
-    ctx.reply_bulk(s.rps.as_bytes());
-    for (field, v) in [
-        ("burst", s.burst_window.map(|b| b.0)),
-        ("window", s.burst_window.map(|b| b.1)),
-    ] {
-        ctx.reply_bulk(field.as_bytes());
-        match v {
-            Some(n) => ctx.reply_bulk(nano(n).as_bytes()),
-            None => ctx.reply_null(),
-        }
-    }
-    ctx.reply_bulk(b"source");
-    ctx.reply_bulk(if s.knobs_ttl.is_some() {
-        b"knobs"
-    } else {
-        b"last-call"
-    });
-    ctx.reply_bulk(b"knobs_ttl_ms");
-    ctx.reply_i64(s.knobs_ttl.map_or(-1, |t| t.reply_ms_ceil()));
-    ctx.reply_bulk(b"reset_after_ms");
-    ctx.reply_i64(s.reset_after.reply_ms_ceil());
+    let snapshot = keyspace::read::<ThrottleState, _>(ctx, name, |v| Ok(core::get(v, now)))?;
+    replies::knobs(ctx, snapshot.as_ref());
     Ok(())
 }

@@ -1,39 +1,105 @@
-//! PERMIT: parse → now → load → decide → store → reply (or hold).
+//! PERMIT and its settings: parse → now → update → reply (or hold).
 //!
 //! ```text
-//! PERMIT key interval_ms max_waiting [GRACE ms] [BLOCK timeout_ms]
+//! PERMIT       key [interval_ms [max_waiting]] [GRACE ms] [BLOCK timeout_ms]
+//! PERMIT.SET   key [INTERVAL interval_ms] [MAX_WAITING n] [TTL seconds]   → OK
+//! PERMIT.GET   key                                                        → map, or nil
+//! PERMIT.RESET key                                                        → 1 removed, 0 none
 //! ```
-//! Reply: `[time_to_wait_ms, valid_at_ms, expires_at_ms]`, or nil.
-
-use std::sync::atomic::Ordering::Relaxed;
-use std::time::{Duration, Instant};
+//! PERMIT replies `[time_to_wait_ms, valid_at_ms, expires_at_ms]`, or nil.
+//! Without `max_waiting` there is no bound on waiting permits; without
+//! `interval_ms` the key's settings (PERMIT.SET) give both. PERMIT.SET
+//! re-spaces the callers the server holds on the key at once (the core's
+//! `permit::set`; the scheduler moves them). The key holds an `rl-permit`.
 
 use throttle_core::Micros;
-use throttle_core::permit::{self, Permit, PermitRule, PermitState};
-use throttle_core::time::{MAX_WAIT, NEVER_MS};
+use throttle_core::permit::{
+    self as core, Permit, PermitRequest, PermitRule, PermitState, SettingsChanges,
+};
+use throttle_core::throttle::MAX_KNOBS_TTL;
+use throttle_core::time::MAX_WAIT;
 
 use super::args;
-use super::blocking::{self, Pending};
+use super::blocking::{self, Hold};
 use super::clock;
+use super::commands::{KEY, ONE_KEY_READ, ONE_KEY_WRITE, READ, WRITE};
 use super::config;
-use super::error::{Error, Result};
-use super::ffi::{Args, Ctx};
+use super::error::{Error, Range, Result};
+use super::ffi::command::{Arg, Spec, handler};
+use super::ffi::types::{DataType, TypeSlot};
+use super::ffi::{Args, Ctx, RStr};
 use super::keyspace::{self, Target};
-use super::stats::STATS;
+use super::replies::{self, HeldPermit};
+use super::stats;
 
+#[rustfmt::skip]
+pub const COMMANDS: &[Spec] = &[
+    Spec { name: c"permit", handler: handler(permit), flags: WRITE, keys: ONE_KEY_WRITE, arity: -2, dangerous: false,
+        summary: c"Minimum-interval permit. Replies [time_to_wait_ms, valid_at_ms, expires_at_ms] or nil; BLOCK holds the caller until its slot.",
+        args: &[KEY, Arg::double(c"interval_ms").optional(), Arg::integer(c"max_waiting").optional(),
+            Arg::integer(c"grace_ms").token(c"GRACE").optional(), Arg::integer(c"timeout_ms").token(c"BLOCK").optional()] },
+    Spec { name: c"permit.set", handler: handler(set), flags: WRITE, keys: ONE_KEY_WRITE, arity: -2, dangerous: false,
+        summary: c"Set a permit stream's interval and bound for every caller; re-spaces the callers held on it.",
+        args: &[KEY, Arg::double(c"interval_ms").token(c"INTERVAL").optional(),
+            Arg::integer(c"max_waiting").token(c"MAX_WAITING").optional(), Arg::integer(c"seconds").token(c"TTL").optional()] },
+    Spec { name: c"permit.get", handler: handler(get), flags: READ, keys: ONE_KEY_READ, arity: 2, dangerous: false,
+        summary: c"A permit stream's settings and queue now.",
+        args: &[KEY] },
+    Spec { name: c"permit.reset", handler: handler(reset), flags: c"write fast", keys: ONE_KEY_WRITE, arity: 2, dangerous: false,
+        summary: c"Remove a permit stream's settings. Replies 1 if there were any.",
+        args: &[KEY] },
+];
+
+static SLOT: TypeSlot = TypeSlot::new();
+
+impl DataType for PermitState {
+    const NAME: &'static str = "rl-permit";
+    fn count() -> &'static std::sync::atomic::AtomicU64 {
+        &stats::PERMIT_KEYS
+    }
+    fn slot() -> &'static TypeSlot {
+        &SLOT
+    }
+    fn heap_size(&self) -> usize {
+        let settings = self
+            .settings()
+            .map_or(0, |_| size_of::<core::PermitSettings>());
+        size_of::<Self>() + settings
+    }
+}
+
+/// What a PERMIT call asks.
 struct Call {
-    rule: PermitRule,
+    rule: Option<PermitRule>,
+    grace: Option<Micros>,
     block: Option<Micros>,
 }
 
+fn is_option(bytes: &[u8]) -> bool {
+    args::is_option(bytes, "GRACE") || args::is_option(bytes, "BLOCK")
+}
+
 fn parse(args: &Args<'_>) -> Result<Call> {
-    if args.len() < 4 {
+    if args.len() < 2 {
         return Err(Error::Arity("permit"));
     }
-    let interval = args::interval_ms(args.bytes(2))?;
-    let max_waiting = args::count(args.bytes(3), "max_waiting")?;
+    let mut i = 2;
+    let mut rule = None;
+    if i < args.len() && !is_option(args.bytes(i)) {
+        let interval = args::interval_ms(args.bytes(i))?;
+        i += 1;
+        let mut max_waiting = None;
+        if i < args.len() && !is_option(args.bytes(i)) {
+            max_waiting = Some(args::count(args.bytes(i), "max_waiting")?);
+            i += 1;
+        }
+        rule = Some(PermitRule {
+            interval,
+            max_waiting,
+        });
+    }
     let (mut grace, mut block) = (None, None);
-    let mut options = args::Options::new(*args, 4);
+    let mut options = args::Options::new(*args, i);
     while let Some((name, value)) = options.next_pair()? {
         if args::is_option(name, "GRACE") {
             args::once(&mut grace, value, |v| args::timeout_ms(v, "GRACE"))?;
@@ -43,76 +109,134 @@ fn parse(args: &Args<'_>) -> Result<Call> {
             return Err(Error::Syntax);
         }
     }
-    let grace = grace.unwrap_or_else(|| config::default_grace(interval));
-    Ok(Call {
-        rule: PermitRule {
-            interval,
-            max_waiting,
-            grace,
-        },
-        block,
-    })
+    Ok(Call { rule, grace, block })
 }
 
-/// PERMIT key interval_ms max_waiting [GRACE ms] [BLOCK timeout_ms]
+/// PERMIT key [interval_ms [max_waiting]] [GRACE ms] [BLOCK timeout_ms]
 pub fn permit(ctx: Ctx<'_>, args: Args<'_>) -> Result<()> {
     let call = parse(&args)?;
     let now = clock::now();
     let name = args::arg(&args, 1, "permit")?;
-    let mut key = ctx.open_key(name, true);
     // BLOCK 0 waits as long as the slot needs (at most a year); inside
     // MULTI/Lua BLOCK behaves as the plain form (the reply tells the wait).
     let held = call.block.is_some() && !ctx.deny_blocking();
-    let max_wait = call
+    let timeout = call
         .block
-        .filter(|_| held)
         .map(|t| if t == Micros::ZERO { MAX_WAIT } else { t });
-    let state = keyspace::load::<PermitState>(&key)?;
-    let decision = permit::decide(state, now, &call.rule, max_wait);
-    STATS.permit_calls.fetch_add(1, Relaxed);
-    if let Some(next) = decision.next {
-        let expire_at = Some(next.expires_at(call.rule.interval));
-        keyspace::store(
-            ctx,
-            &mut key,
-            Target::new(name, c"permit"),
-            next,
-            expire_at,
-            now,
-        );
+    let req = PermitRequest {
+        rule: call.rule,
+        grace: call.grace,
+        grace_percent: config::grace_percent(),
+        max_wait: timeout.filter(|_| held),
+        held,
+    };
+    let target = Target {
+        name,
+        event: c"permit",
+    };
+    let answer = keyspace::update(ctx, target, now, |s| {
+        core::decide(s, now, &req).map_err(|_| Error::NoPermitSettings)
+    })?;
+    stats::permit(&answer);
+    match (answer.permit, timeout) {
+        (
+            Permit::Reserved {
+                valid_at,
+                wait,
+                expires_at,
+            },
+            Some(timeout),
+        ) if held => {
+            let grace = expires_at.since(valid_at);
+            let hold = Hold {
+                key: blocking::key_id(ctx, name),
+                slot: valid_at,
+                wait,
+                timeout,
+                on_time_for: grace,
+                state_for: wait.saturating_add(answer.interval),
+            };
+            blocking::hold(ctx, hold, Box::new(HeldPermit { valid_at, grace }))?;
+        }
+        _ => replies::permit(ctx, &answer),
     }
-    drop(key);
-    match decision.permit {
-        Permit::Immediate { valid_at } => {
-            STATS.permit_immediate.fetch_add(1, Relaxed);
-            ctx.reply_i64s(&[0, valid_at.reply_ms_floor(), NEVER_MS]);
-        }
-        Permit::Reserved {
-            valid_at,
-            wait,
-            expires_at,
-        } => {
-            STATS.permit_reserved.fetch_add(1, Relaxed);
-            let (valid_ms, expires_ms) = (valid_at.reply_ms_ceil(), expires_at.reply_ms_ceil());
-            if held {
-                let usable_until = Instant::now() + Duration::from_micros(expires_at.since(now).0);
-                let reply = [0, valid_ms, expires_ms];
-                blocking::hold(
-                    ctx,
-                    wait,
-                    Pending::Permit {
-                        reply,
-                        usable_until,
-                    },
-                )?;
-            } else {
-                ctx.reply_i64s(&[wait.reply_ms_ceil(), valid_ms, expires_ms]);
-            }
-        }
-        Permit::Refused => {
-            STATS.permit_refused.fetch_add(1, Relaxed);
-            ctx.reply_null();
+    Ok(())
+}
+
+fn parse_set(args: &Args<'_>) -> Result<SettingsChanges> {
+    if args.len() < 2 {
+        return Err(Error::Arity("permit.set"));
+    }
+    let mut c = SettingsChanges::default();
+    let max_ttl = i64::try_from(MAX_KNOBS_TTL.as_secs_floor()).unwrap_or(i64::MAX);
+    let mut options = args::Options::new(*args, 2);
+    while let Some((name, value)) = options.next_pair()? {
+        if args::is_option(name, "INTERVAL") {
+            args::once(&mut c.interval, value, args::interval_ms)?;
+        } else if args::is_option(name, "MAX_WAITING") {
+            args::once(&mut c.max_waiting, value, |v| {
+                let n = args::integer(v, "MAX_WAITING", -1, i64::MAX, Range::MaxWaiting)?;
+                Ok(u64::try_from(n).ok())
+            })?;
+        } else if args::is_option(name, "TTL") {
+            args::once(&mut c.ttl, value, |v| {
+                let s = args::integer(v, "TTL", 1, max_ttl, Range::KnobsTtl)?;
+                Ok(Micros::from_secs(s.unsigned_abs()))
+            })?;
+        } else {
+            return Err(Error::Syntax);
         }
     }
+    Ok(c)
+}
+
+/// PERMIT.SET key [INTERVAL interval_ms] [MAX_WAITING n] [TTL seconds]
+pub fn set(ctx: Ctx<'_>, args: Args<'_>) -> Result<()> {
+    let changes = parse_set(&args)?;
+    let now = clock::now();
+    let name = args::arg(&args, 1, "permit.set")?;
+    let key = blocking::key_id(ctx, name);
+    let held = blocking::held_slots(&key);
+    let target = Target {
+        name,
+        event: c"permit.set",
+    };
+    let slots = keyspace::update(ctx, target, now, |s| {
+        core::set(s, now, &changes, config::knobs_ttl(), &held)
+            .map_err(|_| Error::IncompleteSettings)
+    })?;
+    if !slots.is_empty() {
+        blocking::retime(&key, &slots, now);
+    }
+    replies::ok(ctx);
+    Ok(())
+}
+
+fn one_key<'a>(args: &Args<'a>, command: &'static str) -> Result<RStr<'a>> {
+    if args.len() != 2 {
+        return Err(Error::Arity(command));
+    }
+    args::arg(args, 1, command)
+}
+
+/// PERMIT.GET key
+pub fn get(ctx: Ctx<'_>, args: Args<'_>) -> Result<()> {
+    let name = one_key(&args, "permit.get")?;
+    let now = clock::now();
+    let snapshot = keyspace::read::<PermitState, _>(ctx, name, |s| Ok(core::get(s, now)))?;
+    replies::permit_settings(ctx, snapshot.as_ref(), now);
+    Ok(())
+}
+
+/// PERMIT.RESET key
+pub fn reset(ctx: Ctx<'_>, args: Args<'_>) -> Result<()> {
+    let name = one_key(&args, "permit.reset")?;
+    let now = clock::now();
+    let target = Target {
+        name,
+        event: c"permit.reset",
+    };
+    let removed = keyspace::update(ctx, target, now, |s| Ok(core::reset(s)))?;
+    replies::flag(ctx, removed);
     Ok(())
 }

@@ -1,29 +1,38 @@
-//! How decisions become replies: the integers each command answers, from
-//! the core's typed outcomes. The core returns durations and verdicts (and,
-//! for CL.THROTTLE, redis-cell's whole-second rounding in `core::cell`);
-//! the reply arrays are laid out here.
+//! Every reply the module sends, laid out from the core's typed answers:
+//! the commands' replies, and the replies held clients get when they are
+//! released (or refused). The core returns durations, instants and
+//! verdicts (and, for CL.THROTTLE, redis-cell's whole-second rounding in
+//! `core::cell`); the integers and their order live here.
 
 use throttle_core::bucket::{Decision, Retry, Verdict};
 use throttle_core::cell;
-use throttle_core::limiter::Answer;
-use throttle_core::time::clamp_reply;
+use throttle_core::decimal;
+use throttle_core::permit::{Permit, PermitAnswer, PermitSnapshot};
+use throttle_core::throttle::{AllAnswer, Answer, Snapshot};
+use throttle_core::time::{NEVER_MS, clamp_reply};
+use throttle_core::{Micros, Timestamp};
+
+use super::blocking::Release;
+use super::ffi::{Ctx, Held};
+
+/// `retry_after_ms` as every reply states it: rounded up (never early),
+/// -1 when the call can never succeed.
+fn retry_ms(r: Retry) -> i64 {
+    match r {
+        Retry::After(d) => d.reply_ms_ceil(),
+        Retry::Never => -1,
+    }
+}
 
 /// THROTTLE's `[allowed, remaining, retry_after_ms, reset_after_ms, limit]`
-/// (also THROTTLE.PEEK's, and each limit of THROTTLE.ALL). `retry_after_ms`
-/// is rounded up (never early) and -1 when the cost exceeds the limit; the
-/// switches answer `[0, 0, window_ms, 0, 0]` (deny) and `[1, -1, 0, 0, -1]`
-/// (allow).
-pub fn throttle(a: &Answer) -> [i64; 5] {
+/// (also THROTTLE.PEEK's, and each limit of THROTTLE.ALL). The switches
+/// answer `[0, 0, window_ms, 0, 0]` (deny) and `[1, -1, 0, 0, -1]` (allow).
+pub fn throttle_ints(a: &Answer) -> [i64; 5] {
     match a {
         Answer::Bucket(d) => {
             let retry = match d.verdict {
                 Verdict::Allowed { .. } => 0,
-                Verdict::Denied {
-                    retry: Retry::After(r),
-                } => r.reply_ms_ceil(),
-                Verdict::Denied {
-                    retry: Retry::Never,
-                } => -1,
+                Verdict::Denied { retry } => retry_ms(retry),
             };
             let (remaining, limit) = (clamp_reply(d.remaining), clamp_reply(d.limit.capacity()));
             [
@@ -39,24 +48,218 @@ pub fn throttle(a: &Answer) -> [i64; 5] {
     }
 }
 
+pub fn throttle(ctx: Ctx<'_>, a: &Answer) {
+    ctx.reply_i64s(&throttle_ints(a));
+}
+
 /// CL.THROTTLE's `[limited, limit, remaining, retry_after_s, reset_after_s]`,
 /// as redis-cell answers; the switches (knobs with RPS 0 or -1) answer as
 /// THROTTLE does, in seconds.
-pub fn cell(a: &Answer) -> [i64; 5] {
+pub fn cell(ctx: Ctx<'_>, a: &Answer) {
     let bucket = |d: &Decision| {
         let r = cell::reply(d);
-        let retry = r.retry_after_s.unwrap_or(-1);
         [
             i64::from(r.limited),
             clamp_reply(r.limit),
             clamp_reply(r.remaining),
-            retry,
+            r.retry_after_s.unwrap_or(-1),
             r.reset_after_s,
         ]
     };
-    match a {
+    ctx.reply_i64s(&match a {
         Answer::Bucket(d) => bucket(d),
         Answer::DenyAll { window } => [1, 0, 0, cell::whole_seconds(*window), 0],
         Answer::AllowAll => [0, -1, -1, -1, 0],
+    });
+}
+
+/// THROTTLE.ALL's `[allowed, denied_by, retry_after_ms, [remaining...]]`:
+/// `denied_by` 1-based (0 when allowed).
+pub fn all(ctx: Ctx<'_>, a: &AllAnswer) {
+    ctx.reply_array(4);
+    ctx.reply_i64(i64::from(a.denied_by.is_none()));
+    ctx.reply_i64(a.denied_by.map_or(0, |p| {
+        i64::try_from(p).unwrap_or(i64::MAX).saturating_add(1)
+    }));
+    ctx.reply_i64(a.retry.map_or(0, retry_ms));
+    let remaining: Vec<i64> = a.answers.iter().map(|x| throttle_ints(x)[1]).collect();
+    ctx.reply_i64s(&remaining);
+}
+
+/// PERMIT's `[time_to_wait_ms, valid_at_ms, expires_at_ms]`, or nil when
+/// refused: an immediate permit is `[0, now_ms, 253402300799999]` (never
+/// expires).
+pub fn permit(ctx: Ctx<'_>, a: &PermitAnswer) {
+    match a.permit {
+        Permit::Immediate { valid_at } => ctx.reply_i64s(&[0, valid_at.reply_ms_floor(), NEVER_MS]),
+        Permit::Reserved {
+            valid_at,
+            wait,
+            expires_at,
+        } => ctx.reply_i64s(&[
+            wait.reply_ms_ceil(),
+            valid_at.reply_ms_ceil(),
+            expires_at.reply_ms_ceil(),
+        ]),
+        Permit::Refused => ctx.reply_null(),
+    }
+}
+
+pub fn ok(ctx: Ctx<'_>) {
+    ctx.reply_simple(c"OK");
+}
+
+/// 1 or 0.
+pub fn flag(ctx: Ctx<'_>, b: bool) {
+    ctx.reply_i64(i64::from(b));
+}
+
+/// THROTTLE.REFUND: the tokens now held, or nil.
+pub fn refund(ctx: Ctx<'_>, held: Option<u64>) {
+    match held {
+        Some(n) => ctx.reply_i64(clamp_reply(n)),
+        None => ctx.reply_null(),
+    }
+}
+
+fn nano_text(n: u64) -> String {
+    decimal::format(false, u128::from(n), 9)
+}
+
+/// THROTTLE.GET: a map (a flat field/value array on RESP2), or nil.
+pub fn knobs(ctx: Ctx<'_>, s: Option<&Snapshot>) {
+    let Some(s) = s else {
+        ctx.reply_null();
+        return;
+    };
+    ctx.reply_map(8);
+    ctx.reply_bulk(b"tokens");
+    ctx.reply_i64(s.tokens.map_or(-1, clamp_reply));
+    ctx.reply_bulk(b"limit");
+    ctx.reply_i64(clamp_reply(s.limit));
+    ctx.reply_bulk(b"rps");
+    ctx.reply_bulk(s.rps.as_bytes());
+    for (field, v) in [
+        ("burst", s.burst_window.map(|b| b.0)),
+        ("window", s.burst_window.map(|b| b.1)),
+    ] {
+        ctx.reply_bulk(field.as_bytes());
+        match v {
+            Some(n) => ctx.reply_bulk(nano_text(n).as_bytes()),
+            None => ctx.reply_null(),
+        }
+    }
+    ctx.reply_bulk(b"source");
+    ctx.reply_bulk(if s.knobs_ttl.is_some() {
+        b"knobs"
+    } else {
+        b"last-call"
+    });
+    ctx.reply_bulk(b"knobs_ttl_ms");
+    ctx.reply_i64(s.knobs_ttl.map_or(-1, |t| t.reply_ms_ceil()));
+    ctx.reply_bulk(b"reset_after_ms");
+    ctx.reply_i64(s.reset_after.reply_ms_ceil());
+}
+
+/// An interval in ms with its µs (`250`, `0.25`).
+fn ms_text(d: Micros) -> String {
+    decimal::format(false, u128::from(d.0), 3)
+}
+
+/// PERMIT.GET: a map, or nil.
+pub fn permit_settings(ctx: Ctx<'_>, s: Option<&PermitSnapshot>, now: Timestamp) {
+    let Some(s) = s else {
+        ctx.reply_null();
+        return;
+    };
+    ctx.reply_map(6);
+    ctx.reply_bulk(b"interval_ms");
+    ctx.reply_bulk(ms_text(s.interval).as_bytes());
+    ctx.reply_bulk(b"max_waiting");
+    ctx.reply_i64(
+        s.settings
+            .and_then(|x| x.max_waiting)
+            .map_or(-1, clamp_reply),
+    );
+    ctx.reply_bulk(b"source");
+    ctx.reply_bulk(if s.settings.is_some() {
+        b"settings"
+    } else {
+        b"last-call"
+    });
+    ctx.reply_bulk(b"ttl_ms");
+    ctx.reply_i64(
+        s.settings
+            .map_or(-1, |x| x.expires_at.since(now).reply_ms_ceil()),
+    );
+    ctx.reply_bulk(b"waiting");
+    ctx.reply_i64(clamp_reply(s.waiting));
+    ctx.reply_bulk(b"last_slot_ms");
+    ctx.reply_i64(s.last_valid_at.reply_ms_ceil());
+}
+
+// ---- held clients ---------------------------------------------------------------
+
+/// A reply a released client gets.
+enum Sent {
+    Ints(Vec<i64>),
+    Nil,
+}
+
+impl Held for Sent {
+    fn reply(&self, ctx: Ctx<'_>) {
+        match self {
+            Sent::Ints(v) => ctx.reply_i64s(v),
+            Sent::Nil => ctx.reply_null(),
+        }
+    }
+}
+
+/// A THROTTLE … WAIT caller's reply, decided when the command ran. Moved
+/// later by a late release, its tokens and reset time are the same (the
+/// bucket's schedule moved with it).
+pub struct HeldThrottle {
+    pub ints: [i64; 5],
+}
+
+impl Release for HeldThrottle {
+    fn release(self: Box<Self>, _moved_us: i64) -> Box<dyn Held> {
+        Box::new(Sent::Ints(self.ints.to_vec()))
+    }
+
+    /// Pushed past its own timeout: denied, with its limit (its tokens
+    /// stay taken).
+    fn refuse(self: Box<Self>) -> Box<dyn Held> {
+        let [_, _, _, _, limit] = self.ints;
+        Box::new(Sent::Ints(vec![0, 0, 0, 0, limit]))
+    }
+}
+
+/// A PERMIT … BLOCK caller's slot. Moved (later by a late release, either
+/// way by PERMIT.SET re-spacing), its `valid_at` and `expires_at` move as
+/// much.
+pub struct HeldPermit {
+    pub valid_at: Timestamp,
+    pub grace: Micros,
+}
+
+impl Release for HeldPermit {
+    fn release(self: Box<Self>, moved_us: i64) -> Box<dyn Held> {
+        let by = Micros(moved_us.unsigned_abs());
+        let valid_at = if moved_us >= 0 {
+            self.valid_at.saturating_add(by)
+        } else {
+            self.valid_at.saturating_sub(by)
+        };
+        let expires_at = valid_at.saturating_add(self.grace);
+        Box::new(Sent::Ints(vec![
+            0,
+            valid_at.reply_ms_ceil(),
+            expires_at.reply_ms_ceil(),
+        ]))
+    }
+
+    fn refuse(self: Box<Self>) -> Box<dyn Held> {
+        Box::new(Sent::Nil)
     }
 }

@@ -1,131 +1,155 @@
-//! Counters since the module was loaded, and what `INFO throttle` shows.
+//! Counters since the module was loaded, recorded from the typed answers,
+//! one function per command family, and what `INFO throttle` shows.
 //!
 //! Redis prefixes every field with the module's name: the field `calls` of
 //! section `stats` prints as `throttle_calls` under `# throttle_stats`.
-//! README.md lists the fields; `tests/readme.rs` compares the two.
+//! docs/operating.md lists the fields; `tests/readme.rs` compares the two.
+//!
+//! Held clients add up: `blocked_total` equals `blocked_released` plus
+//! `blocked_timeout` plus `blocked_unblocked` plus `blocked_disconnected`
+//! plus `blocked_clients` (the ones still held); `blocked_late` counts the
+//! released ones that were released late and re-slotted.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use redis_module::InfoContext;
+use throttle_core::permit::{Permit, PermitAnswer};
+use throttle_core::throttle::{AllAnswer, Answer};
 
 use super::clock;
+use super::ffi::info::InfoWriter;
 
-pub struct Stats {
-    /// Clients held right now (a gauge the release queue keeps).
-    pub held: AtomicU64,
-    pub calls: AtomicU64,
-    pub allowed: AtomicU64,
-    pub denied: AtomicU64,
-    pub tokens_consumed: AtomicU64,
-    pub permit_calls: AtomicU64,
-    pub permit_immediate: AtomicU64,
-    pub permit_reserved: AtomicU64,
-    pub permit_refused: AtomicU64,
-    pub blocked_total: AtomicU64,
-    pub blocked_released: AtomicU64,
-    pub blocked_late: AtomicU64,
-    pub blocked_unblocked: AtomicU64,
-    pub blocked_disconnected: AtomicU64,
-}
+/// A counter.
+type Counter = AtomicU64;
 
-pub static STATS: Stats = Stats {
-    held: AtomicU64::new(0),
-    calls: AtomicU64::new(0),
-    allowed: AtomicU64::new(0),
-    denied: AtomicU64::new(0),
-    tokens_consumed: AtomicU64::new(0),
-    permit_calls: AtomicU64::new(0),
-    permit_immediate: AtomicU64::new(0),
-    permit_reserved: AtomicU64::new(0),
-    permit_refused: AtomicU64::new(0),
-    blocked_total: AtomicU64::new(0),
-    blocked_released: AtomicU64::new(0),
-    blocked_late: AtomicU64::new(0),
-    blocked_unblocked: AtomicU64::new(0),
-    blocked_disconnected: AtomicU64::new(0),
-};
-
+pub static CALLS: Counter = Counter::new(0);
+pub static ALLOWED: Counter = Counter::new(0);
+pub static DENIED: Counter = Counter::new(0);
+pub static TOKENS_CONSUMED: Counter = Counter::new(0);
+pub static PERMIT_CALLS: Counter = Counter::new(0);
+pub static PERMIT_IMMEDIATE: Counter = Counter::new(0);
+pub static PERMIT_RESERVED: Counter = Counter::new(0);
+pub static PERMIT_REFUSED: Counter = Counter::new(0);
+/// Clients held right now (a gauge the scheduler keeps).
+pub static HELD: Counter = Counter::new(0);
+pub static BLOCKED_TOTAL: Counter = Counter::new(0);
+pub static BLOCKED_RELEASED: Counter = Counter::new(0);
+pub static BLOCKED_LATE: Counter = Counter::new(0);
+pub static BLOCKED_TIMEOUT: Counter = Counter::new(0);
+pub static BLOCKED_UNBLOCKED: Counter = Counter::new(0);
+pub static BLOCKED_DISCONNECTED: Counter = Counter::new(0);
 /// Values alive in memory, by type (all databases).
-pub struct Keys {
-    pub buckets: AtomicU64,
-    pub permits: AtomicU64,
+pub static BUCKET_KEYS: Counter = Counter::new(0);
+pub static PERMIT_KEYS: Counter = Counter::new(0);
+
+fn add(c: &Counter, n: u64) {
+    c.fetch_add(n, Relaxed);
 }
 
-pub static KEYS: Keys = Keys {
-    buckets: AtomicU64::new(0),
-    permits: AtomicU64::new(0),
-};
+/// One THROTTLE-like decision of `cost` tokens (THROTTLE, CL.THROTTLE).
+pub fn throttle(answer: &Answer, cost: u64) {
+    count_call(answer.allowed(), answer.consumed(cost));
+}
 
-/// Counts one THROTTLE-like decision (THROTTLE, THROTTLE.ALL, CL.THROTTLE).
-pub fn count_throttle(allowed: bool, tokens: u64) {
-    STATS.calls.fetch_add(1, Relaxed);
+/// One THROTTLE.ALL call: one call, allowed or not, and the tokens every
+/// limit consumed.
+pub fn all(answer: &AllAnswer, cost: u64) {
+    let consumed = answer
+        .answers
+        .iter()
+        .fold(0u64, |sum, a| sum.saturating_add(a.consumed(cost)));
+    count_call(answer.denied_by.is_none(), consumed);
+}
+
+fn count_call(allowed: bool, tokens: u64) {
+    add(&CALLS, 1);
     if allowed {
-        STATS.allowed.fetch_add(1, Relaxed);
-        STATS.tokens_consumed.fetch_add(tokens, Relaxed);
+        add(&ALLOWED, 1);
+        add(&TOKENS_CONSUMED, tokens);
     } else {
-        STATS.denied.fetch_add(1, Relaxed);
+        add(&DENIED, 1);
+    }
+}
+
+/// One PERMIT call.
+pub fn permit(answer: &PermitAnswer) {
+    add(&PERMIT_CALLS, 1);
+    add(
+        match answer.permit {
+            Permit::Immediate { .. } => &PERMIT_IMMEDIATE,
+            Permit::Reserved { .. } => &PERMIT_RESERVED,
+            Permit::Refused => &PERMIT_REFUSED,
+        },
+        1,
+    );
+}
+
+/// What happened to a held client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Held {
+    /// Parked by a command.
+    Parked,
+    /// Released with its reply (`late`: after its slot and tolerance, so
+    /// re-slotted to the moment of release).
+    Released { late: bool },
+    /// Pushed past its own timeout by late releases ahead of it: refused.
+    TimedOut,
+    /// `CLIENT UNBLOCK`.
+    Unblocked,
+    /// The client went away.
+    Disconnected,
+}
+
+/// One held-client event.
+pub fn held(event: Held) {
+    match event {
+        Held::Parked => add(&BLOCKED_TOTAL, 1),
+        Held::Released { late } => {
+            add(&BLOCKED_RELEASED, 1);
+            if late {
+                add(&BLOCKED_LATE, 1);
+            }
+        }
+        Held::TimedOut => add(&BLOCKED_TIMEOUT, 1),
+        Held::Unblocked => add(&BLOCKED_UNBLOCKED, 1),
+        Held::Disconnected => add(&BLOCKED_DISCONNECTED, 1),
     }
 }
 
 /// The counters of `# throttle_stats`, in the order INFO prints them
 /// (Redis prefixes each name with `throttle_`).
-static COUNTERS: [(&str, &AtomicU64); 14] = [
-    ("calls", &STATS.calls),
-    ("allowed", &STATS.allowed),
-    ("denied", &STATS.denied),
-    ("tokens_consumed", &STATS.tokens_consumed),
-    ("permit_calls", &STATS.permit_calls),
-    ("permit_immediate", &STATS.permit_immediate),
-    ("permit_reserved", &STATS.permit_reserved),
-    ("permit_refused", &STATS.permit_refused),
-    ("blocked_clients", &STATS.held),
-    ("blocked_total", &STATS.blocked_total),
-    ("blocked_released", &STATS.blocked_released),
-    ("blocked_late", &STATS.blocked_late),
-    ("blocked_unblocked", &STATS.blocked_unblocked),
-    ("blocked_disconnected", &STATS.blocked_disconnected),
+static COUNTERS: [(&str, &Counter); 15] = [
+    ("calls", &CALLS),
+    ("allowed", &ALLOWED),
+    ("denied", &DENIED),
+    ("tokens_consumed", &TOKENS_CONSUMED),
+    ("permit_calls", &PERMIT_CALLS),
+    ("permit_immediate", &PERMIT_IMMEDIATE),
+    ("permit_reserved", &PERMIT_RESERVED),
+    ("permit_refused", &PERMIT_REFUSED),
+    ("blocked_clients", &HELD),
+    ("blocked_total", &BLOCKED_TOTAL),
+    ("blocked_released", &BLOCKED_RELEASED),
+    ("blocked_late", &BLOCKED_LATE),
+    ("blocked_timeout", &BLOCKED_TIMEOUT),
+    ("blocked_unblocked", &BLOCKED_UNBLOCKED),
+    ("blocked_disconnected", &BLOCKED_DISCONNECTED),
 ];
 
 /// The gauges of `# throttle_keys`.
-static KEY_COUNTS: [(&str, &AtomicU64); 2] = [
-    ("bucket_keys", &KEYS.buckets),
-    ("permit_keys", &KEYS.permits),
-];
+static KEY_COUNTS: [(&str, &Counter); 2] =
+    [("bucket_keys", &BUCKET_KEYS), ("permit_keys", &PERMIT_KEYS)];
 
-/// `INFO throttle`: the callback Redis calls.
-///
-/// # Safety
-/// Called by Redis with the INFO context of the running INFO command.
-pub unsafe extern "C" fn info_callback(
-    ctx: *mut redis_module::raw::RedisModuleInfoCtx,
-    _for_crash_report: std::ffi::c_int,
-) {
-    super::guard::or((), "INFO", || {
-        // SAFETY: the context Redis passed to this INFO callback.
-        let ctx = unsafe { super::ffi::info_context(ctx) };
-        info(&ctx);
-    })
-}
-
-/// Writes the sections with the redis-module crate's INFO builder.
-fn info(ctx: &InfoContext) {
-    let n = |c: &AtomicU64| i64::try_from(c.load(Relaxed)).unwrap_or(i64::MAX);
-    let built = (|| {
-        let mut stats = ctx.builder().add_section("stats");
-        for (name, counter) in &COUNTERS {
-            stats = stats.field(name, n(counter))?;
-        }
-        let stats = stats
-            .field("clock_source", clock::source().to_string())?
-            .field("clock_frozen", i64::from(clock::is_frozen()))?
-            .build_section()?;
-        let mut keys = stats.add_section("keys");
-        for (name, count) in &KEY_COUNTS {
-            keys = keys.field(name, n(count))?;
-        }
-        keys.build_section()?.build_info()
-    })();
-    if let Err(e) = built {
-        super::ffi::log_global(c"warning", &format!("INFO throttle: {e}"));
+/// `INFO throttle`.
+pub fn info(w: &mut InfoWriter<'_>) {
+    let n = |c: &Counter| i64::try_from(c.load(Relaxed)).unwrap_or(i64::MAX);
+    w.section("stats");
+    for (name, counter) in &COUNTERS {
+        w.field_i64(name, n(counter));
+    }
+    w.field_str("clock_source", clock::source());
+    w.field_i64("clock_frozen", i64::from(clock::is_frozen()));
+    w.section("keys");
+    for (name, count) in &KEY_COUNTS {
+        w.field_i64(name, n(count));
     }
 }

@@ -1,4 +1,4 @@
-//! THROTTLE and THROTTLE.PEEK: parse → now → load → decide → store → reply.
+//! THROTTLE and THROTTLE.PEEK: parse → now → update → reply (or hold).
 //!
 //! ```text
 //! THROTTLE      key [rps burst window] [tokens] [WAIT timeout_ms]
@@ -6,19 +6,50 @@
 //! ```
 //! Without `rps burst window` the key's knobs give the limit.
 //! Reply: `[allowed, remaining, retry_after_ms, reset_after_ms, limit]`.
+//! The key holds an `rl-bucket` (the core's `ThrottleState`).
 
-use throttle_core::Micros;
-use throttle_core::limiter::{self, Limiter};
 use throttle_core::rate::Policy;
+use throttle_core::throttle::{self as core, ThrottleState};
+use throttle_core::{Micros, Timestamp};
 
 use super::args;
-use super::blocking::{self, Pending};
+use super::blocking::{self, Hold};
 use super::clock;
+use super::commands::{KEY, LIMIT, ONE_KEY_READ, ONE_KEY_WRITE, READ, TOKENS, WRITE};
+use super::config;
 use super::error::{Error, Result};
+use super::ffi::command::{Arg, Spec, handler};
+use super::ffi::types::{DataType, TypeSlot};
 use super::ffi::{Args, Ctx};
 use super::keyspace::{self, Target};
-use super::replies;
+use super::replies::{self, HeldThrottle};
 use super::stats;
+
+#[rustfmt::skip]
+pub const COMMANDS: &[Spec] = &[
+    Spec { name: c"throttle", handler: handler(throttle), flags: WRITE, keys: ONE_KEY_WRITE, arity: -2, dangerous: false,
+        summary: c"Token bucket: take tokens if the bucket holds them. Replies [allowed, remaining, retry_after_ms, reset_after_ms, limit].",
+        args: &[KEY, LIMIT.optional(), TOKENS, Arg::integer(c"timeout_ms").token(c"WAIT").optional()] },
+    Spec { name: c"throttle.peek", handler: handler(peek), flags: READ, keys: ONE_KEY_READ, arity: -2, dangerous: false,
+        summary: c"THROTTLE's reply right now, without writing anything.",
+        args: &[KEY, LIMIT.optional(), TOKENS] },
+];
+
+static SLOT: TypeSlot = TypeSlot::new();
+
+impl DataType for ThrottleState {
+    const NAME: &'static str = "rl-bucket";
+    fn count() -> &'static std::sync::atomic::AtomicU64 {
+        &stats::BUCKET_KEYS
+    }
+    fn slot() -> &'static TypeSlot {
+        &SLOT
+    }
+    fn heap_size(&self) -> usize {
+        let knobs = matches!(self, ThrottleState::Knobbed(_)).then_some(size_of::<core::Knobbed>());
+        size_of::<Self>() + knobs.unwrap_or(0)
+    }
+}
 
 /// What a THROTTLE call asks.
 struct Call {
@@ -66,30 +97,44 @@ pub fn throttle(ctx: Ctx<'_>, args: Args<'_>) -> Result<()> {
     let call = parse(&args, "throttle", true)?;
     let now = clock::now();
     let name = args::arg(&args, 1, "throttle")?;
-    let mut key = ctx.open_key(name, true);
     // Inside MULTI/Lua nobody can be held: WAIT degrades to a plain call
     // whose reply tells the wait.
     let max_wait = match call.wait {
         Some(w) if !ctx.deny_blocking() => w,
         _ => Micros::ZERO,
     };
-    let value = keyspace::load::<Limiter>(&key)?;
-    let outcome = limiter::throttle(value, now, call.policy.as_ref(), call.cost, max_wait)?;
-    stats::count_throttle(outcome.answer.allowed(), outcome.answer.consumed(call.cost));
-    let target = Target::new(name, c"throttle");
-    keyspace::write(ctx, &mut key, target, outcome.write, now);
-    drop(key);
-    let reply = replies::throttle(&outcome.answer);
-    match outcome.answer.wait() {
-        Micros::ZERO => ctx.reply_i64s(&reply),
-        wait => blocking::hold(
-            ctx,
-            wait,
-            Pending::Throttle {
-                reply,
-                cost: call.cost,
-            },
-        )?,
+    let target = Target {
+        name,
+        event: c"throttle",
+    };
+    let answer = keyspace::update(ctx, target, now, |v| {
+        Ok(core::throttle(
+            v,
+            now,
+            call.policy.as_ref(),
+            call.cost,
+            max_wait,
+        )?)
+    })?;
+    stats::throttle(&answer, call.cost);
+    match answer.wait() {
+        Micros::ZERO => replies::throttle(ctx, &answer),
+        wait => {
+            let reset_after = match answer {
+                core::Answer::Bucket(d) => d.reset_after,
+                _ => Micros::ZERO,
+            };
+            let ints = replies::throttle_ints(&answer);
+            let hold = Hold {
+                key: blocking::key_id(ctx, name),
+                slot: Timestamp::saturating_add(now, wait),
+                wait,
+                timeout: max_wait,
+                on_time_for: config::wait_tolerance(),
+                state_for: wait.saturating_add(reset_after),
+            };
+            blocking::hold(ctx, hold, Box::new(HeldThrottle { ints }))?;
+        }
     }
     Ok(())
 }
@@ -98,14 +143,10 @@ pub fn throttle(ctx: Ctx<'_>, args: Args<'_>) -> Result<()> {
 pub fn peek(ctx: Ctx<'_>, args: Args<'_>) -> Result<()> {
     let call = parse(&args, "throttle.peek", false)?;
     let now = clock::now();
-    let key = ctx.open_key(args::arg(&args, 1, "throttle.peek")?, false);
-    let answer = limiter::peek(
-        keyspace::load::<Limiter>(&key)?,
-        now,
-        call.policy.as_ref(),
-        call.cost,
-    )?;
-    drop(key);
-    ctx.reply_i64s(&replies::throttle(&answer));
+    let name = args::arg(&args, 1, "throttle.peek")?;
+    let answer = keyspace::read::<ThrottleState, _>(ctx, name, |v| {
+        Ok(core::peek(v, now, call.policy.as_ref(), call.cost)?)
+    })?;
+    replies::throttle(ctx, &answer);
     Ok(())
 }

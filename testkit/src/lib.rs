@@ -344,6 +344,19 @@ impl Server {
             .map(str::to_string)
             .collect()
     }
+    /// The server's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+    /// Sends `signal` (`STOP`, `CONT`, …) to the server's process.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.pid().expect("a running server").to_string();
+        let ok = Command::new("kill")
+            .args([format!("-{signal}"), pid])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill -{signal} failed");
+    }
     /// True while the process runs.
     pub fn is_alive(&mut self) -> bool {
         match self.child.as_mut() {
@@ -394,6 +407,50 @@ impl Drop for Server {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
+}
+
+/// Sends `args` to `addr` on a connection of its own, from a thread, and
+/// returns what the first line of the reply was (`:1`, `*5`, `$-1`,
+/// `-UNBLOCKED …`), `"closed"` when the server closed the connection, or
+/// `"no answer: …"` after a minute: for held clients, whatever happens to
+/// the server, an answer and never a hang.
+pub fn held_call(addr: &str, args: &[&str]) -> std::sync::mpsc::Receiver<String> {
+    use std::io::{BufRead, BufReader, Write};
+    let mut conn = std::net::TcpStream::connect(addr).expect("connect");
+    conn.set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("read timeout");
+    let mut req = format!("*{}\r\n", args.len());
+    for a in args {
+        req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+    }
+    conn.write_all(req.as_bytes()).expect("send");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let got = match BufReader::new(conn).read_line(&mut line) {
+            Ok(0) => "closed".to_string(),
+            Ok(_) => line.trim_end().to_string(),
+            Err(e) => format!("no answer: {e}"),
+        };
+        let _ = tx.send(got);
+    });
+    rx
+}
+
+/// Every [`held_call`]'s answer, each within a minute.
+pub fn held_answers(rx: Vec<std::sync::mpsc::Receiver<String>>) -> Vec<String> {
+    rx.into_iter()
+        .map(|r| {
+            r.recv_timeout(Duration::from_secs(60))
+                .unwrap_or_else(|_| "no answer in 60 s".into())
+        })
+        .collect()
+}
+
+/// Whether a held client's answer is one: a reply (an array, nil), or the
+/// server's own error to a client it unblocks, or a closed connection.
+pub fn is_an_answer(a: &str) -> bool {
+    a.starts_with('*') || ["_", "$-1", "*-1", "closed"].contains(&a) || a.starts_with("-UNBLOCKED")
 }
 
 /// Poll `f` every 10 ms until it returns `Some`, or panic after `timeout`.

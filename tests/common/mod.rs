@@ -225,6 +225,28 @@ pub fn throttle_stat(con: &mut Connection, field: &str) -> u64 {
     v.parse().expect("numeric INFO field")
 }
 
+/// INFO's held-client counters add up: every client ever held was
+/// released, refused at its timeout, unblocked, disconnected, or is held.
+pub fn assert_held_counters_add_up(con: &mut Connection) {
+    let i = info(con, "throttle");
+    let n = |f: &str| -> u64 {
+        i.get(f)
+            .unwrap_or_else(|| panic!("INFO throttle has no {f}: {i:?}"))
+            .parse()
+            .unwrap()
+    };
+    let ended = n("throttle_blocked_released")
+        + n("throttle_blocked_timeout")
+        + n("throttle_blocked_unblocked")
+        + n("throttle_blocked_disconnected");
+    assert_eq!(
+        n("throttle_blocked_total"),
+        ended + n("throttle_blocked_clients"),
+        "held-client counters do not add up: {i:?}"
+    );
+    assert!(n("throttle_blocked_late") <= n("throttle_blocked_released"));
+}
+
 /// Waits (up to 2 s) until the `INFO throttle` key count `field` reads
 /// `want`: Valkey frees deleted and replaced values in the background
 /// (lazyfree), and a value is uncounted when it is freed.

@@ -1,18 +1,22 @@
 //! No panic ever crosses into Redis.
 //!
-//! Every entry point Redis calls (commands, reply callbacks, type
-//! callbacks, INFO) runs its body through [`command`] or [`or`]: an
-//! unwinding panic is caught, logged to the Redis log with its message,
-//! and turned into `ERR internal error` (or a neutral value for callbacks).
+//! Every entry point Redis calls (commands, blocked-client callbacks, type
+//! callbacks, config and INFO callbacks, the event-loop hook) runs its body
+//! through [`command`] or [`or`]: an unwinding panic is caught, logged to
+//! the Redis log with its message, and turned into `ERR internal error`
+//! (or a neutral value for callbacks).
 
 use std::cell::RefCell;
 use std::ffi::c_int;
+use std::fmt::Display;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use redis_module::raw;
 
-use super::error::{Error, Result};
-use super::ffi::{self, Ctx};
+use super::{Args, Ctx, log_global};
+
+/// The reply to a command that panicked.
+pub const INTERNAL_ERROR: &str = "ERR internal error";
 
 thread_local! {
     static LAST_PANIC: RefCell<String> = const { RefCell::new(String::new()) };
@@ -31,22 +35,24 @@ fn take_panic_message() -> String {
     LAST_PANIC.with(|p| std::mem::take(&mut *p.borrow_mut()))
 }
 
-/// Runs a command body; replies its error if it returns one.
-pub fn command(
+/// Runs a command body; replies its error if it returns one. The log line
+/// of a panic names the command (`argv[0]`).
+pub fn command<E: Display>(
     ctx: Option<Ctx<'_>>,
-    name: &str,
-    body: impl FnOnce(Ctx<'_>) -> Result<()>,
+    args: Args<'_>,
+    body: impl for<'a> FnOnce(Ctx<'a>, Args<'a>) -> Result<(), E>,
 ) -> c_int {
     let Some(ctx) = ctx else {
         return raw::REDISMODULE_ERR as c_int;
     };
-    match catch_unwind(AssertUnwindSafe(|| body(ctx))) {
+    match catch_unwind(AssertUnwindSafe(|| body(ctx, args))) {
         Ok(Ok(())) => {}
         Ok(Err(e)) => ctx.reply_error(&e.to_string()),
         Err(_) => {
             let msg = take_panic_message();
+            let name = String::from_utf8_lossy(args.bytes(0)).to_uppercase();
             ctx.log(c"warning", &format!("panic in {name}: {msg}"));
-            ctx.reply_error(&Error::Internal.to_string());
+            ctx.reply_error(INTERNAL_ERROR);
         }
     }
     raw::REDISMODULE_OK as c_int
@@ -58,7 +64,7 @@ pub fn or<T>(fallback: T, what: &str, body: impl FnOnce() -> T) -> T {
         Ok(v) => v,
         Err(_) => {
             let msg = take_panic_message();
-            ffi::log_global(c"warning", &format!("panic in {what}: {msg}"));
+            log_global(c"warning", &format!("panic in {what}: {msg}"));
             fallback
         }
     }
