@@ -29,6 +29,7 @@ use std::process::Command;
 
 use redis::{Connection, Value};
 use testkit::Server;
+use throttle_core::Timestamp;
 use throttle_core::limitlion::{
     self, Args, Bucket, BucketWrite, Call, Clock, Knobs, NumberText, Outcome, Reply, ScriptError,
     Ttl,
@@ -679,13 +680,17 @@ fn opt_bytes(v: &Value) -> Option<Vec<u8>> {
     }
 }
 
-fn time_ms(v: &Value) -> i64 {
+fn time_us(v: &Value) -> Timestamp {
     let Value::Array(parts) = v else {
         panic!("TIME: {v:?}")
     };
-    let secs: i64 = String::from_utf8(text(&parts[0])).unwrap().parse().unwrap();
-    let micros: i64 = String::from_utf8(text(&parts[1])).unwrap().parse().unwrap();
-    secs * 1000 + micros / 1000
+    let secs: u64 = String::from_utf8(text(&parts[0])).unwrap().parse().unwrap();
+    let micros: u64 = String::from_utf8(text(&parts[1])).unwrap().parse().unwrap();
+    Timestamp(secs * 1_000_000 + micros)
+}
+
+fn time_ms(v: &Value) -> i64 {
+    i64::try_from(time_us(v).0 / 1000).unwrap()
 }
 
 /// The phrase each error puts in the script's error reply.
@@ -727,8 +732,9 @@ fn one_call(
     requested_tokens: &str,
 ) -> Option<Outcome> {
     let knobs_key = format!("{bucket_key}{}", limitlion::KNOBS_SUFFIX);
-    let before_ms: Value = redis::cmd("TIME").query(con).unwrap();
-    let before_ms = time_ms(&before_ms);
+    let before: Value = redis::cmd("TIME").query(con).unwrap();
+    let before = time_us(&before);
+    let before_ms = i64::try_from(before.0 / 1000).unwrap();
     let mut pipe = redis::pipe();
     pipe.atomic().ignore_errors();
     let read = |pipe: &mut redis::Pipeline| {
@@ -815,7 +821,7 @@ fn one_call(
             second: clock_fields[0].as_deref(),
             microsecond: clock_fields[1].as_deref(),
         },
-        server_ms: before_ms,
+        now: before,
         number_text,
     };
     let out = limitlion::throttle(&call);

@@ -71,6 +71,8 @@
 //!   differently. `math.max`/`math.min` are Lua 5.1's loops (`max(0, nan)`
 //!   is 0, `min(c, nan)` is `c`).
 
+use crate::time::Timestamp;
+
 /// The suffix of the knobs hash: `knobs_key = bucket_key .. ":knobs"`.
 pub const KNOBS_SUFFIX: &str = ":knobs";
 
@@ -141,11 +143,11 @@ pub enum Bucket<'a> {
     WrongType,
 }
 
-/// Where the time comes from.
+/// Where the script's time comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Clock<'a> {
-    /// The server clock (`TIME`): Unix seconds and microseconds.
-    Server { seconds: i64, microseconds: i64 },
+    /// The server clock ([`Call::now`], as `TIME` gives it).
+    Server,
     /// Testing mode with `frozen_second` existing: the `MGET frozen_second
     /// frozen_microsecond` values (`None` for a missing key, or one that
     /// holds no string).
@@ -162,9 +164,10 @@ pub struct Call<'a> {
     pub args: Args<'a>,
     pub bucket: Bucket<'a>,
     pub clock: Clock<'a>,
-    /// The real server clock in Unix milliseconds: `EXPIRE`'s base time
-    /// (its overflow check depends on it), whatever `clock` says.
-    pub server_ms: i64,
+    /// The server's real clock, read once for the call: the script's time
+    /// under [`Clock::Server`], and `EXPIRE`'s base time (whole
+    /// milliseconds) whatever `clock` says.
+    pub now: Timestamp,
     pub number_text: NumberText,
 }
 
@@ -175,6 +178,23 @@ pub enum Ttl {
     Seconds(i64),
     /// `seconds ≤ 0`: the key is deleted.
     Delete,
+}
+
+impl Ttl {
+    /// The absolute expiry in Unix milliseconds (for `PEXPIREAT`), from the
+    /// call's [`Call::now`]; `None` for [`Ttl::Delete`]. [`expire`] has
+    /// checked that it fits, as Redis does.
+    pub fn expire_at_ms(self, now: Timestamp) -> Option<i64> {
+        match self {
+            Ttl::Seconds(s) => s.checked_mul(1000)?.checked_add(base_ms(now)),
+            Ttl::Delete => None,
+        }
+    }
+}
+
+/// EXPIRE's base time: the clock in whole milliseconds.
+fn base_ms(now: Timestamp) -> i64 {
+    i64::try_from(now.0 / 1000).unwrap_or(i64::MAX)
 }
 
 /// The bucket write: `HMSET bucket tokens <tokens> refreshed <refreshed>`,
@@ -311,16 +331,17 @@ fn run(c: &Call<'_>, out: &mut Outcome) -> Result<Reply, ScriptError> {
             // `if knobs_ttl > 0`: Lua's `0 < knobs_ttl`.
             let ttl = knobs_ttl.ok_or(ScriptError::Compare(Operand::KnobsTtl))?;
             if 0.0 < ttl {
-                out.knobs_ttl = Some(expire(&c.number_text.format(ttl), c.server_ms)?);
+                out.knobs_ttl = Some(expire(&c.number_text.format(ttl), c.now)?);
             }
             knobs
         }
     };
     let (now, microsecond) = match c.clock {
-        Clock::Server {
-            seconds,
-            microseconds,
-        } => (Some(seconds as f64), Some(microseconds as f64)),
+        // TIME's two integers, read by tonumber: exact below 2^53
+        Clock::Server => (
+            Some((c.now.0 / 1_000_000) as f64),
+            Some((c.now.0 % 1_000_000) as f64),
+        ),
         Clock::Keys {
             second,
             microsecond,
@@ -384,7 +405,7 @@ fn run(c: &Call<'_>, out: &mut Outcome) -> Result<Reply, ScriptError> {
         refreshed: c.number_text.format(refreshed),
         ttl: None,
     });
-    write.ttl = Some(expire(&c.number_text.format(ttl), c.server_ms)?);
+    write.ttl = Some(expire(&c.number_text.format(ttl), c.now)?);
 
     let diff = max0(sub(now, refreshed));
     let microsecond = num(microsecond, Operand::Microsecond)?;
@@ -399,14 +420,13 @@ fn run(c: &Call<'_>, out: &mut Outcome) -> Result<Reply, ScriptError> {
     })
 }
 
-/// `EXPIRE key <text>` on an existing key, as Redis runs it with base time
-/// `server_ms`.
-pub fn expire(text: &str, server_ms: i64) -> Result<Ttl, ScriptError> {
+/// `EXPIRE key <text>` on an existing key, as Redis runs it at `now`.
+pub fn expire(text: &str, now: Timestamp) -> Result<Ttl, ScriptError> {
     let seconds = string2ll(text.as_bytes()).ok_or(ScriptError::NotAnInteger)?;
     let ms = seconds
         .checked_mul(1000)
         .ok_or(ScriptError::InvalidExpireTime)?;
-    if ms > i64::MAX.saturating_sub(server_ms) {
+    if ms > i64::MAX.saturating_sub(base_ms(now)) {
         return Err(ScriptError::InvalidExpireTime);
     }
     Ok(if seconds <= 0 {
@@ -1564,7 +1584,7 @@ mod tests {
 
     #[test]
     fn expire_as_redis() {
-        let now = 1_700_000_000_000;
+        let now = Timestamp::from_millis(1_700_000_000_000);
         assert_eq!(expire("10", now), Ok(Ttl::Seconds(10)));
         assert_eq!(expire("0", now), Ok(Ttl::Delete));
         assert_eq!(expire("-3", now), Ok(Ttl::Delete));
@@ -1652,7 +1672,7 @@ mod tests {
                 second: Some(second.as_bytes()),
                 microsecond: Some(us.as_bytes()),
             },
-            server_ms: 1_700_000_000_000,
+            now: Timestamp::from_millis(1_700_000_000_000),
             number_text: NumberText::Printf17g,
         }
     }
@@ -1752,6 +1772,41 @@ mod tests {
         let out = throttle(&call(knobs, EMPTY, "1000", "0"));
         assert_eq!(out.knobs_ttl, None);
         assert_eq!(out.reply.unwrap().tokens, 24);
+    }
+
+    #[test]
+    fn the_server_clock_is_times_two_integers() {
+        let mut c = call(Knobs::default(), EMPTY, "", "");
+        c.clock = Clock::Server;
+        c.now = Timestamp(1_000_250_000);
+        let out = throttle(&c);
+        assert_eq!(out.bucket.unwrap().refreshed, "1000");
+        assert_eq!(out.reply.unwrap().sleep, "4.750000");
+    }
+
+    #[test]
+    fn expire_at_ms_is_the_base_plus_the_seconds() {
+        let now = Timestamp(1_700_000_000_123_999);
+        assert_eq!(Ttl::Seconds(10).expire_at_ms(now), Some(1_700_000_010_123));
+        assert_eq!(Ttl::Delete.expire_at_ms(now), None);
+    }
+
+    #[test]
+    fn for_server_picks_by_version() {
+        assert_eq!(NumberText::for_server(false, 7, 0), NumberText::Printf17g);
+        assert_eq!(NumberText::for_server(false, 6, 2), NumberText::Printf17g);
+        assert_eq!(
+            NumberText::for_server(false, 7, 2),
+            NumberText::IntegerOrGrisu
+        );
+        assert_eq!(
+            NumberText::for_server(false, 8, 0),
+            NumberText::IntegerOrGrisu
+        );
+        assert_eq!(
+            NumberText::for_server(true, 7, 0),
+            NumberText::IntegerOrGrisu
+        );
     }
 
     #[test]
