@@ -8,7 +8,10 @@
 //!
 //! - `conversions_match_the_servers_lua`: the number conversions one by
 //!   one, through the server's Lua: `tonumber`, `%.17g`, `%.6f`, a number
-//!   as a `redis.call` argument, a number as a reply integer.
+//!   as a `redis.call` argument, a number as a reply integer;
+//!   `argument_text_of_random_doubles_matches`: the argument text of 40,000
+//!   random doubles; `special_values_through_the_script_match`: 3,000
+//!   calls on NaN, inf, -0 and extreme knobs.
 //! - `random_calls_match_the_script`: seeded random sequences (knobs set,
 //!   changed and hand-written, window changes, fractional rps, burst and
 //!   tokens, frozen-time steps, missing and malformed fields): before each
@@ -334,6 +337,49 @@ fn conversions_match_the_servers_lua() {
         }
     }
     eprintln!("{checked} conversions agree");
+}
+
+/// The text of a Lua number passed to `redis.call`, for 40,000 random
+/// doubles (every exponent, integers near 2^62 and 2^63, short decimals):
+/// `%.17g` on 7.0, integers or fpconv's Grisu2 digits on 7.2+ and Valkey.
+#[test]
+fn argument_text_of_random_doubles_matches() {
+    let (_server, mut con, number_text) = plain_server();
+    let mut rng = Rng(seed() ^ 0xD0_0B1E);
+    let mut values: Vec<f64> = Vec::with_capacity(40_000);
+    while values.len() < 40_000 {
+        let x = match rng.below(6) {
+            0 | 1 => f64::from_bits(rng.next()),
+            2 => (rng.next() >> rng.below(64)) as f64 * if rng.chance(50) { -1.0 } else { 1.0 },
+            3 => rng.below(1 << 40) as f64 / 10f64.powi(rng.below(20) as i32),
+            4 => (1u64 << 62) as f64 + (rng.below(4096) as f64 - 2048.0) * 1024.0,
+            _ => rng.unit() * 10f64.powi(rng.below(44) as i32 - 22),
+        };
+        if !x.is_nan() {
+            values.push(x);
+        }
+    }
+    for chunk in values.chunks(1000) {
+        let _: () = redis::cmd("DEL").arg("probe").query(&mut con).unwrap();
+        let args: Vec<String> = chunk.iter().map(|x| format!("{x:e}")).collect();
+        let _: Value = redis::cmd("EVAL")
+            .arg(PROBE)
+            .arg(1)
+            .arg("probe")
+            .arg(&args)
+            .query(&mut con)
+            .unwrap();
+        let written: BTreeMap<String, String> =
+            redis::cmd("HGETALL").arg("probe").query(&mut con).unwrap();
+        for (i, x) in chunk.iter().enumerate() {
+            assert_eq!(
+                number_text.format(*x),
+                written[&(i + 1).to_string()],
+                "{x:e}"
+            );
+        }
+    }
+    eprintln!("{} argument texts agree", values.len());
 }
 
 /// Arithmetic on NaN, inf and signed zeros gives the same bits in the
