@@ -41,18 +41,26 @@ server=${REDIS_SERVER:-redis-server}
 
 # A virtualenv with redis-py, pytest, freezefrog (LimitLion's RunningCounter
 # tests use it) and this repository's Python package.
+# Lanes of scripts/test.sh may run this side by side: one sets the venv up.
 venv=target/limitlion-venv
+mkdir -p target
+exec 9>target/limitlion-venv.lock
+flock 9
 if [ ! -x "$venv/bin/python" ]; then
-  mkdir -p target
   python3 -m venv "$venv"
 fi
 stamp=$(find clients/python/pyproject.toml clients/python/README.md clients/python/src -type f \
   -not -path '*/__pycache__/*' -not -path '*.egg-info/*' | sort | xargs sha256sum | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$venv/.redis-throttle-stamp" 2>/dev/null)" != "$stamp" ]; then
-  "$venv/bin/pip" install -q --disable-pip-version-check ./clients/python pytest freezefrog
-  rm -rf clients/python/build # setuptools' in-tree build directory
+  # from a copy: setuptools builds in the source tree, which python.sh may
+  # be installing from at the same time
+  copy=$(mktemp -d)
+  cp -r clients/python/. "$copy"
+  "$venv/bin/pip" install -q --disable-pip-version-check "$copy" pytest freezefrog
+  rm -rf "$copy"
   echo "$stamp" >"$venv/.redis-throttle-stamp"
 fi
+flock -u 9
 py=$venv/bin/python
 
 work=$(mktemp -d)
