@@ -39,6 +39,7 @@ pub mod codec;
 pub mod decimal;
 pub mod lease;
 pub mod legacy;
+pub mod limitlion;
 pub mod permit;
 pub mod rate;
 pub mod step;

@@ -1,393 +1,256 @@
-"""redis_throttle.limitlion against LimitLion 1.1's own README and test
-cases (rewritten here, not copied), on the module.
+"""redis_throttle.limitlion, the LimitLion drop-in (THROTTLE.LIMITLION).
 
-Frozen time is set the way LimitLion's tests set it, with the keys
-``frozen_second`` and ``frozen_microsecond`` (``throttle_configure(r,
-testing=True)``). Where the module's continuous refill answers differently
-from LimitLion's whole-window refill, the test asserts the module's exact
-answer and names LimitLion's in a comment; ``Bucket`` below is that
-continuous refill in exact arithmetic.
+LimitLion's own suite runs on it in scripts/limitlion.sh, and
+test_limitlion_differential.py compares it with LimitLion call by call;
+these tests pin the behaviours a LimitLion user relies on, by name, with
+the exact values LimitLion's algorithm gives (worked out in the comments).
+Each test calls the module, so without it every test fails.
 """
 
 from __future__ import annotations
 
-import math
+import importlib
+import inspect
+import sys
 import time
-from fractions import Fraction
+from types import ModuleType
+from typing import Iterator
 
 import pytest
 import redis
 
+import redis_throttle.limitlion as limitlion
 import servers
-from redis_throttle import limitlion
-from redis_throttle._core import pairs
-from redis_throttle.limitlion import (
-    DEFAULT_KNOBS_TTL,
-    KEY_FORMAT,
-    KnobsMissingError,
-    throttle,
-    throttle_configure,
-    throttle_delete,
-    throttle_get,
-    throttle_reset,
-    throttle_set,
-    throttle_wait,
-)
-from redis_throttle.testing import TestClockDisabled
+from redis_throttle.limitlion.running_counter import BucketCount, RunningCounter
+from redis_throttle.limitlion.throttle import DEFAULT_KNOBS_TTL, KEY_FORMAT
+from test_limitlion_differential import limitlion as original  # noqa: F401 (fixture)
 
-GRID = [
-    (rps, burst, window)
-    for window in (1, 2, 5, 10)
-    for burst in (1, 2, 3.3, 10)
-    for rps in (0.0001, 0.2, 0.5, 0.6, 1, 2, 2.2, 5, 10)
-]
 START = 1_800_000_000  # a whole Unix second
 
 
-class Bucket:
-    """The module's token bucket, exactly: capacity max(1, ceil(rps*burst*window)),
-    continuous refill at rps, a full bucket to start with."""
-
-    def __init__(self, rps, burst, window):
-        self.rps = Fraction(repr(rps))
-        self.capacity = max(1, math.ceil(self.rps * Fraction(repr(burst)) * Fraction(repr(window))))
-        self.tokens = Fraction(self.capacity)
-        self.at_us = None
-
-    def call(self, now_us, requested):
-        if self.at_us is not None:
-            self.tokens = min(self.capacity, self.tokens + self.rps * Fraction(now_us - self.at_us, 1_000_000))
-        self.at_us = now_us
-        allowed = self.tokens >= requested
-        if allowed:
-            self.tokens -= requested
-        return allowed, math.floor(self.tokens)
-
-
-def freeze(r, seconds, microseconds=0):
-    """LimitLion's testing mode: time comes from these two keys."""
-    r.mset({"frozen_second": seconds + microseconds // 1_000_000, "frozen_microsecond": microseconds % 1_000_000})
-
-
 @pytest.fixture
-def ll(r):
-    """limitlion configured on the test server, as LimitLion's tests do."""
-    throttle_configure(r)
+def ll(r: redis.Redis) -> Iterator[redis.Redis]:
+    """The drop-in configured as LimitLion's tests configure it."""
+    limitlion.throttle_configure(r, testing=True)
     yield r
-    limitlion._redis, limitlion._testing = None, False
+    limitlion.throttle_configure(None)
 
 
-@pytest.fixture
-def frozen(r, clock):
-    """testing=True: time frozen through frozen_second/frozen_microsecond."""
-    throttle_configure(r, testing=True)
-    yield r
-    limitlion._redis, limitlion._testing = None, False
+def freeze(r: redis.Redis, second: int, microsecond: int = 0) -> None:
+    r.mset({"frozen_second": second, "frozen_microsecond": microsecond})
 
 
-def test_throttle_needs_configuring_first(r):
-    limitlion._redis = None
-    with pytest.raises(RuntimeError, match="Throttle is not configured"):
-        throttle("test", 1, 1, 1, 1)
-    throttle_configure(r)
-    assert throttle("test", 5) == (True, 24, 0.0)  # 5 rps x burst 1 x window 5 = 25
-    assert r.exists(KEY_FORMAT.format("test")) == 1  # LimitLion's key name
-    limitlion._redis = None
+def test_not_configured(r: redis.Redis) -> None:
+    limitlion.throttle_configure(None)
+    for call in (
+        lambda: limitlion.throttle("test", 1, 1, 1, 1),
+        lambda: limitlion.throttle_set("test", 1, 1, 1),
+        lambda: limitlion.throttle_reset("test"),
+        lambda: limitlion.throttle_delete("test"),
+    ):
+        with pytest.raises(RuntimeError, match="Throttle is not configured"):
+            call()
+    limitlion.throttle_configure(r)
+    assert limitlion.throttle("test", 5) == (True, 24, pytest.approx(5, abs=1))
+    limitlion.throttle_configure(None)
 
 
-def drain(check=None):
-    """LimitLion's README loop: throttle('test', 5, 2, 8) until denied.
-    Returns (calls allowed, tokens, sleep) of the last reply; ``check``
-    asserts each allowed reply."""
-    done = 0
-    while True:
-        allowed, tokens, sleep = throttle("test", 5, 2, 8)
-        if not allowed:
-            return done, tokens, sleep
-        done += 1
-        if check is not None:
-            assert check(done, tokens, sleep), (done, tokens, sleep)
+def _params(f: object) -> list:
+    return [(p.name, p.kind, p.default) for p in inspect.signature(f).parameters.values()]  # type: ignore[arg-type]
 
 
-@pytest.mark.needs("clock")
-def test_readme_loop(frozen):
-    """LimitLion's README: throttle('test', 5, 2, 8) in a loop, sleeping when denied."""
-    freeze(frozen, START)
-    done, tokens, sleep = drain(lambda done, tokens, sleep: (tokens, sleep) == (80 - done, 0.0))
-    assert (done, tokens) == (80, 0)
-    assert sleep == 0.2  # the next token (LimitLion: the rest of the 8 s window)
-    freeze(frozen, START, 199_999)
-    assert throttle("test", 5, 2, 8)[0] is False
-    freeze(frozen, START, 200_000)
-    assert throttle("test", 5, 2, 8) == (True, 0, 0.0)
+def test_same_layout_and_signatures_as_limitlion(original: ModuleType, ll: redis.Redis) -> None:
+    # as in LimitLion, the package's `throttle` is the function, which hides
+    # the submodule of that name
+    ours_throttle = importlib.import_module("redis_throttle.limitlion.throttle")
+    theirs = sys.modules["limitlion.throttle"]
+    assert set(limitlion.__all__) == set(original.__all__)
+    for name in original.__all__ + ["KEY_FORMAT", "DEFAULT_KNOBS_TTL"]:
+        ours, orig = getattr(limitlion, name), getattr(original, name)
+        if callable(orig):
+            assert _params(ours) == _params(orig), name
+        else:
+            assert ours == orig, name
+    for name in ("throttle", "throttle_wait", "throttle_configure", "throttle_set", "throttle_get"):
+        assert _params(getattr(ours_throttle, name)) == _params(getattr(theirs, name)), name
+    assert (KEY_FORMAT, DEFAULT_KNOBS_TTL) == (theirs.KEY_FORMAT, theirs.DEFAULT_KNOBS_TTL)
+    theirs_rc = sys.modules["limitlion.running_counter"]
+    for name, member in inspect.getmembers(theirs_rc.RunningCounter, inspect.isfunction):
+        assert _params(getattr(RunningCounter, name)) == _params(member), name
+    assert BucketCount._fields == theirs_rc.BucketCount._fields
+    freeze(ll, START)
+    assert limitlion.throttle("layout", 1, 1, 1) == (True, 0, 1.0)
 
 
-def test_readme_loop_on_the_real_clock(ll):
-    start = time.monotonic()
-    done, tokens, sleep = drain()
-    elapsed = time.monotonic() - start
-    # 80 tokens, plus at most what accrued at 5/s while the loop ran
-    assert 80 <= done <= 80 + 5 * elapsed + 1
-    assert tokens == 0 and 0 < sleep <= 0.2
-    time.sleep(sleep)
-    assert throttle("test", 5, 2, 8)[0] is True
+def test_readme_loop(ll: redis.Redis) -> None:
+    """throttle('test', 5, 2, 8): 80 tokens; the 81st call waits for the
+    next 8 s window, which brings ceil(5 × 8) = 40."""
+    freeze(ll, START, 250_000)
+    for n in range(80):
+        assert limitlion.throttle("test", 5, 2, 8) == (True, 79 - n, 7.75)
+    assert limitlion.throttle("test", 5, 2, 8) == (False, 0, 7.75)
+    freeze(ll, START + 7, 999_999)
+    assert limitlion.throttle("test", 5, 2, 8) == (False, 0, 0.000001)
+    freeze(ll, START + 8)
+    assert limitlion.throttle("test", 5, 2, 8) == (True, 39, 8.0)
 
 
-@pytest.mark.needs("clock")
-@pytest.mark.parametrize("rps, burst, window", GRID)
-def test_bursting(frozen, rps, burst, window):
-    model = Bucket(rps, burst, window)
-    capacity = model.capacity
-    freeze(frozen, START)
-    assert throttle("test", rps, burst, window) == (True, capacity - 1, 0.0)
-    model.call(START * 10**6, 1)
-    # LimitLion refills a whole window at a time (here: always enough for a
-    # full request); the module has accrued rps * 5.5 s by then.
-    at = (START + window) * 10**6 + 500_000
-    freeze(frozen, START + window, 500_000)
-    allowed, tokens, sleep = throttle("test", rps, burst, window, capacity)
-    assert (allowed, tokens) == model.call(at, capacity)
-    assert (sleep == 0.0) is allowed
-    at = (START + 2 * window) * 10**6 + 500_000
-    freeze(frozen, START + 2 * window, 500_000)
-    assert throttle("test", rps, burst, window)[:2] == model.call(at, 1)
+def test_whole_windows_refill(ll: redis.Redis) -> None:
+    """rps 0.5, window 1: ceil(0.5 × 1) = 1 token every second, so 10
+    calls in 10 seconds all pass (a continuous 0.5 rps would allow 5)."""
+    for s in range(10):
+        freeze(ll, START + s, 500_000)
+        assert limitlion.throttle("half", 0.5, 1, 1) == (True, 0, 0.5)
+    assert limitlion.throttle("half", 0.5, 1, 1) == (False, 0, 0.5)
 
 
-@pytest.mark.parametrize("burst, window", [(b, w) for w in (1, 2, 5, 10) for b in (1, 2, 3.3, 10)])
-def test_zero_rps(ll, burst, window):
-    assert throttle("test", 0, burst, window) == (False, 0, window)
+def test_hand_edited_knobs_apply(ll: redis.Redis) -> None:
+    freeze(ll, START)
+    ll.hset("throttle:x:knobs", mapping={"rps": 1, "burst": 1, "window": 1})
+    results = [limitlion.throttle("x", 100, 1, 1)[0] for _ in range(5)]
+    assert results == [True, False, False, False, False]
+    assert ll.ttl("throttle:x:knobs") > DEFAULT_KNOBS_TTL - 10  # each call extends it
 
 
-@pytest.mark.parametrize("rps, burst, window", GRID)
-def test_request_all_tokens(ll, rps, burst, window):
-    allowed, tokens, sleep = throttle("test", rps, burst, window, rps * burst * window)
-    assert (allowed, tokens, sleep) == (True, 0, 0.0)
-
-
-@pytest.mark.parametrize("rps, burst, window", GRID)
-def test_request_too_many_tokens(ll, rps, burst, window):
-    allowed, tokens, sleep = throttle("test", rps, burst, window, rps * burst * window + 1)
-    assert allowed is False
-    assert tokens == Bucket(rps, burst, window).capacity
-    assert sleep == window  # it can never be allowed: sleep a window, as LimitLion would
-
-
-def drain_to(name, rps, burst, window, level):
-    """LimitLion's tests fake a bucket holding `level` tokens; here: take the rest."""
-    capacity = Bucket(rps, burst, window).capacity
-    if capacity > level:
-        assert throttle(name, rps, burst, window, capacity - level)[0]
-
-
-@pytest.mark.needs("clock")
-@pytest.mark.parametrize("rps, burst, window", GRID)
-def test_multiple_throttles(frozen, rps, burst, window):
-    freeze(frozen, START, 4)
-    drain_to("test1", rps, burst, window, 1)
-    drain_to("test2", rps + 1, burst, window, 3)
-    assert throttle("test1", rps, burst, window)[:2] == (True, 0)
-    assert throttle("test1", rps, burst, window)[:2] == (False, 0)
-    allowed, tokens, _ = throttle("test2", rps + 1, burst, window)
-    assert (allowed, tokens) == (True, min(Bucket(rps + 1, burst, window).capacity, 3) - 1)
-    assert throttle("test1", rps, burst, window)[:2] == (False, 0)
-
-
-@pytest.mark.needs("clock")
-@pytest.mark.parametrize("rps, burst, window", GRID)
-def test_rate_limits(frozen, rps, burst, window):
-    capacity = Bucket(rps, burst, window).capacity
-    freeze(frozen, START, 4)
-    drain_to("test", rps, burst, window, 2)
-    assert throttle("test", rps, burst, window)[:2] == (True, min(capacity, 2) - 1)
-    assert throttle("test", rps, burst, window)[:2] == (min(capacity, 2) - 1 > 0, 0)
-    allowed, tokens, sleep = throttle("test", rps, burst, window)
-    assert (allowed, tokens) == (False, 0)
-    # The next token is 1/rps away, rounded up to the ms (LimitLion: the
-    # rest of the window, window - 4 us).
-    assert sleep == math.ceil(Fraction(1000) / Fraction(repr(rps))) / 1000
-    # Coming back exactly after `sleep` is allowed, with what accrued since
-    # the token (LimitLion: a whole window's tokens, ceil(rps * window) - 1).
-    wake_us = START * 10**6 + 4 + round(sleep * 10**6)
-    freeze(frozen, 0, wake_us)
-    assert throttle("test", rps, burst, window)[:2] == (True, 0)
-
-
-@pytest.mark.needs("clock")
-def test_changing_settings(frozen):
-    freeze(frozen, START)
-    assert throttle("test", 5, 1, 5)[:2] == (True, 24)
-    throttle_set("test", 10, 1, 5)
-    # the knobs override the arguments; the tokens stay
-    assert throttle("test", 100, 100, 100)[:2] == (True, 23)
-    freeze(frozen, START + 6)
-    throttle_set("test", 10, 1, 10)
-    # 6 s at 10 rps filled the 50-token bucket; the new capacity (100) keeps
-    # those 50 (LimitLion: 22, its windows restart)
-    assert throttle("test", 5, 1, 5)[:2] == (True, 49)
-    freeze(frozen, START + 11)
-    # 5 s more at 10 rps (LimitLion: 99, a whole new window)
-    assert throttle("test", 5, 1, 5)[:2] == (True, 98)
-
-
-@pytest.mark.parametrize("value", ["a", -100, "-100"])
-def test_setting_invalid_throttle_values(ll, value):
-    with pytest.raises(ValueError) as e:
-        throttle_set("test", value, 2, 6)
-    assert str(e.value) in (
-        "rps is not a valid decimal number",
-        "rps must be > 0 and <= 1e9 (or 0 to deny all, -1 to allow all)",
-    )
-    assert throttle_get("test") == [None] * 5  # nothing was set
-
-
-def test_first_set_needs_every_knob(ll):
-    with pytest.raises(KnobsMissingError) as e:
-        throttle_set("test", rps=5)
-    assert isinstance(e.value, IndexError) and isinstance(e.value, ValueError)
-    assert "throttle:test" in str(e.value)
-    throttle_set("test", 5, 2, 6)
-    throttle_set("test", rps=7)  # later calls may change a subset
-    assert throttle_get("test")[2:] == [b"7", b"2", b"6"]
-
-
-@pytest.mark.needs("clock")
-def test_get_throttle(frozen):
-    freeze(frozen, START)
-    throttle_set("test", 5, 2, 6)
-    throttle("test", 5)
-    tokens, refreshed, rps, burst, window = throttle_get("test")
-    assert (int(tokens), int(refreshed), int(rps), int(burst), int(window)) == (59, START, 5, 2, 6)
-    assert isinstance(tokens, bytes)  # strings as HGET returned them
-
-
-def test_get_without_knobs_and_decoded(ll, server):
-    throttle("test", 5, 1, 5)
-    tokens, refreshed, rps, burst, window = throttle_get("test")
-    assert (int(tokens), rps, burst, window) == (24, None, None, None)
-    assert abs(int(refreshed) - int(ll.time()[0])) <= 1
-    decoded = server.client(decode_responses=True)
-    throttle_configure(decoded)
-    assert throttle_get("test")[0] == "24"
-    decoded.close()
-
-
-def knobs_ttl_s(r, name):
-    state = pairs(r.execute_command("THROTTLE.GET", KEY_FORMAT.format(name)))
-    return int(state["knobs_ttl_ms"]) / 1000
-
-
-def test_set_throttle(ll):
-    throttle_set("test", 5, 2, 6)
-    throttle("test", 5)
-    tokens, _, rps, burst, window = throttle_get("test")
-    assert knobs_ttl_s(ll, "test") > DEFAULT_KNOBS_TTL - 2  # 7 days
-    assert (int(tokens), int(rps), int(burst), int(window)) == (59, 5, 2, 6)
-
-
-def test_set_throttle_with_ttl(ll):
-    throttle_set("test", 5, 2, 6, knobs_ttl=10)
-    assert 9 < knobs_ttl_s(ll, "test") <= 10
-    throttle("test", 5, knobs_ttl=0)  # accepted; the knobs' own TTL applies
-    assert 9 < knobs_ttl_s(ll, "test") <= 10
-    assert [int(v) for v in throttle_get("test")[2:]] == [5, 2, 6]
-    assert int(throttle_get("test")[0]) == 59
-
-
-def test_reset_and_delete(ll):
-    throttle_set("test", 5, 1, 5)
-    throttle("test", 5, 1, 5)
-    throttle_reset("test")
-    assert throttle_get("test")[2:] == [None, None, None]
-    assert int(throttle_get("test")[0]) == 24  # the tokens stay
-    ll.hset("throttle:test:knobs", "rps", 5)  # a LimitLion leftover
-    throttle_delete("test")
-    assert ll.exists("throttle:test", "throttle:test:knobs") == 0
-    assert throttle_get("test") == [None] * 5
-
-
-def test_throttle_wait(ll):
-    throttle_func = throttle_wait("test", rps=123)
-    assert throttle_func(requested_tokens=2) == (True, 613, 0.0)
-
-
-def test_throttle_wait_waits_on_the_server(ll):
-    func = throttle_wait("w", 20, 1, 0.05)  # 1 token, one every 50 ms
-    start = time.monotonic()
-    assert func()[0] and func()[0]
-    assert time.monotonic() - start >= 0.05
-
-
-def test_throttle_wait_longer_than_the_socket_timeout_asks_again(server):
-    short = server.client(socket_timeout=1.2)  # each WAIT holds at most 0.2 s
-    throttle_configure(short)
-    func = throttle_wait("w", 2, 1, 0.5)  # 1 token, one every 500 ms
-    start = time.monotonic()
-    assert func()[0] and func()[0]
-    assert time.monotonic() - start >= 0.5
-    limitlion._redis = None
-    short.close()
-
-
-@pytest.mark.needs("clock")
-def test_throttle_wait_with_max_wait(frozen):
-    freeze(frozen, START)
-    throttle_set("test", 1, 1, 1)
-    throttle("test", 5)
-    throttle_func = throttle_wait("test", rps=1, max_wait=0.1)
-    start = time.monotonic()
-    assert throttle_func() == (False, 0, 1.0)
-    assert time.monotonic() - start < 1  # denied at once: the token is 1 s away, beyond max_wait
-
-
-def test_throttle_wait_refuses_arguments_throttle_refuses(ll):
-    with pytest.raises(TypeError):
-        throttle_wait("test", 1, 1, 1, 1, 1, 1)
-    with pytest.raises(ValueError):
-        throttle_wait("test", rps="x")()
-    assert throttle_wait("test", rps=1)()[0]
-
-
-def test_switches(ll):
-    assert throttle("off", 0, 1, 3) == (False, 0, 3)
-    assert throttle("on", -1) == (True, 1, 0.0)
-    assert throttle("on", -1, requested_tokens=10**6) == (True, 1, 0.0)
-    assert throttle("test", 1, 1, 1)[0]
-
-
-def test_fractional_requested_tokens_round_up(ll):
-    assert throttle("f", 1, 1, 10, 2.5) == (True, 7, 0.0)
-    assert throttle("g", 2.2, 10, 5, 2.2 * 10 * 5) == (True, 0, 0.0)  # 110.00000000000001 is 110
-    with pytest.raises(ValueError):
-        throttle("f", 1, 1, 10, float("nan"))
-
-
-def test_wrongtype_on_a_limitlion_hash(ll):
+def test_existing_limitlion_bucket_is_used(ll: redis.Redis) -> None:
+    """A bucket LimitLion wrote (or a test faked with HMSET) carries on."""
+    freeze(ll, START, 4)
     ll.hset("throttle:old", mapping={"tokens": 3, "refreshed": START})
-    with pytest.raises(redis.ResponseError, match="^WRONGTYPE"):
-        throttle("old", 5)
-    throttle_delete("old")
-    assert throttle("old", 5)[:2] == (True, 24)
+    assert limitlion.throttle("old", 5, 1, 5) == (True, 2, 4.999996)
+    assert ll.hgetall("throttle:old") == {b"tokens": b"2", b"refreshed": str(START).encode()}
+    # floor(burst × window × 2) = 10 s (the bound leaves 2 s for a loaded machine)
+    assert 8_000 < ll.pttl("throttle:old") <= 10_000
 
 
-@pytest.mark.needs("clock")
-def test_testing_mode_needs_the_test_clock(server):
-    plain = servers.Server()  # the module without test-clock yes
+def test_knobs_ttl_zero_leaves_the_ttl_alone(ll: redis.Redis) -> None:
+    freeze(ll, START)
+    limitlion.throttle_set("t", 5, 2, 6, knobs_ttl=100)
+    assert limitlion.throttle("t", 5, knobs_ttl=0) == (True, 59, 6.0)
+    assert 90 < ll.ttl("throttle:t:knobs") <= 100
+    limitlion.throttle("t", 5)
+    assert ll.ttl("throttle:t:knobs") > DEFAULT_KNOBS_TTL - 10
+
+
+def test_fractional_tokens_are_kept(ll: redis.Redis) -> None:
+    freeze(ll, START)
+    assert limitlion.throttle("f", 5, 1, 5, 1.5) == (True, 23, 5.0)
+    assert ll.hget("throttle:f", "tokens") == b"23.5"
+    assert limitlion.throttle("f", 5, 1, 5, 23.5)[:2] == (True, 0)
+    assert limitlion.throttle("f", 5, 1, 5, 0.5)[:2] == (False, 0)
+
+
+def test_switches(ll: redis.Redis) -> None:
+    assert limitlion.throttle("off", 0, 1, 3) == (False, 0, 3.0)
+    assert limitlion.throttle("on", -1, requested_tokens=10**6) == (True, 1, 0.0)
+    assert ll.exists("throttle:off", "throttle:on") == 0  # nothing stored
+
+
+def test_validation_as_limitlion(ll: redis.Redis) -> None:
+    for value in ["a", -100, "-100"]:
+        with pytest.raises(ValueError) as e:
+            limitlion.throttle_set("test", value, 2, 6)
+        assert str(e.value) == (
+            f'"{value}" is not a valid throttle value. Throttle values must be positive floats.'
+        )
+    with pytest.raises(IndexError, match="Throttle knob throttle:test:knobs doesn't exist or is invalid"):
+        limitlion.throttle_set("test", rps=5)
+    limitlion.throttle_set("test", 5, 2, 6)
+    limitlion.throttle_set("test", rps=7)  # the others exist now
+    freeze(ll, START)
+    limitlion.throttle("test", 1)
+    assert limitlion.throttle_get("test") == [b"83", str(START).encode(), b"7", b"2", b"6"]
+
+
+def test_bad_knobs_raise_after_the_knobs_ttl(ll: redis.Redis) -> None:
+    """As LimitLion's script: the knobs get their TTL, then `rps` is not a
+    number and the call fails."""
+    freeze(ll, START)
+    ll.hset("throttle:bad:knobs", mapping={"rps": "fast", "burst": 1, "window": 1})
+    with pytest.raises(redis.ResponseError):
+        limitlion.throttle("bad", 1)
+    assert ll.ttl("throttle:bad:knobs") > DEFAULT_KNOBS_TTL - 10
+    assert ll.exists("throttle:bad") == 0
+
+
+def test_a_bucket_of_another_type(ll: redis.Redis) -> None:
+    ll.set("throttle:str", "x")
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        limitlion.throttle("str", 1)
+
+
+def test_throttle_wait_sleeps_and_retries(r: redis.Redis) -> None:
+    """On the server clock: the second call waits for the next 1 s window."""
+    limitlion.throttle_configure(r)
     try:
-        c = plain.client()
-        with pytest.raises(TestClockDisabled, match="test-clock"):
-            throttle_configure(c, testing=True)
-        throttle_configure(c)
-        assert throttle("t", 1)[0]
-        c.close()
+        assert limitlion.throttle("w", 1, 1, 1)[0]
+        first = int(r.hget("throttle:w", "refreshed"))
+        allowed, tokens, _sleep = limitlion.throttle_wait("w", 1, 1, 1)()
+        assert (allowed, tokens) == (True, 0)
+        assert r.time()[0] >= first + 1
+        assert int(r.hget("throttle:w", "refreshed")) >= first + 1
     finally:
-        limitlion._redis = None
-        plain.stop()
+        limitlion.throttle_configure(None)
 
 
-@pytest.mark.needs("clock")
-def test_testing_mode_without_frozen_keys_leaves_the_clock_alone(frozen, clock):
-    clock.freeze(START)
-    assert throttle("test", 1, 1, 1)[0]
-    assert throttle("test", 1, 1, 1) == (False, 0, 1.0)  # frozen by the ThrottleClock
-    clock.advance(1)
-    assert throttle("test", 1, 1, 1)[0]
+def test_throttle_wait_gives_up_after_max_wait(ll: redis.Redis) -> None:
+    freeze(ll, START)  # frozen: the window never ends
+    limitlion.throttle_set("m", 1, 1, 1)
+    limitlion.throttle("m", 5)
+    calls_before = _calls(ll)
+    start = time.monotonic()
+    assert limitlion.throttle_wait("m", rps=1, max_wait=0.1)() == (False, 0, 1.0)
+    assert time.monotonic() - start >= 0.1
+    assert _calls(ll) - calls_before == 2  # asked, slept the 1 s it said, asked again
+
+
+def _calls(r: redis.Redis) -> int:
+    stats = r.info("commandstats")
+    return int(stats.get("cmdstat_throttle.limitlion", {}).get("calls", 0))
+
+
+def test_testing_mode_needs_no_test_clock() -> None:
+    plain_module = servers.Server()  # the module, without test-clock yes
+    c = plain_module.client()
+    try:
+        limitlion.throttle_configure(c, testing=True)
+        freeze(c, START, 600_000)
+        assert limitlion.throttle("t", 1, 1, 1) == (True, 0, 0.4)
+        c.delete("frozen_second")  # back to the server clock
+        allowed, tokens, sleep = limitlion.throttle("t2", 1, 1, 1)
+        assert (allowed, tokens) == (True, 0) and 0 < sleep <= 1
+        assert abs(int(c.hget("throttle:t2", "refreshed")) - c.time()[0]) <= 1
+    finally:
+        limitlion.throttle_configure(None)
+        c.close()
+        plain_module.stop()
+
+
+def test_frozen_keys_belong_to_their_database(server: servers.Server, r: redis.Redis) -> None:
+    db1 = server.client(db=1)
+    try:
+        freeze(db1, START)
+        limitlion.throttle_configure(r, testing=True)
+        limitlion.throttle("t", 1, 1, 1)
+        assert int(r.hget("throttle:t", "refreshed")) != START  # db 0 has no frozen keys
+        limitlion.throttle_configure(db1, testing=True)
+        limitlion.throttle("t", 1, 1, 1)
+        assert int(db1.hget("throttle:t", "refreshed")) == START
+    finally:
+        limitlion.throttle_configure(None)
+        db1.close()
+
+
+def test_cluster_with_a_hash_tag(rc: object) -> None:
+    """Bucket and knobs are two keys: in a cluster the name needs a hash tag
+    (as LimitLion's script needs), `{user7}` -> `throttle:{user7}` and
+    `throttle:{user7}:knobs`."""
+    limitlion.throttle_configure(rc)
+    try:
+        assert limitlion.throttle("{user7}", 1, 1, 60, 60)[:2] == (True, 0)
+        assert limitlion.throttle("{user7}", 1, 1, 60)[:2] == (False, 0)  # until the next minute
+        limitlion.throttle_set("{user7}", 5, 1, 60)
+        assert limitlion.throttle_get("{user7}")[2:] == [b"5", b"1", b"60"]
+        limitlion.throttle_delete("{user7}")
+        assert limitlion.throttle_get("{user7}") == [None] * 5
+    finally:
+        limitlion.throttle_configure(None)

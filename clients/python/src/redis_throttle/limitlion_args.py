@@ -1,16 +1,21 @@
-"""LimitLion 1.x's throttle functions, on the redis-throttle module.
+"""THROTTLE with LimitLion's arguments: LimitLion 1.x's function names and
+signatures on the module's own token bucket (``THROTTLE``), not LimitLion's
+algorithm or keys.
 
-Switching is one import line::
+For LimitLion's behaviour (its whole-window refill, its hashes, its
+answers to the microsecond) use :mod:`redis_throttle.limitlion`, the
+drop-in. This module is for code that wants THROTTLE's continuous refill,
+one typed key and waiting on the server, while keeping LimitLion's call
+shape::
 
-    from limitlion import throttle, throttle_configure          # before
-    from redis_throttle.limitlion import throttle, throttle_configure  # after
+    from redis_throttle.limitlion_args import throttle, throttle_configure
 
-Same names, signatures and return values as LimitLion 1.1 (``throttle``,
+Same names, signatures and return types as LimitLion 1.1 (``throttle``,
 ``throttle_wait``, ``throttle_configure``, ``throttle_set``,
 ``throttle_get``, ``throttle_reset``, ``throttle_delete`` and the
-``KEY_FORMAT`` / ``*_DEFAULT`` constants), and the same key name,
-``throttle:<name>``. Each call is one module command instead of a Lua
-script. Where the semantics differ:
+``KEY_FORMAT`` / ``*_DEFAULT`` constants) and the key name
+``throttle:<name>`` (holding a THROTTLE key, not LimitLion's hash). Each
+call is one THROTTLE command. Where it differs from LimitLion:
 
 - **Refill.** LimitLion adds tokens in whole windows ("buckets start and end
   on whole seconds"); the module accrues them continuously at ``rps``. A
@@ -44,7 +49,8 @@ script. Where the semantics differ:
   HGETs; ``refreshed`` is the second the tokens were counted (now: the
   bucket refills continuously); rps, burst and window are None unless knobs
   are set.
-- ``RunningCounter`` is not part of this module.
+- ``RunningCounter`` is not part of this module (it is in
+  :mod:`redis_throttle.limitlion`).
 """
 
 from __future__ import annotations
@@ -118,7 +124,7 @@ def throttle_configure(redis_instance: Any, testing: bool = False) -> None:
     real, or whatever :class:`redis_throttle.testing.ThrottleClock` set.
     """
     global _redis, _testing
-    require_sync(redis_instance, "redis_throttle.limitlion", "an AsyncLimiter")
+    require_sync(redis_instance, "redis_throttle.limitlion_args", "an AsyncLimiter")
     if testing:
         ThrottleClock(redis_instance).now_us()  # TestClockDisabled unless test-clock yes
     _redis = redis_instance

@@ -1,0 +1,350 @@
+"""redis_throttle.limitlion against LimitLion 1.1 itself, call by call.
+
+LimitLion comes out of ``../shared/peers/limitlion-6411f9f.tar.gz`` (or
+``$LIMITLION_TARBALL``) at run time and runs unchanged: its Lua script, on a
+plain server. The same seeded random sequence of calls (``throttle`` with
+random and changing rps, burst, window, fractional tokens and knobs TTLs;
+``throttle_set`` with good and bad values; ``throttle_get``, ``_reset``,
+``_delete``; hand-written knob and bucket hashes; frozen-time steps) runs
+
+- through LimitLion on a plain server (the reference),
+- through the drop-in on a server with the module, and
+- on the same keys of one server with the module, each call through
+  LimitLion's script or the drop-in at random: the mixed fleet of a
+  rolling deploy.
+
+After every call the three agree: the return value (for an error, its
+exception type; for ``throttle_set``, also its message), both hashes, and
+both expiry times (each server's expiry minus its own clock before and
+after the call must give overlapping ranges, so no timing tolerance is
+needed). ``LIMITLION_CALLS`` (default 20,000 ``throttle`` calls) and
+``LIMITLION_SEED`` size and repeat a run.
+
+``test_replication`` checks that a replica holds exactly the master's
+hashes and expiry times after both kinds of calls.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import random
+import sys
+import tarfile
+import time
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+
+import pytest
+import redis
+
+import redis_throttle.limitlion as dropin
+import servers
+
+CALLS = int(os.environ.get("LIMITLION_CALLS", "20000"))
+SEED = int(os.environ.get("LIMITLION_SEED", "20260521"))
+
+
+def tarball() -> Path:
+    env = os.environ.get("LIMITLION_TARBALL")
+    return Path(env) if env else servers.REPO.parent / "shared/peers/limitlion-6411f9f.tar.gz"
+
+
+@pytest.fixture(scope="session")
+def limitlion(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
+    """LimitLion's own package, unpacked from the tarball."""
+    path = tarball()
+    if not path.is_file():
+        pytest.fail(f"no LimitLion tarball at {path} (set LIMITLION_TARBALL)")
+    root = tmp_path_factory.mktemp("limitlion")
+    with tarfile.open(path) as t:
+        members = [m for m in t.getmembers() if m.name.startswith("limitlion/limitlion/")]
+        safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+        t.extractall(root, members=members, **safe)
+    sys.path.insert(0, str(root / "limitlion"))
+    try:
+        module = importlib.import_module("limitlion")
+    finally:
+        sys.path.remove(str(root / "limitlion"))
+    assert Path(module.__file__).is_relative_to(root), module.__file__
+    return module
+
+
+def plain_server() -> servers.Server:
+    """A server without the module (LimitLion needs none)."""
+    saved = servers.WITHOUT_MODULE
+    servers.WITHOUT_MODULE = True
+    try:
+        return servers.Server()
+    finally:
+        servers.WITHOUT_MODULE = saved
+
+
+@pytest.fixture
+def plain() -> Iterator[redis.Redis]:
+    s = plain_server()
+    client = s.client(socket_timeout=10)
+    yield client
+    client.close()
+    s.stop()
+
+
+# ---------------------------------------------------------------------------
+# Random calls.
+
+RPS = [1, 5, 10, 2, 0.5, 0.2, 0.6, 2.2, 0.0001, 0.3, 1.5, 100, 0.1, 7, 0, -1, 3.3, 0.125, "5", "0.5"]
+BURST = [1, 2, 3.3, 10, 1.5, 0.5, 4, 1.1, "2"]
+WINDOW = [1, 2, 5, 10, 0.5, 0.25, 3.7, 1.5, 60, 7, "5"]
+TOKENS = [1, 1, 1, 1, 2, 0, 0.5, 1.5, 2.2, 3, 10]
+KNOBS_TTL = [dropin.DEFAULT_KNOBS_TTL] * 4 + [0, 10, 1, 100000]
+BAD_SET = ["a", -100, "-100", -1, float("nan")]
+POOLS: Dict[str, List[Any]] = {"rps": RPS, "burst": BURST, "window": WINDOW, "knobs_ttl": KNOBS_TTL}
+
+
+class Frozen:
+    """The frozen clock of a sequence (LimitLion's testing keys)."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self.second = 1_700_000_000 + rng.randrange(100_000_000)
+        self.micro = rng.randrange(1_000_000)
+
+    def step(self, rng: random.Random, window: float) -> None:
+        kind = rng.randrange(10)
+        if kind == 0:
+            us = 0
+        elif kind < 3:
+            us = rng.randrange(1_000_000)
+        elif kind < 5:
+            us = int(rng.randrange(4) * window * 1e6) + rng.randrange(3) - 1
+        elif kind == 5:
+            us = rng.randrange(30_000_000)
+        elif kind == 6:
+            us = -rng.randrange(2_000_000)  # the clock steps back
+        elif kind == 7:
+            us = 1_000_000 - self.micro  # a whole second
+        else:
+            us = rng.randrange(3_000_000)
+        total = self.second * 1_000_000 + self.micro + us
+        self.second, self.micro = divmod(total, 1_000_000)
+
+    def keys(self) -> Dict[str, int]:
+        return {"frozen_second": self.second, "frozen_microsecond": self.micro}
+
+
+Op = Tuple[Any, ...]
+
+
+def random_op(rng: random.Random, name: str, defaults: Dict[str, Any]) -> Op:
+    r = rng.randrange(100)
+    if r < 72:
+        tokens: Any = rng.choice(TOKENS)
+        if rng.randrange(12) == 0:
+            try:
+                tokens = float(defaults["rps"]) * float(defaults["burst"]) * float(defaults["window"])
+            except ValueError:
+                pass
+        return ("throttle", name, defaults["rps"], defaults["burst"], defaults["window"], tokens, defaults["knobs_ttl"])
+    if r < 80:
+        values = [rng.choice(RPS[:14]), rng.choice(BURST), rng.choice(WINDOW)]
+        for i in range(3):
+            if rng.randrange(6) == 0:
+                values[i] = None
+            elif rng.randrange(15) == 0:
+                values[i] = rng.choice(BAD_SET)
+        ttl = rng.choice([None, None, 10, 1000])
+        return ("set", name, *values, ttl)
+    if r < 84:
+        return ("get", name)
+    if r < 86:
+        return ("reset", name)
+    if r < 87:
+        return ("delete", name)
+    if r < 94:
+        key = dropin.KEY_FORMAT.format(name) + ":knobs"
+        field = rng.choice(["rps", "burst", "window"])
+        value = rng.choice({"rps": RPS, "burst": BURST, "window": WINDOW}[field])
+        return ("hset", key, field, value)
+    key = dropin.KEY_FORMAT.format(name)
+    if rng.randrange(2):
+        return ("hset", key, "tokens", rng.choice([0, 1, 2, 3, 24, 2.5, 0.1, 100000, "junk"]))
+    return ("hset", key, "refreshed", rng.choice([0, 1_700_000_000, "junk"]))
+
+
+def run_op(module: Any, client: redis.Redis, op: Op) -> Any:
+    """Runs `op` through `module` (LimitLion or the drop-in) on `client`;
+    returns its result, or for an exception ("raised", type, message)."""
+    module.throttle_configure(client, testing=True)
+    kind, *args = op
+    try:
+        if kind == "throttle":
+            return module.throttle(*args)
+        if kind == "set":
+            name, rps, burst, window, ttl = args
+            return module.throttle_set(name, rps, burst, window, knobs_ttl=ttl)
+        if kind == "get":
+            return module.throttle_get(*args)
+        if kind == "reset":
+            return module.throttle_reset(*args)
+        if kind == "delete":
+            return module.throttle_delete(*args)
+        if kind == "hset":
+            return client.hset(*args)
+        raise AssertionError(op)
+    except redis.ResponseError:
+        return ("raised", "ResponseError", None)  # the text is the script's or the module's
+    except (ValueError, IndexError, TypeError) as e:
+        return ("raised", type(e).__name__, str(e))
+
+
+class Side:
+    """One server (and database) that runs the sequence, with what it
+    last showed of each key's expiry."""
+
+    def __init__(self, label: str, client: redis.Redis, choose: Callable[[], Any]) -> None:
+        self.label = label
+        self.client = client
+        self.choose = choose
+        self.expiry: Dict[str, int] = {}
+
+    def run(self, op: Op, keys: List[str]) -> Tuple[Any, Dict[str, Any]]:
+        t0 = _time_ms(self.client)
+        result = run_op(self.choose(), self.client, op)
+        pipe = self.client.pipeline(transaction=False)
+        pipe.time()
+        for key in keys:
+            pipe.hgetall(key)
+            pipe.execute_command("PEXPIRETIME", key)
+        replies = pipe.execute()
+        t1 = replies[0][0] * 1000 + replies[0][1] // 1000
+        state: Dict[str, Any] = {}
+        for i, key in enumerate(keys):
+            fields, expire_at = replies[1 + 2 * i], replies[2 + 2 * i]
+            changed = expire_at != self.expiry.get(key)
+            self.expiry[key] = expire_at
+            state[key] = (fields, expire_at, (expire_at - t1, expire_at - t0), changed)
+        return result, state
+
+
+def _time_ms(client: redis.Redis) -> int:
+    seconds, micros = client.time()
+    return seconds * 1000 + micros // 1000
+
+
+def same_expiry(a: Tuple[Any, ...], b: Tuple[Any, ...]) -> bool:
+    """Both without expiry (or key), or expiring the same time after their
+    own calls, or neither changed by this call."""
+    _, at_a, (lo_a, hi_a), changed_a = a
+    _, at_b, (lo_b, hi_b), changed_b = b
+    if at_a < 0 or at_b < 0:
+        return at_a == at_b
+    return (lo_a <= hi_b and lo_b <= hi_a) or not (changed_a or changed_b)
+
+
+def check(reference: Tuple[Any, Dict[str, Any]], other: Tuple[Any, Dict[str, Any]], context: str) -> None:
+    assert other[0] == reference[0], f"result: {context}"
+    for key, ref in reference[1].items():
+        got = other[1][key]
+        assert got[0] == ref[0], f"{key} fields: {context}"
+        assert same_expiry(ref, got), f"{key} expiry {ref[1:3]} vs {got[1:3]}: {context}"
+
+
+def test_differential_and_mixed_fleet(limitlion: ModuleType, plain: redis.Redis, r: redis.Redis, server: servers.Server) -> None:
+    rng = random.Random(SEED)
+    mixed = server.client(db=2, socket_timeout=10)
+    mixed.flushdb()
+    reference = Side("LimitLion on a plain server", plain, lambda: limitlion)
+    module_only = Side("the drop-in", r, lambda: dropin)
+    fleet = Side("mixed fleet", mixed, lambda: rng.choice([limitlion, dropin]))
+    sides = [reference, module_only, fleet]
+    calls = sequence = through_script = 0
+    outcomes: Dict[str, int] = {}
+    try:
+        while calls < CALLS:
+            sequence += 1
+            name = f"seq{sequence}"
+            keys = [dropin.KEY_FORMAT.format(name), dropin.KEY_FORMAT.format(name) + ":knobs"]
+            frozen = Frozen(rng)
+            defaults = {field: rng.choice(pool) for field, pool in POOLS.items()}
+            for _ in range(20 + rng.randrange(100)):
+                if rng.randrange(100) < 55:
+                    frozen.step(rng, float(defaults["window"]))
+                    for side in sides:
+                        side.client.mset(frozen.keys())
+                if rng.randrange(100) < 3:  # the callers' defaults change (a deploy)
+                    field = rng.choice(list(POOLS))
+                    defaults[field] = rng.choice(POOLS[field])
+                op = random_op(rng, name, defaults)
+                ref = reference.run(op, keys)
+                context = f"seed {SEED}, sequence {sequence}, {op}, frozen {frozen.keys()}: LimitLion gave {ref}"
+                check(ref, module_only.run(op, keys), "drop-in, " + context)
+                check(ref, fleet.run(op, keys), "mixed fleet, " + context)
+                if op[0] == "throttle":
+                    calls += 1
+                    res = ref[0]
+                    kind = "error" if res[0] == "raised" else ("allowed" if res[0] else "denied")
+                    outcomes[kind] = outcomes.get(kind, 0) + 1
+    finally:
+        mixed.close()
+        unconfigure(limitlion)
+    print(f"{calls} throttle calls in {sequence} sequences agree: {outcomes}")
+    # The sequence must exercise each outcome, or agreeing proves little.
+    assert outcomes.get("allowed", 0) > CALLS / 10 and outcomes.get("denied", 0) > CALLS / 20, outcomes
+
+
+def test_replication(limitlion: ModuleType) -> None:
+    master = servers.start_module_server()
+    replica = servers.start_module_server("--replicaof", "127.0.0.1", str(master.port))
+    m = master.client(socket_timeout=10)
+    s = replica.client(socket_timeout=10)
+    try:
+        deadline = time.monotonic() + 30
+        while s.info("replication").get("master_link_status") != "up":
+            assert time.monotonic() < deadline, "the replica did not sync within 30 s"
+            time.sleep(0.05)
+        rng = random.Random(SEED + 1)
+        frozen = Frozen(rng)
+        m.mset(frozen.keys())
+        answered = 0  # drop-in throttle calls that answered (not an error)
+        for _ in range(2000):
+            name = f"r{rng.randrange(20)}"
+            defaults = {field: rng.choice(pool) for field, pool in POOLS.items()}
+            if rng.randrange(2):
+                frozen.step(rng, 1.0)
+                m.mset(frozen.keys())
+            module = rng.choice([limitlion, dropin])
+            op = random_op(rng, name, defaults)
+            result = run_op(module, m, op)
+            if module is dropin and op[0] == "throttle" and result[0] != "raised":
+                answered += 1
+        # Wait (bounded) until the replica has applied everything.
+        offset = m.info("replication")["master_repl_offset"]
+        while s.info("replication")["master_repl_offset"] != offset:
+            assert time.monotonic() < deadline + 60, "the replica did not catch up"
+            time.sleep(0.05)
+        keys = sorted(m.scan_iter(count=1000))
+        assert sorted(s.scan_iter(count=1000)) == keys
+        hashes = 0
+        for key in keys:
+            assert m.type(key) == s.type(key), key
+            if m.type(key) == b"hash":
+                hashes += 1
+                assert s.hgetall(key) == m.hgetall(key), key
+            assert s.execute_command("PEXPIRETIME", key) == m.execute_command("PEXPIRETIME", key), key
+        assert hashes >= 20, keys
+        assert answered > 300, answered
+    finally:
+        unconfigure(limitlion)
+        m.close()
+        s.close()
+        replica.stop()
+        master.stop()
+
+
+def unconfigure(limitlion: ModuleType) -> None:
+    """Both packages back to "not configured" (LimitLion's own
+    throttle_configure cannot take None)."""
+    own = sys.modules[limitlion.__name__ + ".throttle"]
+    own.redis = own.throttle_script = None
+    dropin.throttle_configure(None)
+
