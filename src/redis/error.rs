@@ -105,6 +105,11 @@ pub enum Error {
         "ERR THROTTLE.CLOCK needs the module loaded with 'test-clock yes' (--loadmodule <path> test-clock yes)"
     )]
     NoTestClock,
+    #[error("ERR the knobs key must differ from the bucket key")]
+    SameKnobsKey,
+    /// An error LimitLion's script raises (its text from the core).
+    #[error("{0}")]
+    Script(String),
     #[error("ERR the server could not hold the client")]
     CannotBlock,
     #[error("ERR internal error")]

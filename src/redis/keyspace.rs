@@ -16,6 +16,11 @@
 //! redis-cell left (a string holding its TAT) and its writes go through
 //! [`write_to`] like every other. [`update_all`] is [`update`] over
 //! several keys at once (THROTTLE.ALL).
+//!
+//! LimitLion's keys are plain hashes its users read and edit by hand, so
+//! they stay hashes: [`hash_get`], [`hash_set`] and [`hash_expire`] do
+//! what HMGET, HSET and EXPIRE do (the same writes, replicated as those
+//! commands, the same keyspace events).
 
 use std::borrow::Cow;
 use std::ffi::CStr;
@@ -28,7 +33,7 @@ use super::blocking;
 use super::clock;
 use super::error::{Error, Result};
 use super::ffi::types::DataType;
-use super::ffi::{Ctx, Holds, Key, RStr};
+use super::ffi::{Ctx, EventClass, Holds, Key, RStr};
 
 /// The command replication and the AOF carry.
 pub const APPLY_COMMAND: &CStr = c"THROTTLE.APPLY";
@@ -220,6 +225,66 @@ fn cell_tat(ctx: Ctx<'_>, name: RStr<'_>) -> Result<u64> {
         .then(|| std::str::from_utf8(&bytes).ok()?.parse::<u64>().ok())
         .flatten();
     tat.ok_or(Error::WrongType)
+}
+
+/// HMGET: the hash's fields (`None`: no such field, or no key);
+/// WRONGTYPE for a key of another type.
+pub fn hash_get<const N: usize>(
+    ctx: Ctx<'_>,
+    name: RStr<'_>,
+    fields: [&CStr; N],
+) -> Result<[Option<Vec<u8>>; N]> {
+    ctx.open_key(name, false)
+        .hash_get(fields)
+        .map_err(|_| Error::WrongType)
+}
+
+/// EXISTS, and the value of a string key (`None` for another type), as
+/// `EXISTS` and `GET` see them.
+pub fn exists(ctx: Ctx<'_>, name: RStr<'_>) -> bool {
+    ctx.open_key(name, false).exists()
+}
+
+/// A string key's value, as MGET answers (`None`: no key, or another type).
+pub fn string(ctx: Ctx<'_>, name: RStr<'_>) -> Option<Vec<u8>> {
+    ctx.get_string(name)
+}
+
+/// HSET key field value [field value]: creates the hash at an empty key;
+/// replicated as HSET, fires `hset`. WRONGTYPE for a key of another type.
+pub fn hash_set(ctx: Ctx<'_>, name: RStr<'_>, pairs: [(&CStr, &[u8]); 2]) -> Result<()> {
+    if !ctx.open_key(name, true).hash_set(&pairs) {
+        return Err(Error::WrongType);
+    }
+    let [(f0, v0), (f1, v1)] = pairs;
+    ctx.replicate_args(c"HSET", name, &[f0.to_bytes(), v0, f1.to_bytes(), v1]);
+    ctx.signal_modified(name);
+    ctx.notify_as(EventClass::Hash, c"hset", name);
+    Ok(())
+}
+
+/// EXPIRE on an existing key: `Some(at_ms)` sets its absolute expiry
+/// (replicated as PEXPIREAT, fires `expire`), `None` (a ttl ≤ 0) deletes
+/// it (replicated as DEL, fires `del`). Nothing for a missing key.
+pub fn hash_expire(ctx: Ctx<'_>, name: RStr<'_>, at_ms: Option<i64>) {
+    let mut key = ctx.open_key(name, true);
+    if !key.exists() {
+        return;
+    }
+    match at_ms {
+        Some(at) => {
+            expire_at_ms(&mut key, at);
+            ctx.replicate_args(c"PEXPIREAT", name, &[at.to_string().as_bytes()]);
+            ctx.signal_modified(name);
+            ctx.notify_as(EventClass::Generic, c"expire", name);
+        }
+        None => {
+            key.delete();
+            ctx.replicate_del(name);
+            ctx.signal_modified(name);
+            ctx.notify_as(EventClass::Generic, c"del", name);
+        }
+    }
 }
 
 /// Carries out a write, the one way every write reaches Redis.

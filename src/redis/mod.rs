@@ -17,7 +17,8 @@
 //!   core's typed answers;
 //! - [`commands`]: registering the families' commands;
 //! - one file per command family: [`throttle`], [`knobs`], [`all`],
-//!   [`cell`], [`permit`], [`lease`], [`apply`], [`testclock`].
+//!   [`cell`], [`limitlion`], [`permit`], [`lease`], [`apply`],
+//!   [`testclock`].
 
 pub mod all;
 pub mod apply;
@@ -35,6 +36,7 @@ pub mod ffi;
 pub mod keyspace;
 pub mod knobs;
 pub mod lease;
+pub mod limitlion;
 pub mod permit;
 pub mod replies;
 pub mod stats;
@@ -57,6 +59,7 @@ pub const FAMILIES: &[&[Spec]] = &[
     knobs::COMMANDS,
     all::COMMANDS,
     cell::COMMANDS,
+    limitlion::COMMANDS,
     permit::COMMANDS,
     lease::COMMANDS,
     apply::COMMANDS,

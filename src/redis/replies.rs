@@ -8,6 +8,7 @@ use throttle_core::bucket::{Decision, Retry, Verdict};
 use throttle_core::cell;
 use throttle_core::decimal;
 use throttle_core::lease::{Granted, LeaseSnapshot};
+use throttle_core::limitlion;
 use throttle_core::permit::{Permit, PermitAnswer, PermitSnapshot};
 use throttle_core::throttle::{AllAnswer, Answer, Snapshot};
 use throttle_core::time::{NEVER_MS, clamp_reply};
@@ -117,6 +118,15 @@ pub fn lease(ctx: Ctx<'_>, g: &Granted) {
         } => ctx.reply_i64s(&lease_ints(lease.id, lease.expires_at, *in_use, *limit)),
         Granted::Refused => ctx.reply_null(),
     }
+}
+
+/// THROTTLE.LIMITLION's `[allowed, tokens, sleep]`, as LimitLion's script
+/// answers: two integers and the `"%.6f"` text of the seconds to sleep.
+pub fn limitlion(ctx: Ctx<'_>, r: &limitlion::Reply) {
+    ctx.reply_array(3);
+    ctx.reply_i64(i64::from(r.allowed));
+    ctx.reply_i64(r.tokens);
+    ctx.reply_bulk(r.sleep.as_bytes());
 }
 
 fn lease_ints(id: u64, expires_at: Timestamp, in_use: u64, limit: u64) -> [i64; 4] {

@@ -13,6 +13,7 @@
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use throttle_core::lease::Granted;
+use throttle_core::limitlion::Reply as LimitLionReply;
 use throttle_core::permit::{Permit, PermitAnswer};
 use throttle_core::throttle::{AllAnswer, Answer};
 
@@ -45,6 +46,10 @@ pub static LEASE_RELEASED: Counter = Counter::new(0);
 pub static LEASE_RENEWED: Counter = Counter::new(0);
 pub static LEASE_LOST: Counter = Counter::new(0);
 /// Values alive in memory, by type (all databases).
+pub static LIMITLION_CALLS: Counter = Counter::new(0);
+pub static LIMITLION_ALLOWED: Counter = Counter::new(0);
+pub static LIMITLION_DENIED: Counter = Counter::new(0);
+pub static LIMITLION_ERRORS: Counter = Counter::new(0);
 pub static BUCKET_KEYS: Counter = Counter::new(0);
 pub static PERMIT_KEYS: Counter = Counter::new(0);
 pub static LEASE_KEYS: Counter = Counter::new(0);
@@ -120,6 +125,20 @@ pub fn lease_renewed(renewed: bool) {
     add(if renewed { &LEASE_RENEWED } else { &LEASE_LOST }, 1);
 }
 
+/// One THROTTLE.LIMITLION call: allowed, denied, or an error the script
+/// raises.
+pub fn limitlion<E>(reply: &Result<LimitLionReply, E>) {
+    add(&LIMITLION_CALLS, 1);
+    add(
+        match reply {
+            Ok(r) if r.allowed => &LIMITLION_ALLOWED,
+            Ok(_) => &LIMITLION_DENIED,
+            Err(_) => &LIMITLION_ERRORS,
+        },
+        1,
+    );
+}
+
 /// What happened to a held client.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Held {
@@ -154,7 +173,7 @@ pub fn held(event: Held) {
 
 /// The counters of `# throttle_stats`, in the order INFO prints them
 /// (Redis prefixes each name with `throttle_`).
-static COUNTERS: [(&str, &Counter); 21] = [
+static COUNTERS: [(&str, &Counter); 25] = [
     ("calls", &CALLS),
     ("allowed", &ALLOWED),
     ("denied", &DENIED),
@@ -176,6 +195,10 @@ static COUNTERS: [(&str, &Counter); 21] = [
     ("lease_released", &LEASE_RELEASED),
     ("lease_renewed", &LEASE_RENEWED),
     ("lease_lost", &LEASE_LOST),
+    ("limitlion_calls", &LIMITLION_CALLS),
+    ("limitlion_allowed", &LIMITLION_ALLOWED),
+    ("limitlion_denied", &LIMITLION_DENIED),
+    ("limitlion_errors", &LIMITLION_ERRORS),
 ];
 
 /// The gauges of `# throttle_keys`.

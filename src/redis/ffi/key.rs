@@ -1,7 +1,7 @@
 //! Open keys, and the values of the module's data types in them.
 
 use std::cell::Cell;
-use std::ffi::c_void;
+use std::ffi::{CStr, c_char, c_void};
 use std::marker::PhantomData;
 use std::ptr::NonNull;
 
@@ -129,6 +129,102 @@ impl Key<'_> {
                 api!(RedisModule_SetExpire)(self.ptr, at_ms.saturating_sub(server_now_ms()).max(1));
             },
         }
+    }
+
+    /// Whether the key exists (a handle opened for reading exists only
+    /// for a key that does, as EXISTS answers).
+    pub fn exists(&self) -> bool {
+        !self.ptr.is_null() && !matches!(self.is_hash(), Ok(false))
+    }
+
+    /// Whether the key holds a hash (`Ok(false)`: nothing), else what it
+    /// holds instead.
+    fn is_hash(&self) -> std::result::Result<bool, Holds> {
+        if self.ptr.is_null() {
+            return Ok(false);
+        }
+        // SAFETY: an open key handle.
+        let kt = unsafe { api!(RedisModule_KeyType)(self.ptr) } as isize;
+        match kt {
+            _ if kt == raw::REDISMODULE_KEYTYPE_EMPTY => Ok(false),
+            _ if kt == raw::REDISMODULE_KEYTYPE_HASH => Ok(true),
+            _ if kt == raw::REDISMODULE_KEYTYPE_STRING => Err(Holds::String),
+            _ => Err(Holds::Other),
+        }
+    }
+
+    /// The values of a hash's fields (`None`: no such field; every field
+    /// `None` for a missing key), as HMGET answers, or what the key holds
+    /// instead of a hash.
+    pub fn hash_get<const N: usize>(
+        &self,
+        fields: [&CStr; N],
+    ) -> std::result::Result<[Option<Vec<u8>>; N], Holds> {
+        let mut values = [const { None }; N];
+        if !self.is_hash()? {
+            return Ok(values);
+        }
+        for (field, value) in fields.iter().zip(values.iter_mut()) {
+            let mut got: *mut raw::RedisModuleString = std::ptr::null_mut();
+            // SAFETY: an open key that holds a hash; CFIELDS: the field is
+            // a NUL-terminated C string; the list ends with NULL. Redis
+            // sets `got` to a new string (ours to free) or NULL.
+            unsafe {
+                api!(RedisModule_HashGet)(
+                    self.ptr,
+                    raw::REDISMODULE_HASH_CFIELDS as i32,
+                    field.as_ptr(),
+                    &mut got as *mut *mut raw::RedisModuleString,
+                    std::ptr::null::<c_char>(),
+                )
+            };
+            if !got.is_null() {
+                let mut len = 0usize;
+                // SAFETY: `got` is a live string Redis created for us: its
+                // bytes are copied out, then it is freed exactly once (no
+                // context: the module does not use automatic memory).
+                unsafe {
+                    let p = api!(RedisModule_StringPtrLen)(got, &mut len);
+                    *value = Some(std::slice::from_raw_parts(p.cast::<u8>(), len).to_vec());
+                    api!(RedisModule_FreeString)(std::ptr::null_mut(), got);
+                }
+            }
+        }
+        Ok(values)
+    }
+
+    /// Sets hash fields as HSET does (creating the hash at an empty key).
+    /// False when the key was opened for reading or holds another type.
+    pub fn hash_set(&mut self, pairs: &[(&CStr, &[u8])]) -> bool {
+        if self.ptr.is_null() || self.is_hash().is_err() {
+            return false;
+        }
+        for (field, value) in pairs {
+            // SAFETY: Redis copies the bytes into a new string, freed below.
+            let v = unsafe {
+                api!(RedisModule_CreateString)(
+                    std::ptr::null_mut(),
+                    value.as_ptr().cast::<c_char>(),
+                    value.len(),
+                )
+            };
+            // SAFETY: an open key, writable (checked above that it is not a
+            // read-only missing key; Redis refuses a read-only handle) and
+            // empty or a hash; CFIELDS with a C string field and a live
+            // value string Redis copies (HASH_SET_COPY); NULL ends the list.
+            unsafe {
+                api!(RedisModule_HashSet)(
+                    self.ptr,
+                    raw::REDISMODULE_HASH_CFIELDS as i32,
+                    field.as_ptr(),
+                    v,
+                    std::ptr::null::<c_char>(),
+                );
+                api!(RedisModule_FreeString)(std::ptr::null_mut(), v);
+            }
+        }
+        self.found.set(None);
+        true
     }
 
     /// Deletes the key's value.

@@ -28,7 +28,7 @@
 use std::cell::Cell;
 use std::ffi::{CStr, c_int, c_longlong};
 use std::marker::PhantomData;
-use std::ptr::NonNull;
+use std::ptr::{NonNull, null};
 
 use redis_module::raw;
 
@@ -74,6 +74,17 @@ pub mod types;
 
 pub use blocked::{BlockedClient, Held};
 pub use key::{Holds, Key};
+
+/// The class of a keyspace notification (`notify-keyspace-events`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventClass {
+    /// `d`: the module's own types.
+    Module,
+    /// `g`: generic commands (DEL, EXPIRE, ...).
+    Generic,
+    /// `h`: hash commands.
+    Hash,
+}
 
 /// A Redis command callback.
 pub type CmdFunc = unsafe extern "C" fn(
@@ -231,6 +242,42 @@ impl<'a> Ctx<'a> {
         };
     }
 
+    /// Propagates `cmd key arg...` (at most four arguments; more are a bug
+    /// and propagate nothing).
+    pub fn replicate_args(self, cmd: &CStr, key: RStr<'_>, args: &[&[u8]]) {
+        let (c, k) = (cmd.as_ptr(), key.raw());
+        // SAFETY: reading the API pointer (see `api!`).
+        let replicate = unsafe { api!(RedisModule_Replicate) };
+        let b = |i: usize| args.get(i).map_or((null(), 0), |a| (a.as_ptr(), a.len()));
+        let ((p0, n0), (p1, n1), (p2, n2), (p3, n3)) = (b(0), b(1), b(2), b(3));
+        // SAFETY: a valid context; `key` is a live Redis string (Redis
+        // takes a reference), each buffer is valid for its length (copied),
+        // and the format has one `b` (pointer, length) per argument given.
+        unsafe {
+            match args.len() {
+                0 => replicate(self.raw(), c, c"s".as_ptr(), k),
+                1 => replicate(self.raw(), c, c"sb".as_ptr(), k, p0, n0),
+                2 => replicate(self.raw(), c, c"sbb".as_ptr(), k, p0, n0, p1, n1),
+                3 => replicate(self.raw(), c, c"sbbb".as_ptr(), k, p0, n0, p1, n1, p2, n2),
+                4 => replicate(
+                    self.raw(),
+                    c,
+                    c"sbbbb".as_ptr(),
+                    k,
+                    p0,
+                    n0,
+                    p1,
+                    n1,
+                    p2,
+                    n2,
+                    p3,
+                    n3,
+                ),
+                _ => 0,
+            }
+        };
+    }
+
     /// Propagates the command as the client sent it.
     pub fn replicate_verbatim(self) {
         // SAFETY: a valid command context.
@@ -246,11 +293,21 @@ impl<'a> Ctx<'a> {
 
     /// A keyspace notification of class "module" (`d`).
     pub fn notify(self, event: &CStr, key: RStr<'_>) {
+        self.notify_as(EventClass::Module, event, key);
+    }
+
+    /// A keyspace notification of the class Redis's own command would fire.
+    pub fn notify_as(self, class: EventClass, event: &CStr, key: RStr<'_>) {
+        let class = match class {
+            EventClass::Module => raw::REDISMODULE_NOTIFY_MODULE,
+            EventClass::Generic => raw::REDISMODULE_NOTIFY_GENERIC,
+            EventClass::Hash => raw::REDISMODULE_NOTIFY_HASH,
+        };
         // SAFETY: a valid context, a NUL-terminated event and a live key name.
         unsafe {
             api!(RedisModule_NotifyKeyspaceEvent)(
                 self.raw(),
-                raw::REDISMODULE_NOTIFY_MODULE as c_int,
+                class as c_int,
                 event.as_ptr(),
                 key.raw(),
             )
