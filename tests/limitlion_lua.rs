@@ -26,9 +26,9 @@
 //! `%.17g`; 7.2+ and Valkey with integers or fpconv: the test reads the
 //! version and picks [`NumberText`] as the module must).
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::process::Command;
 
 use redis::{Connection, Value};
 use testkit::Server;
@@ -37,49 +37,6 @@ use throttle_core::limitlion::{
     self, Args, Bucket, BucketWrite, Call, Clock, Knobs, NumberText, Outcome, Reply, ScriptError,
     Ttl,
 };
-
-// ---------------------------------------------------------------------------
-// LimitLion's script, from the tarball.
-
-fn tarball() -> PathBuf {
-    std::env::var_os("LIMITLION_TARBALL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../shared/peers/limitlion-6411f9f.tar.gz")
-        })
-}
-
-/// `limitlion/throttle.lua` as LimitLion's `throttle_configure(r,
-/// testing=True)` loads it: the `TIME` call replaced by the frozen keys
-/// when `frozen_second` exists.
-fn testing_script() -> String {
-    let tar = tarball();
-    let out = Command::new("tar")
-        .arg("-xzOf")
-        .arg(&tar)
-        .arg("limitlion/limitlion/throttle.lua")
-        .output()
-        .unwrap_or_else(|e| panic!("tar on {}: {e}", tar.display()));
-    assert!(
-        out.status.success(),
-        "cannot read throttle.lua from {} (set LIMITLION_TARBALL): {}",
-        tar.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let lua = String::from_utf8(out.stdout).expect("throttle.lua is UTF-8");
-    let time_call = "local time = redis.call(\"time\")";
-    assert_eq!(lua.matches(time_call).count(), 1, "LimitLion's TIME line");
-    lua.replace(
-        time_call,
-        "local time\n\
-         if redis.call(\"exists\", \"frozen_second\") == 1 then\n  \
-           time = redis.call(\"mget\", \"frozen_second\", \"frozen_microsecond\")\n\
-         else\n  \
-           time = redis.call(\"time\")\n\
-         end",
-    )
-}
 
 /// How this server's Lua bridge prints numbers, from `INFO server`.
 fn number_text(con: &mut Connection) -> NumberText {
@@ -427,7 +384,7 @@ fn special_values_through_the_script_match() {
 fn load(con: &mut Connection) -> String {
     redis::cmd("SCRIPT")
         .arg("LOAD")
-        .arg(testing_script())
+        .arg(common::limitlion_testing_script())
         .query(con)
         .unwrap()
 }

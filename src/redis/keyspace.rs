@@ -33,7 +33,7 @@ use super::blocking;
 use super::clock;
 use super::error::{Error, Result};
 use super::ffi::types::DataType;
-use super::ffi::{Ctx, EventClass, Holds, Key, RStr};
+use super::ffi::{self, Ctx, EventClass, Holds, Key, RStr};
 
 /// The command replication and the AOF carry.
 pub const APPLY_COMMAND: &CStr = c"THROTTLE.APPLY";
@@ -265,7 +265,8 @@ pub fn hash_set(ctx: Ctx<'_>, name: RStr<'_>, pairs: [(&CStr, &[u8]); 2]) -> Res
 
 /// EXPIRE on an existing key: `Some(at_ms)` sets its absolute expiry
 /// (replicated as PEXPIREAT, fires `expire`), `None` (a ttl ≤ 0) deletes
-/// it (replicated as DEL, fires `del`). Nothing for a missing key.
+/// it (replicated as DEL; fires `del`, or `expired` on Valkey 8.1 and
+/// later, as their EXPIRE does). Nothing for a missing key.
 pub fn hash_expire(ctx: Ctx<'_>, name: RStr<'_>, at_ms: Option<i64>) {
     let mut key = ctx.open_key(name, true);
     if !key.exists() {
@@ -282,7 +283,11 @@ pub fn hash_expire(ctx: Ctx<'_>, name: RStr<'_>, at_ms: Option<i64>) {
             key.delete();
             ctx.replicate_del(name);
             ctx.signal_modified(name);
-            ctx.notify_as(EventClass::Generic, c"del", name);
+            if ffi::is_valkey() && ffi::server_version() >= 0x0008_0100 {
+                ctx.notify_as(EventClass::Expired, c"expired", name);
+            } else {
+                ctx.notify_as(EventClass::Generic, c"del", name);
+            }
         }
     }
 }

@@ -91,7 +91,7 @@ fn parse<'a>(args: &Args<'a>) -> Result<Parsed<'a>> {
 fn number_text() -> NumberText {
     let v = ffi::server_version();
     let (major, minor) = ((v >> 16) & 0xff, (v >> 8) & 0xff);
-    NumberText::for_server(false, major.unsigned_abs(), minor.unsigned_abs())
+    NumberText::for_server(ffi::is_valkey(), major.unsigned_abs(), minor.unsigned_abs())
 }
 
 /// EXPIRE's absolute time, from the server clock at the call.

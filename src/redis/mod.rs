@@ -124,6 +124,7 @@ pub fn setup(ctx: ffi::Ctx<'_>, load_args: &[&[u8]]) -> Result<(), String> {
         redis_module::raw::REDISMODULE_OPTIONS_HANDLE_IO_ERRORS
             | redis_module::raw::REDISMODULE_OPTION_NO_IMPLICIT_SIGNAL_MODIFIED,
     );
+    ffi::detect_valkey(ctx);
     config::register(ctx, load_args)?;
     for t in TYPES {
         t.register(ctx)?;

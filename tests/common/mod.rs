@@ -448,3 +448,44 @@ pub fn conn_with_timeout(server: &Server, secs: u64) -> Connection {
         .expect("set_read_timeout");
     con
 }
+
+/// LimitLion's tarball: `$LIMITLION_TARBALL`, else `../shared/peers/`'s.
+fn limitlion_tarball() -> PathBuf {
+    std::env::var_os("LIMITLION_TARBALL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../shared/peers/limitlion-6411f9f.tar.gz")
+        })
+}
+
+/// `limitlion/throttle.lua` as LimitLion's `throttle_configure(r,
+/// testing=True)` loads it: the `TIME` call replaced by the frozen keys
+/// when `frozen_second` exists.
+pub fn limitlion_testing_script() -> String {
+    let tar = limitlion_tarball();
+    let out = std::process::Command::new("tar")
+        .arg("-xzOf")
+        .arg(&tar)
+        .arg("limitlion/limitlion/throttle.lua")
+        .output()
+        .unwrap_or_else(|e| panic!("tar on {}: {e}", tar.display()));
+    assert!(
+        out.status.success(),
+        "cannot read throttle.lua from {} (set LIMITLION_TARBALL): {}",
+        tar.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lua = String::from_utf8(out.stdout).expect("throttle.lua is UTF-8");
+    let time_call = "local time = redis.call(\"time\")";
+    assert_eq!(lua.matches(time_call).count(), 1, "LimitLion's TIME line");
+    lua.replace(
+        time_call,
+        "local time\n\
+         if redis.call(\"exists\", \"frozen_second\") == 1 then\n  \
+           time = redis.call(\"mget\", \"frozen_second\", \"frozen_microsecond\")\n\
+         else\n  \
+           time = redis.call(\"time\")\n\
+         end",
+    )
+}

@@ -84,6 +84,8 @@ pub enum EventClass {
     Generic,
     /// `h`: hash commands.
     Hash,
+    /// `x`: expirations.
+    Expired,
 }
 
 /// A Redis command callback.
@@ -302,6 +304,7 @@ impl<'a> Ctx<'a> {
             EventClass::Module => raw::REDISMODULE_NOTIFY_MODULE,
             EventClass::Generic => raw::REDISMODULE_NOTIFY_GENERIC,
             EventClass::Hash => raw::REDISMODULE_NOTIFY_HASH,
+            EventClass::Expired => raw::REDISMODULE_NOTIFY_EXPIRED,
         };
         // SAFETY: a valid context, a NUL-terminated event and a live key name.
         unsafe {
@@ -469,6 +472,32 @@ pub fn server_micros() -> Option<i64> {
 /// Whether the server exports its microsecond clock.
 pub fn has_server_micros() -> bool {
     optional_api!(RedisModule_Microseconds).is_some()
+}
+
+static VALKEY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Reads, once at load, whether the server is Valkey (`INFO server`'s
+/// `server_name`, which Redis does not have).
+pub fn detect_valkey(ctx: Ctx<'_>) {
+    // SAFETY: a valid context during load; the info data is read, then
+    // freed once; the field pointer is used before the data is freed.
+    let valkey = unsafe {
+        let data = api!(RedisModule_GetServerInfo)(ctx.raw(), c"server".as_ptr());
+        if data.is_null() {
+            false
+        } else {
+            let name = api!(RedisModule_ServerInfoGetFieldC)(data, c"server_name".as_ptr());
+            let valkey = !name.is_null() && CStr::from_ptr(name).to_bytes() == b"valkey";
+            api!(RedisModule_FreeServerInfo)(ctx.raw(), data);
+            valkey
+        }
+    };
+    VALKEY.store(valkey, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether the server is Valkey (read at load by [`detect_valkey`]).
+pub fn is_valkey() -> bool {
+    VALKEY.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// The server's version as `0x00MMmmpp` (7.2.6 is `0x00070206`).
