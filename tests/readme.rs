@@ -338,7 +338,14 @@ fn the_command_table_is_what_the_server_registers() {
             assert_eq!(server_flags, flags, "{at}: {name}: flags");
             let keys: Vec<i64> = match r[3].as_str() {
                 "none" => vec![0, 0, 0],
-                k => k.split_whitespace().map(|n| n.parse().unwrap()).collect(),
+                // "1 2 1, and the two after `CLOCK`": the legacy triple first.
+                k => k
+                    .split(',')
+                    .next()
+                    .unwrap_or(k)
+                    .split_whitespace()
+                    .map(|n| n.parse().unwrap())
+                    .collect(),
             };
             let server_keys: Vec<i64> = info[3..6]
                 .iter()
@@ -611,6 +618,25 @@ fn error_calls() -> Vec<ErrCall> {
         args.push(at.to_vec());
         v.push(err_on_clock(text, args));
     }
+    // THROTTLE.LIMITLION: its own checks, then the script's errors.
+    const LL: &str = "THROTTLE.LIMITLION";
+    for (text, args) in [
+        ("ERR wrong number of arguments for 'throttle.limitlion' command", &[LL, "b", "b:knobs", "5", "2", "8", "1"][..]),
+        ("ERR syntax error", &[LL, "b", "b:knobs", "5", "2", "8", "1", "9", "CLOCK", "s"]),
+        ("ERR the knobs key must differ from the bucket key", &[LL, "b", "b", "5", "2", "8", "1", "9"]),
+        (
+            "ERR rps is not a number: LimitLion's script fails here (attempt to perform arithmetic on a nil value)",
+            &[LL, "b", "b:knobs", "fast", "2", "8", "1", "9"],
+        ),
+        // floor(burst × window × 2) = 1e16 s: EXPIRE's milliseconds overflow.
+        ("ERR invalid expire time in 'expire' command", &[LL, "big", "big:knobs", "1", "5e15", "1", "1", "9"]),
+        // knobs_ttl 0.5 > 0: the knobs' EXPIRE gets "0.5".
+        ("ERR value is not an integer or out of range", &[LL, "b", "hasknobs", "5", "2", "8", "1", "0.5"]),
+        ("WRONGTYPE Operation against a key holding the wrong kind of value", &[LL, "str", "str:knobs", "5", "2", "8", "1", "9"]),
+        ("WRONGTYPE Operation against a key holding the wrong kind of value", &[LL, "b", "str", "5", "2", "8", "1", "9"]),
+    ] {
+        v.push(err(text, args));
+    }
     // WRONGTYPE from every command that reads a key.
     const WRONGTYPE: &str = "WRONGTYPE Operation against a key holding the wrong kind of value";
     for args in [
@@ -705,6 +731,7 @@ fn prepare_plain(c: &mut Connection) {
     ok(c, &["SET", "cellnum", "99999999999999999999"]);
     ok(c, &["THROTTLE", "bucket", "1", "1", "10"]);
     ok(c, &["PERMIT", "permit", "1000", "1"]);
+    ok(c, &["HSET", "hasknobs", "rps", "1"]);
 }
 
 /// The command reference is the page with the command table; every error
