@@ -84,6 +84,17 @@ fn samples(bucket: &str, day: &str, permit: &str) -> Vec<Sample> {
     // redis-cell's command, on a key of its own in the same slot.
     let cell = format!("{permit}:cell");
     add("CL.THROTTLE", &[&cell, "15", "30", "60"], &[&cell]);
+    // LimitLion's script, on its two hashes (and its testing clock's keys).
+    let (ll, knobs) = (format!("{permit}:ll"), format!("{permit}:ll:knobs"));
+    let (second, micros) = (format!("{permit}:s"), format!("{permit}:us"));
+    let ll_args = [ll.as_str(), knobs.as_str(), "5", "2", "8", "1", "604800"];
+    add("THROTTLE.LIMITLION", &ll_args, &[&ll, &knobs]);
+    let with_clock = [&ll_args[..], &["CLOCK", second.as_str(), micros.as_str()]].concat();
+    add(
+        "THROTTLE.LIMITLION",
+        &with_clock,
+        &[&ll, &knobs, &second, &micros],
+    );
     out
 }
 
