@@ -21,6 +21,7 @@
 //! - [`permit`]: the minimum-interval permit schedule, its settings, its codec;
 //! - [`cell`]: redis-cell's contract on the bucket (its keys, its replies);
 //! - [`lease`]: leases, a concurrency limit with expiry and FIFO waiting;
+//! - [`limitlion`]: LimitLion's `throttle.lua`, in its own floating point;
 //! - [`codec`]: the encoding primitives; [`legacy`]: layouts no longer written.
 #![cfg_attr(
     not(test),
