@@ -339,6 +339,15 @@ pub fn acquire(
     step(state, patch, |g, _| g)
 }
 
+/// Whether lease `id` is live at `now` (started, not expired).
+fn is_live(state: Option<&LeaseState>, id: u64, now: Timestamp) -> bool {
+    state.is_some_and(|s| {
+        s.leases
+            .iter()
+            .any(|l| l.id == id && l.start <= now && now < l.expires_at)
+    })
+}
+
 /// LEASE.RELEASE: ends a live lease at once (a reservation, or an unknown
 /// or expired id, is not released). Answers whether it was.
 pub fn release(
@@ -347,11 +356,7 @@ pub fn release(
     cancelled: Vec<u64>,
     id: u64,
 ) -> Step<LeaseState, Outcome<bool>> {
-    let was_live = state.is_some_and(|s| {
-        s.leases
-            .iter()
-            .any(|l| l.id == id && l.start <= now && now < l.expires_at)
-    });
+    let was_live = is_live(state, id, now);
     let patch = Patch {
         now,
         cancelled,
@@ -369,11 +374,7 @@ pub fn renew(
     id: u64,
     ttl: Micros,
 ) -> Step<LeaseState, Outcome<Option<Timestamp>>> {
-    let live = state.is_some_and(|s| {
-        s.leases
-            .iter()
-            .any(|l| l.id == id && l.start <= now && now < l.expires_at)
-    });
+    let live = is_live(state, id, now);
     let op = if live {
         Op::Renew(id, ttl)
     } else {

@@ -323,12 +323,7 @@ pub fn retime_tagged(key: &KeyId, moved: &[(u64, Timestamp)], refused: &[u64], n
         }
     }
     q.rewake(serial, s.origin);
-    stats::HELD.store(q.clients.len() as u64, Relaxed);
-    drop(q);
-    s.changed.notify_one();
-    for (bc, reply) in out {
-        bc.unblock(reply);
-    }
+    unblock_all(s, q, out);
 }
 
 /// The turns of the clients held on a key, in order, where they are now
@@ -557,6 +552,12 @@ fn before_sleep() {
         q.due(serial, now, &mut out);
         q.rewake(serial, s.origin);
     }
+    unblock_all(s, q, out);
+}
+
+/// After a change to the queues: counts the clients still held, lets go
+/// of the lock, tells the release thread, and sends the replies decided.
+fn unblock_all(s: &Scheduler, q: MutexGuard<'_, Queues>, out: Vec<(BlockedClient, Box<dyn Held>)>) {
     stats::HELD.store(q.clients.len() as u64, Relaxed);
     drop(q);
     s.changed.notify_one();
