@@ -11,7 +11,11 @@
 //! expiry or a raised limit, with no write at that moment: the reservation
 //! was written when the caller asked, and every later change (a release, a
 //! renewal, a new limit, a waiter gone) re-plans the queue in the command
-//! that makes it.
+//! that makes it. A reservation also has its caller's deadline (BLOCK's
+//! timeout): one whose first fit by expiries lies beyond its deadline is
+//! kept in the queue, taking no place (a release or a raised limit may
+//! still pull it in before its deadline), and is dropped once its deadline
+//! has passed.
 //!
 //! Invariants (see the property tests):
 //! - at any instant, the costs of the leases live then (reservations from
@@ -31,11 +35,12 @@
 //! the same state ([`State::apply`]); only a full copy (RDB, AOF rewrite,
 //! DUMP) carries the whole table.
 //!
-//! Layout (varints, see `codec`): full state `'l' limit last_id count
-//! (id cost start_us ttl_us expires_at_us)*`; patch `'L' now_us
-//! cancelled_count (id)* op`, op = `0 limit cost ttl_us held max_wait_us`
-//! (acquire) | `1 id` (release) | `2 id ttl_us` (renew) | `3` (nothing but
-//! the cancellations and the purge).
+//! Layout (varints, see `codec`; `~` a signed varint): full state `'l'
+//! limit last_id count (last_id−id cost ~start−last_id ttl_us
+//! ~expires_at−start−ttl ~deadline−start)*`, about 12 bytes a lease; patch
+//! `'L' now_us cancelled_count (id)* op`, op = `0 limit cost ttl_us held
+//! max_wait_us` (acquire) | `1 id` (release) | `2 id ttl_us` (renew) | `3`
+//! (nothing but the cancellations and the purge).
 
 use crate::codec::{Codec, CodecError, Encoded, Reader, Writer};
 use crate::step::{State, Step, Write};
@@ -56,6 +61,22 @@ pub struct Lease {
     /// How long after its start it lasts (a reservation's length).
     pub ttl: Micros,
     pub expires_at: Timestamp,
+    /// A reservation's caller's deadline (BLOCK's timeout); its `start`
+    /// for a lease granted at once.
+    pub deadline: Timestamp,
+}
+
+impl Lease {
+    /// Whether it takes its place from its start: a lease, or a
+    /// reservation planned to start by its caller's deadline.
+    pub fn placed(&self) -> bool {
+        self.start <= self.deadline
+    }
+
+    /// Whether it counts against the limit at `at`.
+    fn counts_at(&self, at: Timestamp) -> bool {
+        self.placed() && self.start <= at && at < self.expires_at
+    }
 }
 
 /// A key's state.
@@ -79,14 +100,16 @@ pub struct Acquire {
     pub cost: u64,
     /// Whether the server holds the caller until its lease starts (BLOCK).
     pub held: bool,
-    /// BLOCK's timeout: a reservation starting later is refused.
+    /// BLOCK's timeout: the caller's deadline is `now + max_wait`.
     pub max_wait: Micros,
 }
 
 /// What LEASE answers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Granted {
-    /// A lease, starting `wait` from now (zero: at once).
+    /// A lease, starting `wait` from now (zero: at once); a held caller's
+    /// lease may start after its deadline (`!lease.placed()`): it waits
+    /// for a release until then.
     Lease {
         lease: Lease,
         wait: Micros,
@@ -94,9 +117,8 @@ pub enum Granted {
         in_use: u64,
         limit: u64,
     },
-    /// No lease: it does not fit now (and the caller is not held), or not
-    /// within its timeout, or never (cost above the limit), or the key is
-    /// full of leases.
+    /// No lease: it does not fit now (and the caller is not held), or
+    /// never (cost above the limit), or the key is full of leases.
     Refused,
 }
 
@@ -105,7 +127,8 @@ pub enum Granted {
 pub struct Moved {
     /// Reservations whose start moved: `(id, new start)`.
     pub starts: Vec<(u64, Timestamp)>,
-    /// Reservations dropped (they can never fit under the new limit).
+    /// Reservations dropped (they can never fit under the new limit, or
+    /// their caller's deadline passed).
     pub dropped: Vec<u64>,
 }
 
@@ -140,27 +163,32 @@ impl LeaseState {
     pub fn in_use(&self, at: Timestamp) -> u64 {
         self.leases
             .iter()
-            .filter(|l| l.start <= at && at < l.expires_at)
+            .filter(|l| l.counts_at(at))
             .fold(0u64, |sum, l| sum.saturating_add(l.cost))
     }
 
     /// Reservations (held callers not yet started) at `now`.
     pub fn waiting(&self, now: Timestamp) -> usize {
-        self.leases.iter().filter(|l| l.start > now).count()
+        self.leases
+            .iter()
+            .filter(|l| l.start > now && l.deadline >= now)
+            .count()
     }
 
     /// The earliest expiry of a lease live at `now`.
     pub fn next_expiry(&self, now: Timestamp) -> Option<Timestamp> {
         self.leases
             .iter()
-            .filter(|l| l.start <= now && now < l.expires_at)
+            .filter(|l| l.counts_at(now))
             .map(|l| l.expires_at)
             .min()
     }
 
-    /// Drops what expired by `now`.
+    /// Drops what expired by `now`, and reservations whose caller's
+    /// deadline passed before they started.
     fn purge(&mut self, now: Timestamp) {
-        self.leases.retain(|l| l.expires_at > now);
+        self.leases
+            .retain(|l| l.expires_at > now && (l.placed() || l.deadline >= now));
     }
 
     /// Places the reservations (leases starting after `now`) again, in
@@ -264,21 +292,29 @@ impl LeaseState {
             return Granted::Refused;
         };
         let wait = start.since(now);
-        if wait > Micros::ZERO && (!a.held || wait > a.max_wait.min(MAX_WAIT)) {
+        if wait > Micros::ZERO && !a.held {
             return Granted::Refused;
         }
+        let deadline = if wait == Micros::ZERO {
+            start
+        } else {
+            now.saturating_add(a.max_wait.min(MAX_WAIT))
+        };
         let lease = Lease {
             id: self.next_id(now),
             cost: a.cost,
             start,
             ttl: a.ttl,
             expires_at: start.saturating_add(a.ttl),
+            deadline,
         };
         self.leases.push(lease);
+        // Its own cost counted, placed or not (as when it starts).
+        let own = if lease.placed() { 0 } else { lease.cost };
         Granted::Lease {
             lease,
             wait,
-            in_use: self.in_use(start),
+            in_use: self.in_use(start).saturating_add(own),
             limit: self.limit,
         }
     }
@@ -405,11 +441,12 @@ pub fn peek(state: Option<&LeaseState>, now: Timestamp) -> Option<LeaseSnapshot>
 }
 
 impl State for LeaseState {
-    /// When the last lease (or reservation) ends.
+    /// When the last lease ends (or, for a reservation not placed, when
+    /// its caller stops waiting).
     fn expiry(&self) -> Timestamp {
         self.leases
             .iter()
-            .map(|l| l.expires_at)
+            .map(|l| if l.placed() { l.expires_at } else { l.deadline })
             .max()
             .unwrap_or(Timestamp::ZERO)
     }
@@ -456,6 +493,9 @@ impl LeaseState {
             if l.expires_at <= l.start || l.expires_at.since(l.start) > MAX_WAIT {
                 return bad("lease expiry");
             }
+            if l.deadline > l.start.saturating_add(MAX_WAIT) || l.start > Timestamp::LATEST {
+                return bad("lease deadline");
+            }
             if l.id > self.last_id || l.id == 0 {
                 return bad("lease id");
             }
@@ -470,12 +510,14 @@ impl Codec for LeaseState {
         w.u64(self.limit);
         w.u64(self.last_id);
         w.u64(u64::try_from(self.leases.len()).unwrap_or(u64::MAX));
+        let diff = |a: u64, b: u64| i128::from(a).saturating_sub(i128::from(b));
         for l in &self.leases {
-            w.u64(l.id);
+            w.u64(self.last_id.saturating_sub(l.id));
             w.u64(l.cost);
-            w.u64(l.start.0);
+            w.int(diff(l.start.0, self.last_id));
             w.u64(l.ttl.0);
-            w.u64(l.expires_at.0);
+            w.int(diff(l.expires_at.0, l.start.0.saturating_add(l.ttl.0)));
+            w.int(diff(l.deadline.0, l.start.0));
         }
         w.finish()
     }
@@ -494,13 +536,34 @@ impl Codec for LeaseState {
             return Err(CodecError::BadField("count"));
         }
         let mut leases = Vec::with_capacity(n);
+        // `base + delta` as a time, or the field is bad.
+        let at = |base: u64, delta: i128, what| {
+            i128::from(base)
+                .checked_add(delta)
+                .and_then(|t| u64::try_from(t).ok())
+                .map(Timestamp)
+                .ok_or(CodecError::BadField(what))
+        };
         for _ in 0..n {
+            let id = last_id
+                .checked_sub(r.u64("lease id")?)
+                .ok_or(CodecError::BadField("lease id"))?;
+            let cost = r.u64("lease")?;
+            let start = at(last_id, r.int("lease")?, "lease")?;
+            let ttl = Micros(r.u64("lease")?);
+            let expires_at = at(
+                start.0.saturating_add(ttl.0),
+                r.int("lease")?,
+                "lease expiry",
+            )?;
+            let deadline = at(start.0, r.int("lease")?, "lease deadline")?;
             leases.push(Lease {
-                id: r.u64("lease id")?,
-                cost: r.u64("lease")?,
-                start: Timestamp(r.u64("lease")?),
-                ttl: Micros(r.u64("lease")?),
-                expires_at: Timestamp(r.u64("lease")?),
+                id,
+                cost,
+                start,
+                ttl,
+                expires_at,
+                deadline,
             });
         }
         r.end()?;
@@ -710,6 +773,50 @@ mod tests {
     }
 
     #[test]
+    fn a_waiter_past_its_deadline_by_expiries_waits_for_a_release() {
+        let mut s = None;
+        let now = Timestamp(T0);
+        // One place, held for 100 s; a waiter with a 60 s timeout.
+        let a = lease_of(keep(&mut s, |x| acquire(x, now, vec![], &call(1, 100, 1, false))).answer);
+        let w = lease_of(keep(&mut s, |x| acquire(x, now, vec![], &call(1, 5, 1, true))).answer);
+        assert!(!w.placed() && w.start == a.expires_at && w.deadline == Timestamp(T0 + 60 * SEC));
+        let st = s.as_ref().unwrap();
+        assert_eq!(
+            (st.in_use(Timestamp(T0 + 100 * SEC)), st.waiting(now)),
+            (0, 1)
+        );
+        assert_eq!(st.expiry(), a.expires_at);
+        // A release 30 s in admits it at once.
+        let at = Timestamp(T0 + 30 * SEC);
+        let out = keep(&mut s, |x| release(x, at, vec![], a.id));
+        assert_eq!(out.moved.starts, vec![(w.id, at)]);
+        let st = s.as_ref().unwrap();
+        assert_eq!(st.in_use(at), 1);
+        assert!(st.leases()[0].placed());
+        // Another waiter whose deadline passes first: dropped by the next write.
+        let v = lease_of(keep(&mut s, |x| acquire(x, at, vec![], &call(1, 5, 1, true))).answer);
+        assert!(v.placed(), "behind w's 5 s lease, within its 60 s");
+        let b = lease_of(
+            keep(&mut s, |x| {
+                acquire(
+                    x,
+                    at,
+                    vec![],
+                    &Acquire {
+                        max_wait: Micros(SEC),
+                        ..call(1, 5, 1, true)
+                    },
+                )
+            })
+            .answer,
+        );
+        assert!(!b.placed());
+        let later = Timestamp(T0 + 32 * SEC);
+        keep(&mut s, |x| renew(x, later, vec![], 0, Micros(SEC)));
+        assert!(s.as_ref().unwrap().leases().iter().all(|l| l.id != b.id));
+    }
+
+    #[test]
     fn a_renewal_pushes_waiters_back_and_a_raised_limit_pulls_them_in() {
         let mut s = None;
         let now = Timestamp(T0);
@@ -823,16 +930,30 @@ mod tests {
         assert_eq!(LeaseState::decode(e.as_bytes()), Ok(s.clone()));
         assert_eq!(LeaseState::apply(None, e.as_bytes()), Ok(s));
         assert_eq!(LeaseState::decode(b"b"), Err(CodecError::WrongKind));
+        // An id below the key's last id by more than it (ids are stored as
+        // `last_id - id`).
         let mut w = Writer::new(TAG);
         w.u64(2);
         w.u64(5);
         w.u64(1);
-        for v in [9, 1, T0, SEC, T0 + SEC] {
-            w.u64(v); // id 9 above the last id 5
-        }
+        w.u64(9);
+        w.u64(1);
+        w.int(0);
+        w.u64(SEC);
+        w.int(0);
+        w.int(0);
         assert_eq!(
             LeaseState::decode(w.finish().as_bytes()),
             Err(CodecError::BadField("lease id"))
         );
+        // A live lease takes about 12 bytes.
+        let mut s2 = None;
+        for _ in 0..100 {
+            keep(&mut s2, |x| {
+                acquire(x, now, vec![], &call(1000, 10, 1, false))
+            });
+        }
+        let per_lease = s2.unwrap().encode().as_bytes().len() / 100;
+        assert!(per_lease <= 14, "{per_lease} bytes a lease");
     }
 }

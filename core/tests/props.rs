@@ -850,12 +850,19 @@ fn run_leases(ops: &[(u64, LeaseOp)]) -> Result<Vec<Ran>, TestCaseError> {
             .collect();
         ran.retain(|id, r| r.0 <= now || present.contains(id));
         for l in state.iter().flat_map(|s| s.leases()) {
-            if let Some(r) = ran.get_mut(&l.id) {
-                r.0 = l.start.0;
-                r.1 = l.expires_at.0;
-                if l.start.0 >= now {
-                    r.3 = Some(limit_now);
-                }
+            // A reservation not placed (its turn by expiries lies past its
+            // caller's deadline) takes no place: it has not run (yet).
+            if !l.placed() {
+                ran.remove(&l.id);
+                continue;
+            }
+            let r = ran
+                .entry(l.id)
+                .or_insert((l.start.0, l.expires_at.0, l.cost, None));
+            r.0 = l.start.0;
+            r.1 = l.expires_at.0;
+            if l.start.0 >= now {
+                r.3 = Some(limit_now);
             }
         }
     }
