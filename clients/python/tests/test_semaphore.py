@@ -11,7 +11,6 @@ the lease kept could fail.
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import signal
 import subprocess
