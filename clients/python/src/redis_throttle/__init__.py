@@ -5,6 +5,10 @@
   (THROTTLE.ALL); ``@limiter.throttled()``: a decorator that rejects or waits.
 - :class:`Pacer` / :class:`AsyncPacer`: paced permits (PERMIT, BLOCK), a
   FIFO queue in Redis as a context manager (``slot``) or decorator (``paced``).
+- :class:`Semaphore` / :class:`AsyncSemaphore`: concurrency limits (LEASE,
+  RELEASE, RENEW, PEEK): at most ``limit`` at once, fleet-wide, as a context
+  manager (``hold``: renewed in the background, :class:`LeaseLost` if lost)
+  or decorator (``limited``).
 - :mod:`redis_throttle.limitlion`: LimitLion's functions, one import away.
 - :mod:`redis_throttle.apiqueue`: ApiQueue (the API Rate Limiter), its queue
   in Redis; :mod:`redis_throttle.exercise`: the distributed throttle
@@ -20,7 +24,8 @@ server's message; WRONGTYPE and connection errors stay redis-py's exceptions.
 
 from .limiter import AsyncLimiter, Limiter, RateLimited, allow_all, allow_all_async
 from .pacer import AsyncPacer, Pacer, PermitRefused
-from .results import NEVER_MS, AllResult, LimiterState, Permit, PermitState, ThrottleResult
+from .results import NEVER_MS, AllResult, LeaseState, LimiterState, Permit, PermitState, ThrottleResult
+from .semaphore import AsyncLease, AsyncSemaphore, Lease, LeaseLost, LeaseRefused, Semaphore
 from .testing import AsyncThrottleClock, TestClockDisabled, ThrottleClock
 
 try:
@@ -33,8 +38,14 @@ except Exception:  # not installed (a source checkout on sys.path)
 __all__ = [
     "AllResult",
     "AsyncLimiter",
+    "AsyncLease",
     "AsyncPacer",
+    "AsyncSemaphore",
     "AsyncThrottleClock",
+    "Lease",
+    "LeaseLost",
+    "LeaseRefused",
+    "LeaseState",
     "Limiter",
     "LimiterState",
     "NEVER_MS",
@@ -43,6 +54,7 @@ __all__ = [
     "PermitRefused",
     "PermitState",
     "RateLimited",
+    "Semaphore",
     "TestClockDisabled",
     "ThrottleClock",
     "ThrottleResult",

@@ -13,7 +13,7 @@ import re
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
-from typing import Any, Callable, Dict, Iterable, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, Optional, Tuple, Union, cast
 
 from redis.exceptions import ResponseError
 
@@ -129,14 +129,14 @@ def socket_timeout(client: Any) -> Optional[float]:
         if not isinstance(kwargs, dict):
             continue
         if "socket_timeout" in kwargs:
-            return kwargs["socket_timeout"]
+            return cast(Optional[float], kwargs["socket_timeout"])
         cls = kwargs.get("connection_class") or getattr(holder, "connection_class", None)
         if cls is None:
             if is_async_client(client):
                 from redis.asyncio.connection import Connection as cls
             else:
                 from redis.connection import Connection as cls
-        return _class_default(cls, "socket_timeout")
+        return cast(Optional[float], _class_default(cls, "socket_timeout"))
     return None
 
 
@@ -377,7 +377,7 @@ def text(value: Any) -> str:
     return str(value)
 
 
-def pairs(reply: Any) -> dict:
+def pairs(reply: Any) -> Dict[str, Any]:
     """A map reply (RESP3 dict, or RESP2 flat field/value list) as a dict with str keys."""
     items: Iterable[Tuple[Any, Any]]
     if isinstance(reply, dict):

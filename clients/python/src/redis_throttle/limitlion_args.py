@@ -60,7 +60,7 @@ import math
 import time
 from decimal import Decimal
 from fractions import Fraction
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ._core import (
     BLOCKING_MARGIN_S,
@@ -208,7 +208,7 @@ def throttle(
     return _result(reply, limit[2])
 
 
-def _bind(name: Any, args: tuple, kwargs: dict) -> inspect.BoundArguments:
+def _bind(name: Any, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> inspect.BoundArguments:
     bound = inspect.signature(throttle).bind(name, *args, **kwargs)
     bound.apply_defaults()
     return bound
@@ -242,7 +242,7 @@ def throttle_wait(name: Any, *args: Any, **kwargs: Any) -> Callable[..., Tuple[b
     return throttle_func
 
 
-def _wait(a: dict, max_wait: Optional[float]) -> Tuple[bool, int, float]:
+def _wait(a: Dict[str, Any], max_wait: Optional[float]) -> Tuple[bool, int, float]:
     deadline = None if max_wait is None else time.monotonic() + max_wait
     limit = _limit_args(a["rps"], a["burst"], a["window"])
     tokens = _whole_tokens(a["requested_tokens"])

@@ -323,3 +323,35 @@ class PermitState:
     @property
     def last_slot(self) -> datetime:
         return datetime_from_ms(self.last_slot_ms)
+
+
+@dataclass(frozen=True)
+class LeaseState:
+    """LEASE.PEEK: a concurrency limit as it stands (the call writes nothing).
+
+    A missing key reads ``in_use=0, limit=0, waiting=0`` and no expiry.
+    """
+
+    #: places taken by live leases (their costs added up)
+    in_use: int
+    #: the limit the last LEASE on the key set (0 for a missing key)
+    limit: int
+    #: callers the server holds, waiting for a place (``BLOCK``)
+    waiting: int
+    #: the earliest expiry of a live lease, Unix ms; -1 when none
+    next_expiry_ms: int
+
+    @classmethod
+    def from_reply(cls, reply: Any) -> "LeaseState":
+        in_use, limit, waiting, next_expiry_ms = reply
+        return cls(int(in_use), int(limit), int(waiting), int(next_expiry_ms))
+
+    @property
+    def available(self) -> int:
+        """Places free now (0 when a lowered limit left more in use)."""
+        return max(0, self.limit - self.in_use)
+
+    @property
+    def next_expiry(self) -> Optional[datetime]:
+        """When the first live lease expires (UTC, server's clock); None when none."""
+        return None if self.next_expiry_ms < 0 else datetime_from_ms(self.next_expiry_ms)

@@ -125,7 +125,7 @@ class Rusher:
         for t in threads:
             t.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
         duration = timedelta(seconds=time.perf_counter() - start)
-        results: Counter = Counter()
+        results: Counter[str] = Counter()
         for outcome in outcomes:
             if outcome is _PENDING:
                 outcome = "error: timeout"

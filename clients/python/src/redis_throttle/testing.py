@@ -16,14 +16,16 @@ production. On a Redis Cluster client the clock is set on every node.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Optional, Union
+from decimal import Decimal
+from fractions import Fraction
+from typing import Any, Dict, Optional, Union
 
 from redis.exceptions import ResponseError
 
 from ._core import Seconds, acall, call, is_cluster_client, require_async, require_sync, seconds_to_us
 from .results import _EPOCH, datetime_from_us
 
-When = Union[datetime, int, float, None]
+When = Union[datetime, int, float, Decimal, Fraction, None]
 
 
 class TestClockDisabled(RuntimeError):
@@ -43,7 +45,7 @@ def _unix_us(at: When) -> Optional[int]:
     return seconds_to_us(at, "at")
 
 
-def _options(client: Any) -> dict:
+def _options(client: Any) -> Dict[str, Any]:
     # Every node, replicas included, named one by one: redis-py 8 cannot
     # route a keyless module command given only the ALL_NODES flag.
     if is_cluster_client(client):
