@@ -28,7 +28,7 @@
 //! ```text
 //! 'b' plain:   bucket
 //! 'k' knobbed: has_bucket:u8 [bucket] knobs
-//!   bucket:    stamp_s num den capacity ahead(signed)
+//!   bucket:    stamp_s−2026-01-01(signed) num den capacity ahead(signed)
 //!   knobs:     rps_kind:u8 (0 deny, 1 allow, 2 rate) [num den] burst_nano window_ns ttl_us expires_at_us
 //! ```
 
@@ -561,9 +561,13 @@ pub fn get(value: Option<&ThrottleState>, now: Timestamp) -> Option<Snapshot> {
 const TAG_PLAIN: u8 = b'b';
 const TAG_KNOBBED: u8 = b'k';
 
+/// The second bucket stamps are stored from (2026-01-01T00:00:00Z): a
+/// stamp within four years of it takes four bytes instead of five.
+const STAMP_EPOCH_S: u32 = 1_767_225_600;
+
 fn put_bucket(w: &mut Writer, b: &Bucket) {
     let (limit, stamp_s, ahead) = b.stored();
-    w.u64(u64::from(stamp_s));
+    w.int(i128::from(stamp_s).saturating_sub(i128::from(STAMP_EPOCH_S)));
     w.u64(u64::from(limit.rate().num()));
     w.u64(u64::from(limit.rate().den()));
     w.u64(limit.capacity());
@@ -596,7 +600,10 @@ pub(crate) fn read_rate(r: &mut Reader<'_>) -> Result<Rate, CodecError> {
 }
 
 fn read_bucket(r: &mut Reader<'_>) -> Result<Bucket, CodecError> {
-    let stamp_s = r.u32("stamp")?;
+    let stamp_s = i128::from(STAMP_EPOCH_S)
+        .checked_add(r.int("stamp")?)
+        .and_then(|s| u32::try_from(s).ok())
+        .ok_or(CodecError::BadField("stamp"))?;
     let rate = read_rate(r)?;
     let limit =
         Limit::new(rate, r.u64("capacity")?).map_err(|_| CodecError::BadField("capacity"))?;

@@ -149,9 +149,10 @@ unsafe fn value_ref<'a, T: DataType>(value: *const c_void) -> Option<&'a T> {
 type Io<'a> = Lent<'a, raw::RedisModuleIO>;
 
 impl Io<'_> {
-    /// Reads one string; `None` on an I/O error (with `HANDLE_IO_ERRORS`
-    /// set, a short read returns instead of aborting the server).
-    fn load_bytes(&self) -> Option<Vec<u8>> {
+    /// Reads one string and hands it to `f` in place (no copy); `None` on
+    /// an I/O error (with `HANDLE_IO_ERRORS` set, a short read returns
+    /// instead of aborting the server).
+    fn load_with<R>(&self, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
         let mut len = 0usize;
         // SAFETY: a valid IO; Redis returns a buffer we must free.
         let p = unsafe { api!(RedisModule_LoadStringBuffer)(self.raw(), &mut len) };
@@ -160,13 +161,14 @@ impl Io<'_> {
         }
         // SAFETY: as above.
         let failed = unsafe { api!(RedisModule_IsIOError)(self.raw()) } != 0;
-        let bytes = (!failed).then(|| {
-            // SAFETY: `p` is valid for `len` bytes until freed below.
-            unsafe { std::slice::from_raw_parts(p.cast::<u8>(), len) }.to_vec()
+        let out = (!failed).then(|| {
+            // SAFETY: `p` is valid for `len` bytes until freed below, and
+            // the slice does not outlive this closure.
+            f(unsafe { std::slice::from_raw_parts(p.cast::<u8>(), len) })
         });
         // SAFETY: the buffer LoadStringBuffer allocated, freed once.
         unsafe { api!(RedisModule_Free)(p.cast()) };
-        bytes
+        out
     }
 
     fn save_bytes(&self, bytes: &[u8]) {
@@ -211,10 +213,10 @@ unsafe extern "C" fn rdb_load<T: DataType>(
             );
             return std::ptr::null_mut();
         }
-        let Some(bytes) = io.load_bytes() else {
+        let Some(decoded) = io.load_with(T::decode) else {
             return std::ptr::null_mut();
         };
-        match T::decode(&bytes) {
+        match decoded {
             Ok(v) => into_raw(Box::new(v)),
             Err(e) => {
                 io.log(
