@@ -686,9 +686,11 @@ fn with_value(payload: &[u8], value: &[u8]) -> Vec<u8> {
 }
 
 /// A bucket layout with the given fields (see core/src/throttle.rs).
+/// A plain bucket's payload (encoding version 3): its stamp counted from
+/// 2026-01-01 (signed), the rate, the capacity, how far `full` lies ahead.
 fn bucket_value(stamp_s: u64, num: u64, den: u64, capacity: u64, ahead: i128) -> Vec<u8> {
     let mut w = Writer::new(b'b');
-    w.u64(stamp_s);
+    w.int(i128::from(stamp_s) - 1_767_225_600);
     w.u64(num);
     w.u64(den);
     w.u64(capacity);
