@@ -144,7 +144,7 @@ total_failed=$((failed + skipped))
 
 if [ "$mode" = dropin ]; then
   REDIS_THROTTLE_REQUIRE_FEATURES=1 "$py" -m pytest clients/python/tests/test_limitlion_differential.py \
-    -q -p no:cacheprovider --junitxml="$work/differential.xml" || status=1
+    -q -rP -p no:cacheprovider --junitxml="$work/differential.xml" || status=1
   read -r passed failed skipped < <(counts "$work/differential.xml")
   echo "differential, mixed fleet and replication: $passed passed, $failed failed, $skipped skipped"
   total_passed=$((total_passed + passed))

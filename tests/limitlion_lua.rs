@@ -1,5 +1,6 @@
 //! `throttle_core::limitlion` against LimitLion 1.1's own `throttle.lua`,
-//! call by call, on plain servers (no module).
+//! call by call, on plain servers; then the module's `THROTTLE.LIMITLION`
+//! against the same core, on the same keys as the script.
 //!
 //! The script comes out of `../shared/peers/limitlion-6411f9f.tar.gz` (or
 //! `$LIMITLION_TARBALL`) at run time, with LimitLion's testing-mode change
@@ -11,16 +12,21 @@
 //!   as a `redis.call` argument, a number as a reply integer;
 //!   `argument_text_of_random_doubles_matches`: the argument text of 40,000
 //!   random doubles; `special_values_through_the_script_match`: 3,000
-//!   calls on NaN, inf, -0 and extreme knobs.
+//!   calls on NaN, inf, -0 and extreme knobs through the script, and the
+//!   same 3,000 through the command.
 //! - `random_calls_match_the_script`: seeded random sequences (knobs set,
 //!   changed and hand-written, window changes, fractional rps, burst and
-//!   tokens, frozen-time steps, missing and malformed fields): before each
-//!   call the test reads what the script will read, asks the core what the
-//!   script will answer and write, runs the script, and compares the reply
-//!   (or error), both hashes and both expiry times. Everything for one call
-//!   runs in one MULTI/EXEC, so no key expires between the read and the
-//!   script. `LIMITLION_SEED` and `LIMITLION_CALLS` (default 24,000) repeat
-//!   or lengthen a run.
+//!   tokens, frozen-time steps, missing and malformed fields, keys of other
+//!   types): before each call the test reads what the script will read,
+//!   asks the core what the script will answer and write, runs the script,
+//!   and compares the reply (or error), both hashes and both expiry times.
+//!   Everything for one call runs in one MULTI/EXEC, so no key expires
+//!   between the read and the call. `LIMITLION_SEED` and `LIMITLION_CALLS`
+//!   (default 24,000) repeat or lengthen a run.
+//! - `module_and_script_on_shared_keys_match_the_core`: the same sequences
+//!   on a server with the module, each call through the script or
+//!   `THROTTLE.LIMITLION` at random on the same keys (a mixed fleet), each
+//!   checked the same way (the command's error text exactly).
 //!
 //! `REDIS_SERVER` picks the server (Debian's 7.0.15 prints Lua numbers with
 //! `%.17g`; 7.2+ and Valkey with integers or fpconv: the test reads the
@@ -340,11 +346,14 @@ fn argument_text_of_random_doubles_matches() {
 }
 
 /// Arithmetic on NaN, inf and signed zeros gives the same bits in the
-/// server's Lua and in the core (via its public text functions).
+/// server's Lua and in the core, and in the module's command (on a server
+/// with the module, same keys and clock).
 #[test]
 fn special_values_through_the_script_match() {
-    let (_server, mut con, number_text) = plain_server();
-    let sha = load(&mut con);
+    let (_plain, mut plain, number_text) = plain_server();
+    let module_server = Server::start();
+    let mut module = module_server.conn();
+    let sha = load(&mut plain);
     let specials = [
         "nan", "-nan", "inf", "-inf", "0", "-0", "1e308", "-1", "0.5", "1e-320",
     ];
@@ -353,29 +362,32 @@ fn special_values_through_the_script_match() {
         for burst in specials {
             for window in specials {
                 for tokens in ["1", "nan", "-inf"] {
-                    let _: () = redis::cmd("FLUSHALL").query(&mut con).unwrap();
-                    let _: () = redis::cmd("MSET")
-                        .arg(&["frozen_second", "1000", "frozen_microsecond", "250000"])
-                        .query(&mut con)
-                        .unwrap();
-                    let _: () = redis::cmd("HSET")
-                        .arg("throttle:s")
-                        .arg(&["tokens", tokens, "refreshed", "990"])
-                        .query(&mut con)
-                        .unwrap();
                     let profile = Profile {
                         rps: rps.into(),
                         burst: burst.into(),
                         window: window.into(),
                         knobs_ttl: "604800".into(),
                     };
-                    one_call(&mut con, &sha, number_text, "throttle:s", &profile, "1");
-                    calls += 1;
+                    for (con, via) in [(&mut plain, Via::Script(&sha)), (&mut module, Via::Command)]
+                    {
+                        let _: () = redis::cmd("FLUSHALL").query(con).unwrap();
+                        let _: () = redis::cmd("MSET")
+                            .arg(&["frozen_second", "1000", "frozen_microsecond", "250000"])
+                            .query(con)
+                            .unwrap();
+                        let _: () = redis::cmd("HSET")
+                            .arg("throttle:s")
+                            .arg(&["tokens", tokens, "refreshed", "990"])
+                            .query(con)
+                            .unwrap();
+                        one_call(con, via, number_text, "throttle:s", &profile, "1");
+                        calls += 1;
+                    }
                 }
             }
         }
     }
-    eprintln!("{calls} calls with special values agree");
+    eprintln!("{calls} calls with special values agree (half through the command)");
 }
 
 // ---------------------------------------------------------------------------
@@ -724,11 +736,19 @@ fn check_expiry(what: &str, ttl: Ttl, state: &KeyState, before_ms: i64, after_ms
     }
 }
 
-/// Reads everything, runs the script, reads everything again: one
+/// How a call runs: LimitLion's script (EVALSHA, with its testing-mode
+/// clock), or the module's command on the same keys (with `CLOCK`).
+#[derive(Clone, Copy, Debug)]
+enum Via<'a> {
+    Script(&'a str),
+    Command,
+}
+
+/// Reads everything, runs the call, reads everything again: one
 /// transaction. Compares with the core. Returns the outcome.
 fn one_call(
     con: &mut Connection,
-    sha: &str,
+    via: Via<'_>,
     number_text: NumberText,
     bucket_key: &str,
     p: &Profile,
@@ -754,14 +774,27 @@ fn one_call(
     pipe.cmd("EXISTS").arg("frozen_second");
     pipe.cmd("MGET")
         .arg(&["frozen_second", "frozen_microsecond"]);
-    pipe.cmd("EVALSHA").arg(sha).arg(0).arg(&[
-        bucket_key,
-        &p.rps,
+    let argv = [
+        p.rps.as_str(),
         &p.burst,
         &p.window,
         requested_tokens,
         &p.knobs_ttl,
-    ]);
+    ];
+    match via {
+        Via::Script(sha) => pipe
+            .cmd("EVALSHA")
+            .arg(sha)
+            .arg(0)
+            .arg(bucket_key)
+            .arg(&argv),
+        Via::Command => pipe
+            .cmd("THROTTLE.LIMITLION")
+            .arg(bucket_key)
+            .arg(&knobs_key)
+            .arg(&argv)
+            .arg(&["CLOCK", "frozen_second", "frozen_microsecond"]),
+    };
     pipe.cmd("TIME");
     read(&mut pipe);
     let r: Vec<Value> = pipe.query(con).unwrap();
@@ -777,7 +810,7 @@ fn one_call(
     let bucket_after = key_state(&r[11], &r[12], &r[13]);
     let knobs_after = key_state(&r[14], &r[15], &r[16]);
     let context = format!(
-        "bucket {bucket_before:?}, knobs {knobs_before:?}, clock {clock:?}, args {p:?} tokens {requested_tokens:?}: script {script:?}"
+        "bucket {bucket_before:?}, knobs {knobs_before:?}, clock {clock:?}, args {p:?} tokens {requested_tokens:?}: {via:?} replied {script:?}"
     );
 
     if knobs_before.kind != "hash" && knobs_before.kind != "none" {
@@ -848,6 +881,10 @@ fn one_call(
         (Err(e), Value::ServerError(server)) => {
             let shown = server.to_string();
             assert!(shown.contains(phrase(*e)), "error: {context}");
+            if let Via::Command = via {
+                let text = format!("{} {}", server.code(), server.details().unwrap_or_default());
+                assert_eq!(text, e.message(), "the command's error text: {context}");
+            }
         }
         _ => panic!("reply differs: {context}"),
     }
@@ -918,14 +955,49 @@ fn calls_wanted() -> usize {
         .unwrap_or(24_000)
 }
 
+/// How the random sequences run their calls.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// Every call through LimitLion's script.
+    Script,
+    /// Each call through the script or the module's command at random, on
+    /// the same keys: a mixed fleet.
+    Mixed,
+}
+
 #[test]
 fn random_calls_match_the_script() {
     let (_server, mut con, number_text) = plain_server();
-    let sha = load(&mut con);
+    random_sequences(&mut con, number_text, Mode::Script);
+}
+
+/// THROTTLE.LIMITLION and LimitLion's script on the same keys of one
+/// server, each call through either at random, every call checked against
+/// the core (which the script matches, above): the module answers and
+/// writes exactly as the script, in every state either left.
+#[test]
+fn module_and_script_on_shared_keys_match_the_core() {
+    let server = Server::start();
+    let mut con = server.conn();
+    let number_text = number_text(&mut con);
+    random_sequences(&mut con, number_text, Mode::Mixed);
+}
+
+fn random_sequences(con: &mut Connection, number_text: NumberText, mode: Mode) {
+    let sha = load(con);
     let seed = seed();
     let mut rng = Rng(seed);
     let wanted = calls_wanted();
-    eprintln!("seed {seed} (LIMITLION_SEED), {wanted} calls (LIMITLION_CALLS)");
+    eprintln!("seed {seed} (LIMITLION_SEED), {wanted} calls (LIMITLION_CALLS), {mode:?}");
+    let mut through_command = 0;
+    let mut via = |rng: &mut Rng| {
+        if mode == Mode::Mixed && rng.chance(50) {
+            through_command += 1;
+            Via::Command
+        } else {
+            Via::Script(&sha)
+        }
+    };
     let (mut calls, mut allowed, mut denied, mut errors) = (0, 0, 0, 0);
     let (mut written, mut fractional, mut special) = (0, 0, 0);
     let mut sequence = 0u64;
@@ -939,21 +1011,21 @@ fn random_calls_match_the_script() {
             second: 1_700_000_000 + rng.below(100_000_000) as i64,
             micro: rng.below(1_000_000) as i64,
         };
-        frozen.step(&mut rng, &mut con, 1.0);
+        frozen.step(&mut rng, con, 1.0);
         if rng.chance(30) {
-            edit_knobs(&mut rng, &mut con, &knobs);
+            edit_knobs(&mut rng, con, &knobs);
         }
         let length = 20 + rng.below(120);
         for _ in 0..length {
             let window = p.window.trim().parse::<f64>().unwrap_or(1.0);
             if rng.chance(55) {
-                frozen.step(&mut rng, &mut con, window);
+                frozen.step(&mut rng, con, window);
             }
             if rng.chance(5) {
-                edit_knobs(&mut rng, &mut con, &knobs);
+                edit_knobs(&mut rng, con, &knobs);
             }
             if rng.chance(4) {
-                edit_bucket(&mut rng, &mut con, &bucket, &frozen);
+                edit_bucket(&mut rng, con, &bucket, &frozen);
             }
             if rng.chance(3) {
                 // the callers change their defaults (a deploy, a window change)
@@ -961,18 +1033,16 @@ fn random_calls_match_the_script() {
             }
             if rng.chance(1) {
                 // a knobs key of another type (cleaned up at once after)
-                let _: () = redis::cmd("SET")
-                    .arg(&knobs)
-                    .arg("x")
-                    .query(&mut con)
-                    .unwrap();
-                one_call(&mut con, &sha, number_text, &bucket, &p, "1");
-                let _: () = redis::cmd("DEL").arg(&knobs).query(&mut con).unwrap();
+                let _: () = redis::cmd("SET").arg(&knobs).arg("x").query(con).unwrap();
+                let v = via(&mut rng);
+                one_call(con, v, number_text, &bucket, &p, "1");
+                let _: () = redis::cmd("DEL").arg(&knobs).query(con).unwrap();
                 calls += 1;
                 continue;
             }
             let tokens = requested(&mut rng, &p);
-            if let Some(out) = one_call(&mut con, &sha, number_text, &bucket, &p, &tokens) {
+            let v = via(&mut rng);
+            if let Some(out) = one_call(con, v, number_text, &bucket, &p, &tokens) {
                 match &out.reply {
                     Ok(r) if r.allowed => allowed += 1,
                     Ok(_) => denied += 1,
@@ -981,7 +1051,7 @@ fn random_calls_match_the_script() {
                         *kinds.entry(format!("{e:?}")).or_insert(0) += 1;
                         if rng.chance(60) {
                             // an operator notices and repairs (else it stays broken)
-                            repair(&mut con, &bucket, &knobs, &frozen);
+                            repair(con, &bucket, &knobs, &frozen);
                             p = profile(&mut rng);
                         }
                     }
@@ -996,9 +1066,9 @@ fn random_calls_match_the_script() {
         }
     }
     eprintln!(
-        "{calls} calls in {sequence} sequences agree: {allowed} allowed, {denied} denied, \
-         {errors} errors ({kinds:?}), {written} bucket writes ({fractional} with fractional \
-         tokens, {special} with nan or inf)"
+        "{calls} calls ({through_command} through THROTTLE.LIMITLION) in {sequence} sequences \
+         agree: {allowed} allowed, {denied} denied, {errors} errors ({kinds:?}), {written} bucket \
+         writes ({fractional} with fractional tokens, {special} with nan or inf)"
     );
     assert!(calls >= wanted);
     // The generator must exercise each path, or the comparison proves little.

@@ -174,7 +174,9 @@ def random_op(rng: random.Random, name: str, defaults: Dict[str, Any]) -> Op:
 def run_op(module: Any, client: redis.Redis, op: Op) -> Any:
     """Runs `op` through `module` (LimitLion or the drop-in) on `client`;
     returns its result, or for an exception ("raised", type, message)."""
-    module.throttle_configure(client, testing=True)
+    own = sys.modules[module.__name__ + ".throttle"]  # the package's `throttle` is the function
+    if own.redis is not client:
+        module.throttle_configure(client, testing=True)
     kind, *args = op
     try:
         if kind == "throttle":
@@ -198,32 +200,41 @@ def run_op(module: Any, client: redis.Redis, op: Op) -> Any:
 
 
 class Side:
-    """One server (and database) that runs the sequence, with what it
-    last showed of each key's expiry."""
+    """One server (and database) that runs the sequence."""
 
     def __init__(self, label: str, client: redis.Redis, choose: Callable[[], Any]) -> None:
         self.label = label
         self.client = client
         self.choose = choose
-        self.expiry: Dict[str, int] = {}
 
-    def run(self, op: Op, keys: List[str]) -> Tuple[Any, Dict[str, Any]]:
+    def run(self, op: Op, keys: List[str]) -> Tuple[Any, Dict[str, Any], int]:
+        """The op's result, each key's (fields, expiry, expiry minus the
+        clock after and before the op), and how long the op and the reads
+        took (ms). Then takes the expiry off the keys, so that real time
+        (which passes differently on each server) decides nothing later."""
         t0 = _time_ms(self.client)
         result = run_op(self.choose(), self.client, op)
         pipe = self.client.pipeline(transaction=False)
-        pipe.time()
         for key in keys:
             pipe.hgetall(key)
             pipe.execute_command("PEXPIRETIME", key)
-        replies = pipe.execute()
-        t1 = replies[0][0] * 1000 + replies[0][1] // 1000
+        pipe.time()
+        for key in keys:
+            pipe.persist(key)
+        replies = pipe.execute()[: 2 * len(keys) + 1]
+        t1 = replies[-1][0] * 1000 + replies[-1][1] // 1000
         state: Dict[str, Any] = {}
         for i, key in enumerate(keys):
-            fields, expire_at = replies[1 + 2 * i], replies[2 + 2 * i]
-            changed = expire_at != self.expiry.get(key)
-            self.expiry[key] = expire_at
-            state[key] = (fields, expire_at, (expire_at - t1, expire_at - t0), changed)
-        return result, state
+            fields, expire_at = replies[2 * i], replies[2 * i + 1]
+            state[key] = (fields, expire_at, (expire_at - t1, expire_at - t0))
+        return result, state, t1 - t0
+
+    def copy_from(self, reference: "Side", keys: List[str]) -> None:
+        for key in keys:
+            dump = reference.client.dump(key)
+            self.client.delete(key)
+            if dump is not None:
+                self.client.restore(key, 0, dump)
 
 
 def _time_ms(client: redis.Redis) -> int:
@@ -233,20 +244,34 @@ def _time_ms(client: redis.Redis) -> int:
 
 def same_expiry(a: Tuple[Any, ...], b: Tuple[Any, ...]) -> bool:
     """Both without expiry (or key), or expiring the same time after their
-    own calls, or neither changed by this call."""
-    _, at_a, (lo_a, hi_a), changed_a = a
-    _, at_b, (lo_b, hi_b), changed_b = b
+    own calls (every expiry is taken off after each call, so one that is
+    there was set by this call)."""
+    _, at_a, (lo_a, hi_a) = a
+    _, at_b, (lo_b, hi_b) = b
     if at_a < 0 or at_b < 0:
         return at_a == at_b
-    return (lo_a <= hi_b and lo_b <= hi_a) or not (changed_a or changed_b)
+    return lo_a <= hi_b and lo_b <= hi_a
 
 
-def check(reference: Tuple[Any, Dict[str, Any]], other: Tuple[Any, Dict[str, Any]], context: str) -> None:
+#: A call (with its reads) this slow may have outlived a 1 s expiry it set:
+#: its state is not compared (its result still is), and the other servers
+#: take the reference's state. The test counts these and allows a few (a
+#: loaded machine).
+STALL_MS = 1000
+
+
+def check(
+    reference: Tuple[Any, Dict[str, Any], int], other: Tuple[Any, Dict[str, Any], int], context: str
+) -> bool:
+    """Compares; False when a stall made the state incomparable."""
     assert other[0] == reference[0], f"result: {context}"
+    if max(reference[2], other[2]) >= STALL_MS:
+        return False
     for key, ref in reference[1].items():
         got = other[1][key]
-        assert got[0] == ref[0], f"{key} fields: {context}"
+        assert got[0] == ref[0], f"{key} fields {got[0]}: {context}"
         assert same_expiry(ref, got), f"{key} expiry {ref[1:3]} vs {got[1:3]}: {context}"
+    return True
 
 
 def test_differential_and_mixed_fleet(limitlion: ModuleType, plain: redis.Redis, r: redis.Redis, server: servers.Server) -> None:
@@ -257,7 +282,7 @@ def test_differential_and_mixed_fleet(limitlion: ModuleType, plain: redis.Redis,
     module_only = Side("the drop-in", r, lambda: dropin)
     fleet = Side("mixed fleet", mixed, lambda: rng.choice([limitlion, dropin]))
     sides = [reference, module_only, fleet]
-    calls = sequence = through_script = 0
+    calls = sequence = stalls = 0
     outcomes: Dict[str, int] = {}
     try:
         while calls < CALLS:
@@ -277,8 +302,12 @@ def test_differential_and_mixed_fleet(limitlion: ModuleType, plain: redis.Redis,
                 op = random_op(rng, name, defaults)
                 ref = reference.run(op, keys)
                 context = f"seed {SEED}, sequence {sequence}, {op}, frozen {frozen.keys()}: LimitLion gave {ref}"
-                check(ref, module_only.run(op, keys), "drop-in, " + context)
-                check(ref, fleet.run(op, keys), "mixed fleet, " + context)
+                compared = check(ref, module_only.run(op, keys), "drop-in, " + context)
+                compared &= check(ref, fleet.run(op, keys), "mixed fleet, " + context)
+                if not compared:
+                    stalls += 1
+                    module_only.copy_from(reference, keys)
+                    fleet.copy_from(reference, keys)
                 if op[0] == "throttle":
                     calls += 1
                     res = ref[0]
@@ -287,7 +316,8 @@ def test_differential_and_mixed_fleet(limitlion: ModuleType, plain: redis.Redis,
     finally:
         mixed.close()
         unconfigure(limitlion)
-    print(f"{calls} throttle calls in {sequence} sequences agree: {outcomes}")
+    print(f"{calls} throttle calls in {sequence} sequences agree: {outcomes}; {stalls} stalls")
+    assert stalls <= CALLS // 100, f"{stalls} calls took over {STALL_MS} ms: the machine is too slow to compare"
     # The sequence must exercise each outcome, or agreeing proves little.
     assert outcomes.get("allowed", 0) > CALLS / 10 and outcomes.get("denied", 0) > CALLS / 20, outcomes
 
@@ -317,21 +347,24 @@ def test_replication(limitlion: ModuleType) -> None:
             result = run_op(module, m, op)
             if module is dropin and op[0] == "throttle" and result[0] != "raised":
                 answered += 1
-        # Wait (bounded) until the replica has applied everything.
+        # A snapshot of the master (one transaction: one instant), then of
+        # the replica once it has applied everything up to it.
+        keys = sorted(set(m.scan_iter(count=1000)))
+        master_before, _, master_state = _snapshot(m, keys)
         offset = m.info("replication")["master_repl_offset"]
         while s.info("replication")["master_repl_offset"] != offset:
             assert time.monotonic() < deadline + 60, "the replica did not catch up"
             time.sleep(0.05)
-        keys = sorted(m.scan_iter(count=1000))
-        assert sorted(s.scan_iter(count=1000)) == keys
-        hashes = 0
+        _, replica_after, replica_state = _snapshot(s, keys)
+        hashes = between = 0
         for key in keys:
-            assert m.type(key) == s.type(key), key
-            if m.type(key) == b"hash":
-                hashes += 1
-                assert s.hgetall(key) == m.hgetall(key), key
-            assert s.execute_command("PEXPIRETIME", key) == m.execute_command("PEXPIRETIME", key), key
-        assert hashes >= 20, keys
+            expire_at = master_state[key][2]
+            if master_before <= expire_at <= replica_after:
+                between += 1  # expired while the snapshots were taken: either is right
+                continue
+            assert replica_state[key] == master_state[key], key
+            hashes += master_state[key][0] == b"hash"
+        assert hashes >= 20 and between <= len(keys) // 10, (hashes, between, len(keys))
         assert answered > 300, answered
     finally:
         unconfigure(limitlion)
@@ -339,6 +372,26 @@ def test_replication(limitlion: ModuleType) -> None:
         s.close()
         replica.stop()
         master.stop()
+
+
+def _snapshot(client: redis.Redis, keys: List[Any]) -> Tuple[int, int, Dict[Any, Tuple[Any, ...]]]:
+    """Each key's type, fields and expiry, in one transaction (one
+    instant), and the clock (ms) before and after it. A key whose expiry
+    has passed reads as gone (a replica too)."""
+    before = _time_ms(client)
+    pipe = client.pipeline(transaction=True)
+    for key in keys:
+        pipe.type(key)
+        pipe.execute_command("HGETALL", key)  # an error for a non-hash: not compared
+        pipe.execute_command("PEXPIRETIME", key)
+    pipe.time()
+    replies = pipe.execute(raise_on_error=False)
+    after = replies[-1][0] * 1000 + replies[-1][1] // 1000
+    state = {}
+    for i, key in enumerate(keys):
+        kind, fields, expire_at = replies[3 * i : 3 * i + 3]
+        state[key] = (kind, fields if kind == b"hash" else None, expire_at)
+    return before, after, state
 
 
 def unconfigure(limitlion: ModuleType) -> None:
