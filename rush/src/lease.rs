@@ -75,8 +75,9 @@
 //! close to the end of the run). The report gives the time after the kill
 //! (expected: at most the rest of the ttl, plus a round trip) and after the
 //! lease's latest possible expiry, the reply of its last confirmation plus
-//! `ttl_ms` (expected: about a round trip with `BLOCK` waiters, or below
-//! zero when the lease really started before its reply was read).
+//! `ttl_ms` (expected: about a round trip with `BLOCK` waiters; 0 when the
+//! proof came before that instant, as it can when the lease really
+//! started before its reply was read).
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
@@ -447,8 +448,8 @@ pub struct Recovery {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub after_kill: Option<Spread>,
     /// From the lease's latest possible expiry (the reply of its last
-    /// confirmation plus its ttl) to the proof; below zero when the proof
-    /// came before that instant.
+    /// confirmation plus its ttl) to the proof; 0 when the proof came
+    /// before that instant.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub after_expiry: Option<Spread>,
     /// The longest ttl of a killed lease, ms (the bound on `after_kill`).
@@ -620,7 +621,7 @@ fn recover(records: &[LeaseRecord], limit: u64, resolution_us: u64) -> (Vec<(f64
                     };
                     out.push((
                         t.saturating_sub(at_us) as f64 / 1e3,
-                        (t as f64 - expiry as f64) / 1e3,
+                        t.saturating_sub(expiry) as f64 / 1e3,
                     ));
                 }
             }
@@ -860,7 +861,7 @@ pub fn text(r: &LeaseReport, o: &mut String) {
             (Some(k), Some(e)) => {
                 let _ = writeln!(
                     o,
-                    "    places back from killed holders: {} proven, {} not by the end; after the kill p50 {:.1} ms, max {:.1} ms (ttl {} ms); after the latest expiry p50 {:.1} ms, max {:.1} ms",
+                    "    places back from killed holders: {} proven, {} not by the end; after the kill p50 {:.1} ms, max {:.1} ms (ttl {} ms); past the latest expiry p50 {:.1} ms, max {:.1} ms",
                     rc.proven, rc.not_proven, k.p50_ms, k.max_ms, rc.ttl_ms, e.p50_ms, e.max_ms
                 );
             }

@@ -1,11 +1,14 @@
 //! The run: connect every worker, release them together, collect the results.
 //!
-//! Workers send one [`Event`] per completed call to a single [`Collector`],
-//! which owns all statistics (counts, latency histograms, the per-key logs
-//! the verifier reads); the loop that feeds it also closes an interval every
-//! second, prints its line and draws the progress bar.
+//! Workers send one [`Event`] per completed call (and, in the lease
+//! scenario, one [`crate::lease::LeaseRecord`] per lease ended: see
+//! [`crate::lease`]) to a single [`Collector`], which owns all statistics
+//! (counts, latency histograms, the per-key logs the verifier reads); the
+//! loop that feeds it also closes an interval every second, prints its line
+//! and draws the progress bar.
 //! Every loop is bounded: a burst by its call count, a sustained run by its
-//! duration; each call by the response timeout.
+//! duration; each call by the response timeout; a lease's hold by
+//! `--hold-ms`.
 
 use std::future::Future;
 use std::io::Write;
