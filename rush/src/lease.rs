@@ -45,8 +45,8 @@
 //! clock when the caller is admitted, so it may differ from the lease's
 //! real expiry by the time the server took to run the commands involved
 //! (milliseconds on a loaded machine). The price: a killed holder that
-//! waited in `BLOCK` counts for `ttl_ms` from its LEASE's send, which may
-//! end before its reply; such a lease adds nothing to the check.
+//! waited in `BLOCK` counts for `ttl_ms` from its LEASE's send, so for its
+//! ttl less its wait (nothing when it waited longer than the ttl).
 //!
 //! So the most places held at any instant by the sure intervals, weighted
 //! by cost, is a **lower bound** of the server's peak: above `limit`, the
