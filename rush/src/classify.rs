@@ -27,6 +27,17 @@ pub struct Permit {
     pub expires_at_ms: i64,
 }
 
+/// What a LEASE-shaped reply granted: `[lease_id, expires_at_ms, in_use, limit]`
+/// (only the id is required: a script may answer less).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LeaseGrant {
+    pub id: i64,
+    /// Server wall clock, Unix ms.
+    pub expires_at_ms: Option<i64>,
+    /// The places in use when it started, its own included.
+    pub in_use: Option<i64>,
+}
+
 /// The classified result of one call.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Classified {
@@ -35,7 +46,9 @@ pub struct Classified {
     pub error: Option<String>,
     /// The grant, for PERMIT-shaped replies that granted.
     pub permit: Option<Permit>,
-    /// The `limit` field of a THROTTLE-shaped reply.
+    /// The grant, for LEASE-shaped replies that granted.
+    pub lease: Option<LeaseGrant>,
+    /// The `limit` field of a THROTTLE- or LEASE-shaped reply.
     pub limit: Option<i64>,
 }
 
@@ -45,6 +58,7 @@ impl Classified {
             outcome: Outcome::Allowed,
             error: None,
             permit: None,
+            lease: None,
             limit: None,
         }
     }
@@ -106,6 +120,10 @@ pub enum RedisRule {
     Throttle,
     /// `[time_to_wait_ms, valid_at_ms, expires_at_ms]` is granted (allowed); nil is refused (throttled).
     Permit,
+    /// `[lease_id, expires_at_ms, in_use, limit]` (or just `[lease_id]`, or
+    /// the bare id) is a lease (allowed); nil is refused (throttled). Runs
+    /// the lease scenario: acquire, hold, release.
+    Lease,
     /// Any reply that is not an error is allowed.
     Ok,
     /// Nil is throttled; any other reply is allowed.
@@ -122,13 +140,14 @@ impl RedisRule {
             "auto" => return Ok(RedisRule::Auto),
             "throttle" => return Ok(RedisRule::Throttle),
             "permit" => return Ok(RedisRule::Permit),
+            "lease" => return Ok(RedisRule::Lease),
             "ok" => return Ok(RedisRule::Ok),
             "nonnil" => return Ok(RedisRule::NonNil),
             _ => {}
         }
         let bad = || {
             format!(
-                "bad rule {text:?}: expected auto, throttle, permit, ok, nonnil or int<=N \
+                "bad rule {text:?}: expected auto, throttle, permit, lease, ok, nonnil or int<=N \
                  (also int<N, int>=N, int>N, int==N, int!=N)"
             )
         };
@@ -153,6 +172,7 @@ impl RedisRule {
         match self {
             RedisRule::Auto if command.eq_ignore_ascii_case("THROTTLE") => RedisRule::Throttle,
             RedisRule::Auto if command.eq_ignore_ascii_case("PERMIT") => RedisRule::Permit,
+            RedisRule::Auto if command.eq_ignore_ascii_case("LEASE") => RedisRule::Lease,
             RedisRule::Auto => RedisRule::Ok,
             r => r,
         }
@@ -171,6 +191,7 @@ impl RedisRule {
             }
             RedisRule::Throttle => classify_throttle(v),
             RedisRule::Permit => classify_permit(v),
+            RedisRule::Lease => classify_lease(v),
             RedisRule::Int(cmp, n) => {
                 let x = match v {
                     Value::Array(items) => items.first().and_then(as_int),
@@ -196,6 +217,7 @@ impl fmt::Display for RedisRule {
             RedisRule::Auto => f.write_str("auto"),
             RedisRule::Throttle => f.write_str("throttle"),
             RedisRule::Permit => f.write_str("permit"),
+            RedisRule::Lease => f.write_str("lease"),
             RedisRule::Ok => f.write_str("ok"),
             RedisRule::NonNil => f.write_str("nonnil"),
             RedisRule::Int(c, n) => write!(f, "int{}{n}", c.as_str()),
@@ -203,7 +225,8 @@ impl fmt::Display for RedisRule {
     }
 }
 
-fn as_int(v: &Value) -> Option<i64> {
+/// An integer reply (or one sent as text).
+pub fn as_int(v: &Value) -> Option<i64> {
     match v {
         Value::Int(i) => Some(*i),
         Value::BulkString(b) => std::str::from_utf8(b).ok()?.parse().ok(),
@@ -266,6 +289,31 @@ fn classify_permit(v: &Value) -> Classified {
         },
         _ => Classified::error(format!(
             "unexpected PERMIT reply (want nil or 3 integers): {}",
+            short(v)
+        )),
+    }
+}
+
+fn classify_lease(v: &Value) -> Classified {
+    if matches!(v, Value::Nil) {
+        return Classified::throttled();
+    }
+    let x = match v {
+        Value::Array(_) => ints(v),
+        v => as_int(v).map(|id| vec![id]),
+    };
+    match x {
+        Some(x) if (1..=4).contains(&x.len()) => Classified {
+            lease: Some(LeaseGrant {
+                id: x[0],
+                expires_at_ms: x.get(1).copied(),
+                in_use: x.get(2).copied(),
+            }),
+            limit: x.get(3).copied(),
+            ..Classified::allowed()
+        },
+        _ => Classified::error(format!(
+            "unexpected LEASE reply (want nil, or [lease_id, expires_at_ms, in_use, limit] as integers): {}",
             short(v)
         )),
     }
@@ -372,6 +420,35 @@ mod tests {
         assert_eq!(c.outcome, Outcome::Allowed);
         assert_eq!(c.permit.unwrap().valid_at_ms, 1000);
         assert_eq!(r.classify(&arr(&[5, 1000])).outcome, Outcome::Error);
+    }
+
+    #[test]
+    fn lease_replies() {
+        let r = RedisRule::Auto.resolve("lease");
+        assert_eq!(r, RedisRule::Lease);
+        assert_eq!(RedisRule::parse("lease"), Ok(RedisRule::Lease));
+        assert_eq!(r.classify(&Value::Nil).outcome, Outcome::Throttled);
+        let c = r.classify(&arr(&[1_764_000_000_123_456, 1_764_000_002_123, 3, 10]));
+        assert_eq!(c.outcome, Outcome::Allowed);
+        assert_eq!(
+            c.lease,
+            Some(LeaseGrant {
+                id: 1_764_000_000_123_456,
+                expires_at_ms: Some(1_764_000_002_123),
+                in_use: Some(3)
+            })
+        );
+        assert_eq!(c.limit, Some(10));
+        // A script may answer just the id, in an array or bare.
+        assert_eq!(r.classify(&arr(&[42])).lease.map(|l| l.id), Some(42));
+        assert_eq!(r.classify(&Value::Int(7)).lease.map(|l| l.id), Some(7));
+        for bad in [
+            arr(&[]),
+            arr(&[1, 2, 3, 4, 5]),
+            Value::SimpleString("OK".into()),
+        ] {
+            assert_eq!(r.classify(&bad).outcome, Outcome::Error, "{bad:?}");
+        }
     }
 
     /// Reply integers as large as 2^53-1 (the module's replies stay below

@@ -5,6 +5,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::classify::{RedisRule, StatusSet};
+use crate::lease::{HoldRange, LeasePlan, key_word, lease_args};
 use crate::plan::{Align, KeyOrder, Mode, Plan, Ui};
 use crate::seed;
 use crate::target::Connector;
@@ -27,6 +28,7 @@ Examples:
   rush redis -c 100 -- THROTTLE user:{run} 1 10 1
   rush redis -c 20 -d 5s --keys 1..=100 --verify -- THROTTLE 'user:{run}:{ n }' 50 1 1
   rush redis -c 8 -d 3s --verify -- PERMIT job:{run} 100 50 BLOCK 10000
+  rush redis -c 200 -d 5s --verify --kill-fraction 0.02 -- LEASE pool:{run} 10 300 BLOCK 5000
   rush http -c 50 -n 4 -H 'X-API-Key: key-{ n }' --keys 1..=10 http://127.0.0.1:8080/";
 
 /// `rush`: the command line.
@@ -61,10 +63,27 @@ pub struct RedisArgs {
     /// Treat the URL(s) as seed nodes of a Redis Cluster (calls are routed by key)
     #[arg(long)]
     pub cluster: bool,
-    /// How a reply is classified: auto (THROTTLE/PERMIT by their reply, others: ok), throttle,
-    /// permit, ok (non-error is allowed), nonnil (nil is throttled), int<=N (also <, >=, >, ==, !=)
+    /// How a reply is classified: auto (THROTTLE/PERMIT/LEASE by their reply, others: ok),
+    /// throttle, permit, lease, ok (non-error is allowed), nonnil (nil is throttled), int<=N
+    /// (also <, >=, >, ==, !=)
     #[arg(long, default_value = "auto", value_name = "RULE")]
     pub rule: String,
+    /// Lease scenario (LEASE, or --rule lease): how long each holder keeps its lease, ms: N, or
+    /// A..B drawn uniformly [default: 5..50]
+    #[arg(long, value_name = "MS")]
+    pub hold_ms: Option<String>,
+    /// Lease scenario: the share of holders killed while holding (at the end of the hold they
+    /// drop their connection without releasing, then reconnect), 0 to 1 [default: 0]
+    #[arg(long, value_name = "FRACTION")]
+    pub kill_fraction: Option<f64>,
+    /// Lease scenario: the release command, sent with `key lease_id` appended [default for
+    /// LEASE: LEASE.RELEASE]
+    #[arg(long, value_name = "WORDS")]
+    pub release_cmd: Option<String>,
+    /// Lease scenario: the renewal command, sent with `key lease_id ttl_ms` appended [default
+    /// for LEASE: LEASE.RENEW]
+    #[arg(long, value_name = "WORDS")]
+    pub renew_cmd: Option<String>,
     /// The command and its arguments (templates); put options before it or use --
     #[arg(
         required = true,
@@ -164,6 +183,9 @@ pub struct Common {
     /// Permit interval under test, ms (default: PERMIT's interval argument)
     #[arg(long, global = true, value_name = "MS", conflicts_with_all = ["limit_rps", "limit_capacity"])]
     pub limit_interval_ms: Option<f64>,
+    /// Concurrency limit under test, places held at once (default: LEASE's limit argument)
+    #[arg(long, global = true, value_name = "N", conflicts_with_all = ["limit_rps", "limit_capacity", "limit_interval_ms"])]
+    pub limit_concurrency: Option<u64>,
     /// Tokens each call takes (default: THROTTLE's tokens argument, else 1)
     #[arg(long, global = true)]
     pub tokens: Option<u64>,
@@ -250,6 +272,15 @@ pub fn plan(cli: &Cli, is_terminal: bool) -> Result<(Plan, Output), String> {
     check_keys_used(&c.keys, keys, target.uses_n)?;
     let mut notes = Vec::new();
     let verify = verify_config(c, &target, &mut notes)?;
+    if target.lease.is_some() && c.tokens.is_some() {
+        return Err(
+            "--tokens is for rate limits: a lease takes the places of its COST argument".into(),
+        );
+    }
+    let lease = target.lease.map(|mut l| {
+        l.limit = c.limit_concurrency.or(l.limit);
+        l
+    });
     let plan = Plan {
         connector: target.connector,
         mode,
@@ -265,6 +296,7 @@ pub fn plan(cli: &Cli, is_terminal: bool) -> Result<(Plan, Output), String> {
         seed: c.seed.unwrap_or_else(seed::fresh),
         notes,
         per_key: c.per_key,
+        lease,
     };
     Ok((plan, output(c, is_terminal)))
 }
@@ -381,6 +413,8 @@ struct Target {
     command: FromCommand,
     /// Replies are PERMIT-shaped (`valid_at`), so permits can be checked.
     permit_replies: bool,
+    /// The lease scenario, with the limit the command states (if constant).
+    lease: Option<LeasePlan>,
 }
 
 fn parse_template(text: &str) -> Result<Template, String> {
@@ -400,9 +434,11 @@ fn redis_target(r: &RedisArgs, t: Timeouts) -> Result<Target, String> {
     let name = sample.first().cloned().unwrap_or_default();
     let rule = RedisRule::parse(&r.rule)?.resolve(&name);
     let constant: Vec<bool> = args.iter().map(Template::is_constant).collect();
+    let command = limit_from_command(rule, &sample, &constant);
     Ok(Target {
         uses_n: args.iter().any(Template::uses_n),
-        command: limit_from_command(rule, &sample, &constant),
+        lease: lease_plan(r, rule, &sample, &constant, &command)?,
+        command,
         permit_replies: rule == RedisRule::Permit,
         connector: Connector::Redis(RedisConnector::new(RedisTarget {
             urls: r.urls.clone(),
@@ -413,6 +449,78 @@ fn redis_target(r: &RedisArgs, t: Timeouts) -> Result<Target, String> {
             connect_timeout: t.connect,
         })?),
     })
+}
+
+/// The lease scenario's plan when the rule is `lease` (its flags are refused otherwise).
+fn lease_plan(
+    r: &RedisArgs,
+    rule: RedisRule,
+    sample: &[String],
+    constant: &[bool],
+    command: &FromCommand,
+) -> Result<Option<LeasePlan>, String> {
+    if rule != RedisRule::Lease {
+        let given = [
+            r.hold_ms.is_some(),
+            r.kill_fraction.is_some(),
+            r.release_cmd.is_some(),
+            r.renew_cmd.is_some(),
+        ];
+        if given.contains(&true) {
+            return Err(
+                "--hold-ms, --kill-fraction, --release-cmd and --renew-cmd are for the \
+                        lease scenario (LEASE, or --rule lease)"
+                    .into(),
+            );
+        }
+        return Ok(None);
+    }
+    let key_word = key_word(sample);
+    // Check the shape now; numbers drawn from placeholders are checked per call.
+    let shape: Vec<String> = sample
+        .iter()
+        .zip(constant)
+        .map(|(w, c)| if *c { w.clone() } else { "1".to_string() })
+        .collect();
+    lease_args(&shape, key_word)?;
+    let hold = HoldRange::parse(r.hold_ms.as_deref().unwrap_or("5..50"))?;
+    let kill_fraction = r.kill_fraction.unwrap_or(0.0);
+    if !(0.0..=1.0).contains(&kill_fraction) {
+        return Err(format!(
+            "--kill-fraction must be a number from 0 to 1, got {kill_fraction}"
+        ));
+    }
+    let is_lease = sample
+        .first()
+        .is_some_and(|w| w.eq_ignore_ascii_case("LEASE"));
+    let words = |flag: &Option<String>, name: &str, default: &str| -> Result<Vec<String>, String> {
+        match flag {
+            Some(text) => {
+                let w: Vec<String> = text.split_whitespace().map(String::from).collect();
+                if w.is_empty() {
+                    return Err(format!("--{name} is empty"));
+                }
+                Ok(w)
+            }
+            None if is_lease => Ok(vec![default.to_string()]),
+            None => Err(format!(
+                "--rule lease on {:?} needs --release-cmd and --renew-cmd (the commands that \
+                 release and renew its leases)",
+                sample.first().cloned().unwrap_or_default()
+            )),
+        }
+    };
+    Ok(Some(LeasePlan {
+        hold,
+        kill_fraction,
+        release: words(&r.release_cmd, "release-cmd", "LEASE.RELEASE")?,
+        renew: words(&r.renew_cmd, "renew-cmd", "LEASE.RENEW")?,
+        key_word,
+        limit: match command.limit {
+            Some(Limit::Concurrency { limit }) => Some(limit),
+            _ => None,
+        },
+    }))
 }
 
 /// `--timeout`, raised above a blocking command's `WAIT`/`BLOCK` timeout
@@ -447,6 +555,17 @@ fn limit_from_command(rule: RedisRule, words: &[String], constant: &[bool]) -> F
             limit: (rps > 0.0 && capacity >= 0.0).then_some(Limit::Bucket { rps, capacity }),
             blocking: false,
             tokens: words.get(5).and_then(|w| w.parse::<u64>().ok()),
+        }
+    } else if rule == RedisRule::Lease {
+        // LEASE key limit ttl_ms ... (a script: the same after its first key)
+        let at = key_word(words) + 1;
+        let limit = words.get(at).and_then(|w| w.parse::<u64>().ok());
+        FromCommand {
+            limit: limit
+                .filter(|l| *l >= 1 && is_constant(at))
+                .map(|limit| Limit::Concurrency { limit }),
+            blocking: false,
+            tokens: None,
         }
     } else if name.eq_ignore_ascii_case("PERMIT") && rule == RedisRule::Permit && is_constant(2) {
         // PERMIT key interval_ms ... [BLOCK ms]
@@ -492,6 +611,7 @@ fn http_target(h: &HttpArgs, t: Timeouts) -> Result<Target, String> {
         uses_n,
         command: FromCommand::default(),
         permit_replies: false,
+        lease: None,
         connector: Connector::Http(HttpConnector::new(HttpTarget {
             method: h.method.clone(),
             url,
@@ -532,6 +652,18 @@ fn verify_config(
         return Ok(None);
     }
     let (limit, blocking) = limit_under_test(c, &target.command, notes)?;
+    match (limit, target.lease.is_some()) {
+        (Limit::Concurrency { .. }, false) => {
+            return Err(
+                "checking a concurrency limit needs the lease scenario: LEASE, or --rule lease"
+                    .into(),
+            );
+        }
+        (Limit::Bucket { .. } | Limit::Pacing { .. }, true) => {
+            return Err("the lease scenario checks a concurrency limit: give --limit-concurrency N (or nothing: LEASE's limit)".into());
+        }
+        _ => {}
+    }
     if let Limit::Pacing { interval_ms } = limit {
         positive("the permit interval", interval_ms)?;
         if !target.permit_replies {
@@ -557,6 +689,12 @@ fn limit_under_test(
     from_cmd: &FromCommand,
     notes: &mut Vec<String>,
 ) -> Result<(Limit, bool), String> {
+    if let Some(limit) = c.limit_concurrency {
+        if limit == 0 {
+            return Err("--limit-concurrency must be at least 1".into());
+        }
+        return Ok((Limit::Concurrency { limit }, false));
+    }
     match (c.limit_rps, c.limit_capacity, c.limit_interval_ms) {
         (Some(rps), Some(capacity), _) => {
             let rps = positive("--limit-rps", rps)?;
@@ -570,8 +708,9 @@ fn limit_under_test(
         _ => {
             let limit = from_cmd.limit.ok_or(
                 "--verify needs the limit under test: give --limit-rps and --limit-capacity \
-                 (token bucket) or --limit-interval-ms (permits); they are derived only from \
-                 THROTTLE key rps burst window and PERMIT key interval_ms with constant numbers",
+                 (token bucket), --limit-interval-ms (permits) or --limit-concurrency (leases); \
+                 they are derived only from THROTTLE key rps burst window, PERMIT key \
+                 interval_ms and LEASE key limit with constant numbers",
             )?;
             notes.push(format!("limit taken from the command's arguments: {limit}"));
             Ok((limit, from_cmd.blocking))
@@ -815,6 +954,192 @@ mod tests {
     }
 
     #[test]
+    fn lease_runs_the_lease_scenario_and_states_its_limit() {
+        let c = cli(&[
+            "rush",
+            "redis",
+            "-c",
+            "20",
+            "-d",
+            "1s",
+            "--verify",
+            "--kill-fraction",
+            "0.05",
+            "--",
+            "LEASE",
+            "pool:{n}",
+            "10",
+            "2000",
+            "BLOCK",
+            "5000",
+        ]);
+        let (p, _) = plan(&c, false).unwrap();
+        assert_eq!(p.verify.unwrap().limit, Limit::Concurrency { limit: 10 });
+        let l = p.lease.unwrap();
+        assert_eq!(l.hold, HoldRange::parse("5..50").unwrap());
+        assert_eq!((l.kill_fraction, l.key_word, l.limit), (0.05, 1, Some(10)));
+        assert_eq!(
+            (l.release, l.renew),
+            (
+                vec!["LEASE.RELEASE".to_string()],
+                vec!["LEASE.RENEW".to_string()]
+            )
+        );
+        assert_eq!(
+            p.notes,
+            ["limit taken from the command's arguments: concurrency: at most 10 at once"]
+        );
+        // --limit-concurrency names another limit, for the check and the recovery.
+        let c = cli(&[
+            "rush",
+            "redis",
+            "--verify",
+            "--limit-concurrency",
+            "4",
+            "--hold-ms",
+            "1..2",
+            "--",
+            "LEASE",
+            "k",
+            "10",
+            "100",
+        ]);
+        let (p, _) = plan(&c, false).unwrap();
+        assert_eq!(p.verify.unwrap().limit, Limit::Concurrency { limit: 4 });
+        assert_eq!(p.lease.unwrap().limit, Some(4));
+        // Without --verify, the scenario still runs (and knows the limit).
+        let c = cli(&["rush", "redis", "--", "lease", "k", "3", "100"]);
+        assert_eq!(plan(&c, false).unwrap().0.lease.unwrap().limit, Some(3));
+    }
+
+    #[test]
+    fn a_script_can_act_as_lease() {
+        let c = cli(&[
+            "rush",
+            "redis",
+            "--rule",
+            "lease",
+            "--verify",
+            "--release-cmd",
+            "FCALL zsem_release 1",
+            "--renew-cmd",
+            "FCALL zsem_renew 1",
+            "--",
+            "FCALL",
+            "zsem_acquire",
+            "1",
+            "k",
+            "5",
+            "100",
+        ]);
+        let (p, _) = plan(&c, false).unwrap();
+        let l = p.lease.unwrap();
+        assert_eq!((l.key_word, l.limit), (3, Some(5)));
+        assert_eq!(l.release, ["FCALL", "zsem_release", "1"]);
+        assert_eq!(p.verify.unwrap().limit, Limit::Concurrency { limit: 5 });
+    }
+
+    #[test]
+    fn lease_flags_and_their_errors() {
+        let err = |args: &[&str]| plan(&cli(args), false).unwrap_err();
+        let e = err(&["rush", "redis", "--kill-fraction", "0.1", "--", "PING"]);
+        assert!(e.contains("are for the lease scenario"), "{e}");
+        let e = err(&[
+            "rush",
+            "redis",
+            "--hold-ms",
+            "5",
+            "--",
+            "THROTTLE",
+            "k",
+            "1",
+            "1",
+            "1",
+        ]);
+        assert!(e.contains("are for the lease scenario"), "{e}");
+        let e = err(&[
+            "rush",
+            "redis",
+            "--kill-fraction",
+            "1.5",
+            "--",
+            "LEASE",
+            "k",
+            "1",
+            "10",
+        ]);
+        assert!(
+            e.contains("--kill-fraction must be a number from 0 to 1"),
+            "{e}"
+        );
+        let e = err(&[
+            "rush",
+            "redis",
+            "--hold-ms",
+            "9..1",
+            "--",
+            "LEASE",
+            "k",
+            "1",
+            "10",
+        ]);
+        assert!(e.contains("bad --hold-ms"), "{e}");
+        let e = err(&["rush", "redis", "--", "LEASE", "k", "1"]);
+        assert!(e.contains("no ttl_ms"), "{e}");
+        let e = err(&[
+            "rush", "redis", "--rule", "lease", "--", "FCALL", "f", "1", "k", "1", "10",
+        ]);
+        assert!(e.contains("needs --release-cmd and --renew-cmd"), "{e}");
+        let e = err(&[
+            "rush", "redis", "--tokens", "2", "--", "LEASE", "k", "1", "10",
+        ]);
+        assert!(e.contains("COST"), "{e}");
+        let e = err(&[
+            "rush",
+            "redis",
+            "--verify",
+            "--limit-concurrency",
+            "3",
+            "--",
+            "INCR",
+            "x",
+        ]);
+        assert!(e.contains("needs the lease scenario"), "{e}");
+        let e = err(&[
+            "rush",
+            "redis",
+            "--verify",
+            "--limit-rps",
+            "3",
+            "--limit-capacity",
+            "3",
+            "--",
+            "LEASE",
+            "k",
+            "1",
+            "10",
+        ]);
+        assert!(e.contains("--limit-concurrency"), "{e}");
+        let e = err(&[
+            "rush", "redis", "--verify", "--", "LEASE", "k:{n}", "{n}", "10",
+        ]);
+        assert!(e.contains("--verify needs the limit under test"), "{e}");
+        let e = err(&[
+            "rush",
+            "redis",
+            "--verify",
+            "--limit-concurrency",
+            "0",
+            "--",
+            "LEASE",
+            "k",
+            "1",
+            "10",
+        ]);
+        assert!(e.contains("at least 1"), "{e}");
+    }
+
+    #[test]
     fn response_timeout_outlives_the_block() {
         let five = Duration::from_secs(5);
         let t = |w: &[&str]| response_timeout(five, &words(w));
@@ -824,6 +1149,15 @@ mod tests {
             Duration::from_secs(9)
         );
         assert_eq!(t(&["THROTTLE", "k", "1", "1", "1", "WAIT", "100"]), five);
+        assert_eq!(
+            t(&["LEASE", "k", "10", "100", "BLOCK", "8000"]),
+            Duration::from_secs(9)
+        );
+        // BLOCK 0 waits up to 366 days: the longest response timeout.
+        assert_eq!(
+            t(&["LEASE", "k", "10", "100", "BLOCK", "0"]),
+            Duration::from_secs(7 * 86400 + 1)
+        );
         assert_eq!(
             t(&["PERMIT", "k", "1", "1", "BLOCK", "99999999999999"]),
             Duration::from_secs(7 * 86400 + 1)

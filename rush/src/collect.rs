@@ -11,6 +11,7 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 
 use crate::classify::{Classified, Outcome};
+use crate::lease::{self, LeaseRecord};
 use crate::plan::{Mode, Plan};
 use crate::report::{Interval, KeyReport, Latency, Report};
 use crate::verify::{Admit, KeyLog, Limit, Verdict, Verification, verify};
@@ -25,6 +26,15 @@ pub struct Event {
     /// When the reply had been read.
     pub recv_us: u64,
     pub result: Classified,
+}
+
+/// What a worker tells the collector.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Msg {
+    /// A call completed.
+    Call(Event),
+    /// A lease ended (the lease scenario).
+    Lease(Box<LeaseRecord>),
 }
 
 /// Distinct error messages kept; later ones are counted under [`OTHER_ERRORS`].
@@ -136,8 +146,10 @@ pub struct Collector {
     logs: BTreeMap<u64, KeyLog>,
     /// `--per-key`: counts and times per value of `{n}`.
     per_key: Option<BTreeMap<u64, KeyReport>>,
-    /// The `limit` fields of THROTTLE replies, with how often each came.
+    /// The `limit` fields of THROTTLE and LEASE replies, with how often each came.
     limits_seen: BTreeMap<i64, u64>,
+    /// The lease scenario: every lease that ended, per value of `{n}`.
+    leases: BTreeMap<u64, Vec<LeaseRecord>>,
 }
 
 impl Collector {
@@ -147,7 +159,8 @@ impl Collector {
             mode: plan.mode,
             wall0_ms,
             tokens: plan.tokens,
-            verifying: plan.verify.is_some(),
+            // Leases are checked on their records, not on the calls.
+            verifying: plan.verify.is_some() && plan.lease.is_none(),
             total: Tally::new(),
             interval: Tally::new(),
             error_kinds: ErrorKinds::default(),
@@ -156,7 +169,13 @@ impl Collector {
             logs: BTreeMap::new(),
             per_key: plan.per_key.then(BTreeMap::new),
             limits_seen: BTreeMap::new(),
+            leases: BTreeMap::new(),
         }
+    }
+
+    /// Keeps one ended lease for the lease report and its check.
+    pub fn record_lease(&mut self, rec: LeaseRecord) {
+        self.leases.entry(rec.n).or_default().push(rec);
     }
 
     /// Counts one completed call.
@@ -236,8 +255,16 @@ impl Collector {
     /// key's calls, and the per-key table.
     pub fn finish(self, plan: &Plan, elapsed: Duration, sent: u64, interrupted: bool) -> Report {
         let elapsed_s = elapsed.as_secs_f64();
+        let resolution_us = plan.verify.as_ref().map_or(1000, |cfg| cfg.resolution_us);
+        let lease = plan
+            .lease
+            .as_ref()
+            .map(|lp| lease::analyze(&self.leases, lp, resolution_us));
         let verification = plan.verify.as_ref().map(|cfg| {
-            let mut v = verify(cfg, &self.logs);
+            let mut v = match &lease {
+                Some((report, findings)) => lease::verify(cfg, &self.leases, findings, report),
+                None => verify(cfg, &self.logs),
+            };
             v.notes.extend(plan.notes.iter().cloned());
             v.notes.extend(limit_note(&self.limits_seen, v.limit));
             if v.verdict == Verdict::Pass
@@ -284,14 +311,17 @@ impl Collector {
             intervals: self.intervals,
             verification,
             keys,
+            lease: lease.map(|(report, _)| report),
         }
     }
 }
 
 /// A note when THROTTLE replies reported a limit other than the capacity checked.
 fn limit_note(limits_seen: &BTreeMap<i64, u64>, limit: Limit) -> Option<String> {
-    let Limit::Bucket { capacity, .. } = limit else {
-        return None;
+    let capacity = match limit {
+        Limit::Bucket { capacity, .. } => capacity,
+        Limit::Concurrency { limit } => limit as f64,
+        Limit::Pacing { .. } => return None,
     };
     let others: Vec<String> = limits_seen
         .keys()

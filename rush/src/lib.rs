@@ -8,6 +8,8 @@
 //! - [`collect`]: counts, latency, intervals and per-key logs of the calls, and the report;
 //! - [`seed`]: `{run}` and the random draws of `{n}`, reproducible from `--seed`;
 //! - [`verify`]: the bound check on admitted calls (token bucket, permits);
+//! - [`lease`]: the lease scenario (acquire, hold, release or die) and its
+//!   check of a concurrency limit;
 //! - [`report`]: text and JSON reports, exit codes;
 //! - [`cli`]: flags → a checked [`plan::Plan`] (what a run is);
 //!
@@ -17,6 +19,7 @@
 pub mod classify;
 pub mod cli;
 pub mod collect;
+pub mod lease;
 pub mod plan;
 pub mod report;
 pub mod run;

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use crate::lease::LeasePlan;
 use crate::target::Connector;
 use crate::template::KeyRange;
 use crate::verify::VerifyConfig;
@@ -59,4 +60,6 @@ pub struct Plan {
     pub notes: Vec<String>,
     /// Report each value of `{n}` on its own (`--per-key`).
     pub per_key: bool,
+    /// The lease scenario (LEASE, or `--rule lease`): acquire, hold, release.
+    pub lease: Option<LeasePlan>,
 }

@@ -6,6 +6,7 @@ use std::fmt::Write;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
+use crate::lease::{self, LeaseReport};
 use crate::verify::{Limit, Verdict, Verification};
 
 /// Latency summary, milliseconds.
@@ -131,6 +132,9 @@ pub struct Report {
     /// `--per-key`: one entry per value of `{n}` that was called, by `n`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub keys: Vec<KeyReport>,
+    /// The lease scenario: leases, renewals, kills and the recovery of their places.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lease: Option<LeaseReport>,
 }
 
 /// Exit codes.
@@ -209,6 +213,9 @@ impl Report {
             "latency: p50 {:.3} ms, p90 {:.3} ms, p99 {:.3} ms, max {:.3} ms ({} calls, {:.0} calls/s)",
             l.p50_ms, l.p90_ms, l.p99_ms, l.max_ms, self.done, self.rate_per_s
         );
+        if let Some(l) = &self.lease {
+            lease::text(l, &mut o);
+        }
         if let Some(v) = &self.verification {
             let verdict = match v.verdict {
                 Verdict::Pass => "PASS",
@@ -219,16 +226,36 @@ impl Report {
             let unit = match v.limit {
                 Limit::Bucket { .. } => "tokens",
                 Limit::Pacing { .. } => "permits",
+                Limit::Concurrency { .. } => "places",
             };
-            let _ = writeln!(
-                o,
-                "    admitted {} {unit} of an ideal {} (efficiency {:.1}%) over {} key{}",
-                v.admitted,
-                v.ideal,
-                v.efficiency * 100.0,
-                v.keys,
-                if v.keys == 1 { "" } else { "s" }
-            );
+            let keys = format!("{} key{}", v.keys, if v.keys == 1 { "" } else { "s" });
+            if let (Some(peak), Limit::Concurrency { limit }) = (v.peak_in_use, v.limit) {
+                let server = self
+                    .lease
+                    .as_ref()
+                    .and_then(|l| l.server_in_use_max)
+                    .map_or(String::new(), |m| {
+                        format!("; the LEASE replies said at most {m} in use")
+                    });
+                let _ = writeln!(
+                    o,
+                    "    peak {peak} places held at once, mean {:.2} (lower bounds: each lease from its reply to its release, or to its expiry if not released; over {keys}; bound: limit {limit}{server})",
+                    v.mean_in_use.unwrap_or(0.0)
+                );
+                let fencing = match v.fencing_errors {
+                    Some(0) | None => "increasing on every key, none granted twice".to_string(),
+                    Some(n) => format!("{n} granted twice or out of order"),
+                };
+                let _ = writeln!(o, "    lease ids: {fencing}");
+            } else {
+                let _ = writeln!(
+                    o,
+                    "    admitted {} {unit} of an ideal {} (efficiency {:.1}%) over {keys}",
+                    v.admitted,
+                    v.ideal,
+                    v.efficiency * 100.0,
+                );
+            }
             if let (Some(p), Limit::Bucket { capacity, .. }) = (v.peak_burst, v.limit) {
                 let _ = writeln!(
                     o,

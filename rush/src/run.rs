@@ -1,11 +1,14 @@
 //! The run: connect every worker, release them together, collect the results.
 //!
-//! Workers send one [`Event`] per completed call to a single [`Collector`],
-//! which owns all statistics (counts, latency histograms, the per-key logs
-//! the verifier reads); the loop that feeds it also closes an interval every
-//! second, prints its line and draws the progress bar.
+//! Workers send one [`Event`] per completed call (and, in the lease
+//! scenario, one [`crate::lease::LeaseRecord`] per lease ended: see
+//! [`crate::lease`]) to a single [`Collector`], which owns all statistics
+//! (counts, latency histograms, the per-key logs the verifier reads); the
+//! loop that feeds it also closes an interval every second, prints its line
+//! and draws the progress bar.
 //! Every loop is bounded: a burst by its call count, a sustained run by its
-//! duration; each call by the response timeout.
+//! duration; each call by the response timeout; a lease's hold by
+//! `--hold-ms`.
 
 use std::future::Future;
 use std::io::Write;
@@ -18,7 +21,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{Barrier, mpsc};
 use tokio::task::JoinSet;
 
-use crate::collect::{Collector, Event};
+use crate::collect::{Collector, Event, Msg};
+use crate::lease;
 pub use crate::plan::{Align, KeyOrder, Mode, Plan, Ui};
 use crate::report::{Interval, Report};
 use crate::seed;
@@ -93,7 +97,7 @@ pub async fn run(plan: Plan, ui: Ui, interrupt: Option<Interrupt>) -> Result<Rep
         stop: AtomicBool::new(false),
     });
     let barrier = Arc::new(Barrier::new(workers as usize + 1));
-    let (tx, mut rx) = mpsc::unbounded_channel::<Event>();
+    let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
     let run_id = seed::run_id(plan.seed);
     let mut tasks = JoinSet::new();
     for (w, conn) in conns {
@@ -139,8 +143,9 @@ pub async fn run(plan: Plan, ui: Ui, interrupt: Option<Interrupt>) -> Result<Rep
     let mut interrupted = false;
     loop {
         tokio::select! {
-            ev = rx.recv() => match ev {
-                Some(ev) => c.record(ev),
+            msg = rx.recv() => match msg {
+                Some(Msg::Call(ev)) => c.record(ev),
+                Some(Msg::Lease(rec)) => c.record_lease(*rec),
                 None => break,
             },
             _ = second.tick() => {
@@ -189,13 +194,14 @@ async fn worker(
     mut conn: Conn,
     shared: Arc<Shared>,
     barrier: Arc<Barrier>,
-    tx: mpsc::UnboundedSender<Event>,
+    tx: mpsc::UnboundedSender<Msg>,
     plan: Plan,
     run_id: u32,
 ) {
     barrier.wait().await;
     let t0 = shared.t0.get().copied().unwrap_or_else(Instant::now);
     let mut rng = seed::worker_rng(plan.seed, id);
+    let mut lease_rng = seed::lease_rng(plan.seed, id);
     let mut call = 0u64;
     loop {
         if shared.stop.load(Ordering::Relaxed) {
@@ -243,7 +249,10 @@ async fn worker(
         };
         let send = Instant::now();
         shared.sent.fetch_add(1, Ordering::Relaxed);
-        let result = conn.call(vars).await;
+        let (result, granted) = match (&plan.lease, conn.redis()) {
+            (Some(lp), Some(rc)) => lease::acquire(rc, vars, lp).await,
+            _ => (conn.call(vars).await, None),
+        };
         let recv = Instant::now();
         let ev = Event {
             n,
@@ -251,10 +260,17 @@ async fn worker(
             recv_us: micros(recv.duration_since(t0)),
             result,
         };
-        if tx.send(ev).is_err() {
+        if tx.send(Msg::Call(ev)).is_err() {
             break;
         }
         call += 1;
+        // The lease scenario: hold what was granted, then release it or die.
+        if let (Some(lp), Some(rc), Some((args, grant))) = (&plan.lease, conn.redis(), granted) {
+            let rec = lease::hold(rc, lp, n, args, grant, send, recv, t0, &mut lease_rng).await;
+            if tx.send(Msg::Lease(Box::new(rec))).is_err() {
+                break;
+            }
+        }
     }
 }
 

@@ -5,7 +5,10 @@
 //! the same on every platform, with 2^64 independent streams per seed.
 //! - `{run}` is the first `u32` of stream [`RUN_STREAM`];
 //! - worker `w` draws its values of `{n}` (`--key-order random`) from
-//!   stream `w`, one draw per call, uniformly over `--keys`.
+//!   stream `w`, one draw per call, uniformly over `--keys`;
+//! - in the lease scenario, worker `w` draws each lease's hold time and
+//!   whether its holder is killed from stream [`LEASE_STREAMS`]` + w`, so
+//!   the keys drawn stay the same as without it.
 //!
 //! So one seed, with the same `--keys` and the same rush build, gives the
 //! same `{run}` and, for every worker, the same sequence of `{n}`: its call
@@ -23,6 +26,9 @@ pub type KeyRng = ChaCha8Rng;
 
 /// The stream `{run}` is drawn from (workers use streams `0..workers`).
 pub const RUN_STREAM: u64 = u64::MAX;
+
+/// Where the lease scenario's streams start (worker `w` uses `LEASE_STREAMS + w`).
+pub const LEASE_STREAMS: u64 = 1 << 63;
 
 /// The largest seed [`fresh`] draws: 2^53-1, so that the report's `seed`
 /// reads exactly in every JSON parser (JavaScript's numbers included).
@@ -48,6 +54,11 @@ pub fn run_id(seed: u64) -> u32 {
 /// Worker `worker`'s generator for `{n}`.
 pub fn worker_rng(seed: u64, worker: u64) -> KeyRng {
     stream(seed, worker)
+}
+
+/// Worker `worker`'s generator for hold times and kills (lease scenario).
+pub fn lease_rng(seed: u64, worker: u64) -> KeyRng {
+    stream(seed, LEASE_STREAMS | worker)
 }
 
 #[cfg(test)]

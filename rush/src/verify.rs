@@ -83,6 +83,8 @@ pub enum Limit {
     Bucket { rps: f64, capacity: f64 },
     /// Granted permits at least `interval_ms` apart (by `valid_at`).
     Pacing { interval_ms: f64 },
+    /// At most `limit` places held at once (leases, weighted by cost).
+    Concurrency { limit: u64 },
 }
 
 impl std::fmt::Display for Limit {
@@ -92,6 +94,7 @@ impl std::fmt::Display for Limit {
                 write!(f, "token bucket: rps {rps}, capacity {capacity}")
             }
             Limit::Pacing { interval_ms } => write!(f, "permits: one per {interval_ms} ms"),
+            Limit::Concurrency { limit } => write!(f, "concurrency: at most {limit} at once"),
         }
     }
 }
@@ -183,6 +186,16 @@ pub struct Verification {
     /// Pacing: the smallest gap between two granted permits of one key, ms.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub min_gap_ms: Option<i64>,
+    /// Concurrency: the most places surely held at once on one key (a lower
+    /// bound of the server's peak).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peak_in_use: Option<u64>,
+    /// Concurrency: the places surely held on average (see `lease`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mean_in_use: Option<f64>,
+    /// Concurrency: lease ids granted twice or out of order.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fencing_errors: Option<u64>,
     pub keys_violated: u64,
     /// Tokens (bucket) or permits (pacing) beyond the bound, summed over keys.
     pub over_admission: u64,
@@ -211,6 +224,9 @@ pub fn verify(cfg: &VerifyConfig, keys: &BTreeMap<u64, KeyLog>) -> Verification 
         efficiency: 0.0,
         peak_burst: None,
         min_gap_ms: None,
+        peak_in_use: None,
+        mean_in_use: None,
+        fencing_errors: None,
         keys_violated: 0,
         over_admission: 0,
         over_admission_keys: 0,
@@ -324,6 +340,8 @@ pub fn verify(cfg: &VerifyConfig, keys: &BTreeMap<u64, KeyLog>) -> Verification 
                     }
                 }
             }
+            // Leases are checked on their intervals (`lease::verify`).
+            Limit::Concurrency { .. } => {}
         }
         if found.len() > before {
             v.keys_violated += 1;

@@ -218,3 +218,113 @@ async fn lost_limiter_state_is_reported_as_over_admission_per_key() {
     }
     assert!(r.to_text().contains("per key"), "{}", r.to_text());
 }
+
+/// `INFO stats` `total_connections_received` of a server.
+fn connections_received(server: &testkit::Server) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("stats")
+        .query(&mut server.conn())
+        .expect("INFO stats");
+    info.lines()
+        .find_map(|l| l.strip_prefix("total_connections_received:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("total_connections_received")
+}
+
+/// The lease scenario: 30 holders for 5 places, a tenth of them killed while
+/// holding. Never more than 5 at once (PASS), every kill dropped its
+/// connection and opened a new one, and killed places came back. Time
+/// bounds are generous: the machine may be saturated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leases_keep_the_limit_with_killed_holders_and_their_places_come_back() {
+    let server = testkit::Server::start();
+    let before = connections_received(&server);
+    let r = rush_redis(
+        &server.url(),
+        "-c 30 -d 2s --verify --hold-ms 5..30 --kill-fraction 0.1 -- LEASE rush:{run} 5 300 BLOCK 30000",
+    )
+    .await;
+    let v = verdict(&r, Verdict::Pass);
+    assert_eq!(v.limit, Limit::Concurrency { limit: 5 });
+    assert!(
+        v.peak_in_use.is_some_and(|p| (1..=5).contains(&p)),
+        "{}",
+        r.to_text()
+    );
+    assert_eq!(v.fencing_errors, Some(0));
+    let l = r.lease.as_ref().expect("a lease report");
+    assert_eq!(l.leases, r.allowed, "{}", r.to_text());
+    assert_eq!(
+        l.released + l.killed + l.expired_before_release + l.lost_at_renewal,
+        l.leases,
+        "{}",
+        r.to_text()
+    );
+    assert!(l.killed >= 1 && l.errors.is_empty(), "{}", r.to_text());
+    assert_eq!(l.server_in_use_max.map(|m| m <= 5), Some(true));
+    let rc = l.recovery.as_ref().expect("the limit is known");
+    assert_eq!(rc.proven + rc.not_proven, l.killed);
+    assert!(rc.proven >= 1, "{}", r.to_text());
+    // A place comes back by its lease's expiry, 300 ms after its last
+    // confirmation at most; 10 s of slack for a saturated machine.
+    let after_kill = rc.after_kill.expect("proven");
+    assert!(after_kill.max_ms < 10_300.0, "{}", r.to_text());
+    assert!(r.to_text().contains("places back from killed holders: "));
+    // Each kill closed its connection and opened another.
+    assert!(
+        connections_received(&server) > before + 30 + l.killed - 1,
+        "{}",
+        r.to_text()
+    );
+}
+
+/// Holds longer than the ttl renew their leases (every half ttl) and pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_holds_renew_their_leases() {
+    let r = rush_on_module(
+        "-c 6 -d 1500ms --verify --hold-ms 200..300 -- LEASE rush:{run} 3 100 BLOCK 30000",
+    )
+    .await;
+    verdict(&r, Verdict::Pass);
+    let l = r.lease.as_ref().expect("a lease report");
+    assert!(l.renewals >= 1, "{}", r.to_text());
+    assert_eq!(l.killed, 0);
+}
+
+/// A concurrency limit claimed below the one the server keeps fails, with
+/// the instant more places were held; a server that forgets its leases
+/// mid-run (FLUSHALL, as a master that lost its writes) fails too: the
+/// callers refused a moment before get places their holders still hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_many_leases_at_once_fail() {
+    let r = rush_on_module(
+        "-c 20 -d 1s --verify --limit-concurrency 3 --hold-ms 50..100 -- LEASE rush:{run} 6 1000 BLOCK 30000",
+    )
+    .await;
+    let v = verdict(&r, Verdict::Fail);
+    assert_eq!(r.exit_code(), 1);
+    assert!(v.peak_in_use.is_some_and(|p| p > 3), "{}", r.to_text());
+    assert!(
+        v.violations[0].detail.contains("places held at once at"),
+        "{}",
+        r.to_text()
+    );
+    assert!(r.to_text().contains("reported limit 6"), "{}", r.to_text());
+
+    let server = testkit::Server::start();
+    let url = server.url();
+    let run = tokio::spawn(async move {
+        rush_redis(
+            &url,
+            "-c 12 -d 1s --verify --hold-ms 300..400 -- LEASE lost:{run} 4 10000",
+        )
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let _: () = redis::cmd("FLUSHALL")
+        .query(&mut server.conn())
+        .expect("FLUSHALL");
+    let r = run.await.expect("rush task");
+    let v = verdict(&r, Verdict::Fail);
+    assert!(v.peak_in_use.is_some_and(|p| p > 4), "{}", r.to_text());
+}

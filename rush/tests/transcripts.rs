@@ -23,8 +23,9 @@
 //! The `sh` lines understood: `cargo run --release -p rush -- ARGS`,
 //! `cargo run --release -p http-api -- FLAGS` (starts the example API),
 //! `redis-cli WORDS`, `VAR=$(redis-cli SCRIPT LOAD "$(cat FILE)")`,
-//! `echo "exit $?"`, comments; anything else fails the test, so every
-//! documented command stays runnable.
+//! `redis-cli FUNCTION LOAD REPLACE "$(cat FILE)"`, `echo "exit $?"`,
+//! comments; anything else fails the test, so every documented command
+//! stays runnable.
 
 mod common;
 
@@ -257,6 +258,14 @@ impl Runner {
                     .query(&mut self.server.conn())
                     .expect("SCRIPT LOAD");
                 self.vars.insert(var, sha);
+            } else if let Some(file) = function_load(line) {
+                let lua = std::fs::read_to_string(repo_root().join(&file)).expect("read library");
+                let _: String = redis::cmd("FUNCTION")
+                    .arg("LOAD")
+                    .arg("REPLACE")
+                    .arg(lua)
+                    .query(&mut self.server.conn())
+                    .expect("FUNCTION LOAD");
             } else if let Some(rest) = line.strip_prefix("redis-cli ") {
                 let words = shell_words(rest, &self.vars);
                 let _: redis::Value = redis::cmd(&words[0])
@@ -333,6 +342,12 @@ fn script_load(line: &str) -> Option<(String, String)> {
     let (var, rest) = line.split_once("=$(redis-cli SCRIPT LOAD \"$(cat ")?;
     let file = rest.strip_suffix(")\")")?;
     Some((var.to_string(), file.to_string()))
+}
+
+/// `redis-cli FUNCTION LOAD REPLACE "$(cat FILE)"` → FILE.
+fn function_load(line: &str) -> Option<String> {
+    let rest = line.strip_prefix("redis-cli FUNCTION LOAD REPLACE \"$(cat ")?;
+    Some(rest.strip_suffix(")\"")?.to_string())
 }
 
 /// A duration cut to [`CHECK_DURATION`] when longer.
@@ -592,6 +607,10 @@ fn shapes_blank_numbers_and_fold_per_second_lines() {
     assert_eq!(
         script_load(r#"SHA=$(redis-cli SCRIPT LOAD "$(cat rush/lua/fixed_window.lua)")"#),
         Some(("SHA".into(), "rush/lua/fixed_window.lua".into()))
+    );
+    assert_eq!(
+        function_load(r#"redis-cli FUNCTION LOAD REPLACE "$(cat rush/lua/zset_semaphore.lua)""#),
+        Some("rush/lua/zset_semaphore.lua".into())
     );
     assert_eq!(shorter("5s"), "1s");
     assert_eq!(shorter("400ms"), "400ms");

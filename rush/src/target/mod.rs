@@ -44,6 +44,14 @@ pub enum Conn {
 }
 
 impl Conn {
+    /// The Redis connection, if this is one.
+    pub fn redis(&mut self) -> Option<&mut redis::RedisConn> {
+        match self {
+            Conn::Redis(c) => Some(c),
+            Conn::Http(_) => None,
+        }
+    }
+
     /// Makes one call and classifies its outcome.
     pub async fn call(&mut self, vars: Vars) -> Classified {
         match self {

@@ -175,29 +175,74 @@ pub struct RedisConn {
 impl RedisConn {
     /// Sends the command for `vars` and classifies the reply.
     pub async fn call(&mut self, vars: Vars) -> Classified {
-        let t = &self.connector.target;
         let mut cmd = redis::Cmd::new();
         let mut buf = String::new();
-        for a in &t.args {
+        for a in &self.connector.target.args {
             buf.clear();
             a.render_into(vars, &mut buf);
             cmd.arg(buf.as_bytes());
         }
+        match self.send(&cmd).await {
+            Ok(v) => self.connector.target.rule.classify(&v),
+            Err(e) => Classified::error(e),
+        }
+    }
+
+    /// The command's words for `vars`.
+    pub fn render(&self, vars: Vars) -> Vec<String> {
+        self.connector
+            .target
+            .args
+            .iter()
+            .map(|a| a.render(vars))
+            .collect()
+    }
+
+    /// How replies to the command are read.
+    pub fn rule(&self) -> RedisRule {
+        self.connector.target.rule
+    }
+
+    /// Drops the connection without a word to the server, as a crashed
+    /// client would (the socket closes); the next call reconnects.
+    pub fn disconnect(&mut self) {
+        self.inner = None;
+        self.failing = None;
+    }
+
+    /// Opens a connection now if there is none (after [`RedisConn::disconnect`]).
+    pub async fn ensure_connected(&mut self) -> Result<(), String> {
         if self.inner.is_none() {
-            match self.connector.open().await {
-                Ok(i) => self.inner = Some(i),
-                Err(e) => return Classified::error(e),
-            }
+            self.inner = Some(self.connector.open().await?);
+        }
+        Ok(())
+    }
+
+    /// Sends `words` (a command and its arguments) and returns the reply, or
+    /// the error as the report shows it. A broken single-server connection is
+    /// reopened before the next call.
+    pub async fn query(&mut self, words: &[String]) -> Result<Value, String> {
+        let mut cmd = redis::Cmd::new();
+        for w in words {
+            cmd.arg(w.as_bytes());
+        }
+        self.send(&cmd).await
+    }
+
+    async fn send(&mut self, cmd: &redis::Cmd) -> Result<Value, String> {
+        let t = &self.connector.target;
+        if self.inner.is_none() {
+            self.inner = Some(self.connector.open().await?);
         }
         let (result, cluster): (redis::RedisResult<Value>, bool) = match self.inner.as_mut() {
             Some(Inner::Single(c)) => (cmd.query_async(c).await, false),
             Some(Inner::Cluster(c)) => (cmd.query_async(c).await, true),
-            None => return Classified::error("not connected"),
+            None => return Err("not connected".into()),
         };
         let e = match result {
             Ok(v) => {
                 self.failing = None;
-                return t.rule.classify(&v);
+                return Ok(v);
             }
             Err(e) => e,
         };
@@ -211,7 +256,7 @@ impl RedisConn {
             }
         }
         if e.is_timeout() {
-            return Classified::error(format!(
+            return Err(format!(
                 "timeout: no reply within {} ms",
                 t.response_timeout.as_millis()
             ));
@@ -220,9 +265,9 @@ impl RedisConn {
             if !cluster {
                 self.inner = None;
             }
-            return Classified::error(format!("connection error: {e}"));
+            return Err(format!("connection error: {e}"));
         }
-        Classified::error(server_error_text(&e))
+        Err(server_error_text(&e))
     }
 }
 
@@ -241,17 +286,21 @@ fn server_error_text(e: &redis::RedisError) -> String {
     }
 }
 
-/// The block timeout of a blocking THROTTLE/PERMIT call (`WAIT ms` / `BLOCK ms`), if any.
+/// The block timeout of a blocking THROTTLE/PERMIT/LEASE call (`WAIT ms` / `BLOCK ms`), if any.
 pub fn block_timeout(args: &[String]) -> Option<Duration> {
     let name = args.first()?;
     let word = if name.eq_ignore_ascii_case("THROTTLE") {
         "WAIT"
-    } else if name.eq_ignore_ascii_case("PERMIT") {
+    } else if name.eq_ignore_ascii_case("PERMIT") || name.eq_ignore_ascii_case("LEASE") {
         "BLOCK"
     } else {
         return None;
     };
     let i = args.iter().position(|a| a.eq_ignore_ascii_case(word))?;
     let ms = args.get(i + 1)?.parse::<u64>().ok()?;
+    if ms == 0 && word == "BLOCK" {
+        // BLOCK 0 waits up to 366 days: as long as a response timeout may be.
+        return Some(Duration::from_secs(7 * 86400));
+    }
     Some(Duration::from_millis(ms))
 }

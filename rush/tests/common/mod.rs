@@ -66,6 +66,22 @@ pub const FIXED_WINDOW_LUA: &str = include_str!("../../lua/fixed_window.lua");
 /// A broken pacer with PERMIT's reply shape: every call is granted "now".
 pub const GREEDY_PERMIT_LUA: &str = include_str!("../../lua/greedy_permit.lua");
 
+/// A sorted-set semaphore as a Redis 7 function library (`rushsem`):
+/// `zsem_acquire`, `zsem_release`, `zsem_renew`, and two WRONG variants,
+/// `zsem_renew_forgetful` and `zsem_acquire_short` (see the file).
+pub const ZSET_SEMAPHORE_LUA: &str = include_str!("../../lua/zset_semaphore.lua");
+
+/// Loads (or replaces) a function library.
+pub fn load_function(server: &testkit::Server, lua: &str) {
+    let mut c = server.conn();
+    let _: String = redis::cmd("FUNCTION")
+        .arg("LOAD")
+        .arg("REPLACE")
+        .arg(lua)
+        .query(&mut c)
+        .expect("FUNCTION LOAD");
+}
+
 /// Loads a script and returns its SHA1.
 pub fn load_script(server: &testkit::Server, lua: &str) -> String {
     let mut c = server.conn();
