@@ -245,3 +245,30 @@ fn held_clients_through_a_failover_whose_replica_is_stopped() {
     pair.sync();
     assert_same_state(&mut c, &mut pair.replica.conn());
 }
+
+/// A key deleted under held clients: they are refused at once
+/// (a WAIT client denied, a BLOCK client nil), and the key made again
+/// starts afresh, without them.
+#[test]
+fn held_clients_are_refused_when_their_key_is_deleted() {
+    let s = Server::start();
+    let mut c = s.conn();
+    // A drained bucket (one token, one per 100 s) and a permit stream (a minute apart).
+    cmd(&mut c, &["THROTTLE", "w", "0.01", "100", "1"]);
+    cmd(&mut c, &["PERMIT", "p", "60000", "5"]);
+    let waiting = held(
+        &s,
+        &["THROTTLE", "w", "0.01", "100", "1", "1", "WAIT", "120000"],
+    );
+    let blocked = held(&s, &["PERMIT", "p", "60000", "5", "BLOCK", "120000"]);
+    until_held(&mut c, 2);
+    cmd(&mut c, &["DEL", "w"]);
+    cmd(&mut c, &["UNLINK", "p"]);
+    let got = answers(vec![waiting, blocked]);
+    assert_eq!(got, ["*5", "$-1"], "denied and nil");
+    // Made again: the first callers are served at once.
+    assert_eq!(throttle(&mut c, "w", &["0.01", "100", "1"])[0], 1);
+    assert_eq!(permit(&mut c, "p", &["60000", "5"]).unwrap()[0], 0);
+    assert_eq!(throttle_stat(&mut c, "throttle_blocked_key_gone"), 2);
+    assert_held_counters_add_up(&mut c);
+}

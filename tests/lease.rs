@@ -177,6 +177,38 @@ fn a_waiter_whose_turn_lies_past_its_timeout_waits_for_a_release() {
     assert_held_counters_add_up(&mut c);
 }
 
+/// Held callers belong to their key's state: when Redis deletes or
+/// replaces the key (DEL, FLUSHALL, ...), they are refused at once, so a
+/// key made again never also admits them (no more than `limit`, ids in
+/// order).
+#[test]
+fn held_callers_are_refused_when_their_key_is_deleted() {
+    let (s, mut c) = start();
+    for wipe in [
+        &["DEL", "q"][..],
+        &["FLUSHALL"],
+        &["UNLINK", "q"],
+        &["SWAPDB", "0", "1"],
+    ] {
+        lease(&mut c, "q", &["1", "60000"]).unwrap();
+        let waiter = held(&s, "q", &["1", "5000", "BLOCK", "30000"]);
+        testkit::wait_for(Duration::from_secs(10), "the waiter to be held", || {
+            (peek(&mut c, "q")[2] == 1).then_some(())
+        });
+        let _: () = redis::cmd(wipe[0]).arg(&wipe[1..]).query(&mut c).unwrap();
+        assert_eq!(
+            testkit::held_answers(vec![waiter]),
+            ["$-1"],
+            "{wipe:?}: refused"
+        );
+        let fresh = lease(&mut c, "q", &["1", "5000"]).expect("the new key's only lease");
+        assert_eq!(fresh[2], 1, "{wipe:?}");
+        let _: () = redis::cmd("FLUSHALL").query(&mut c).unwrap();
+    }
+    assert_eq!(throttle_stat(&mut c, "throttle_blocked_key_gone"), 4);
+    assert_held_counters_add_up(&mut c);
+}
+
 /// A waiter that leaves (disconnects) does not keep its place: the key's
 /// next command cancels its reservation, and the next waiter moves up.
 #[test]

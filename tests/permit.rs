@@ -794,11 +794,12 @@ fn permits_replicate_deterministically() {
     });
     thread::sleep(Duration::from_millis(50));
     let base = throttle_stat(&mut m, "throttle_blocked_total");
-    permit(&mut m, "blocky", &["30", "5"]);
+    // A second a slot: the held caller is held even if it is sent late.
+    permit(&mut m, "blocky", &["1000", "5"]);
     let blocked = spawn_permit(
         &pair.master,
         "blocky",
-        vec!["30", "5", "BLOCK", "1000", "GRACE", "5000"],
+        vec!["1000", "5", "BLOCK", "5000", "GRACE", "5000"],
     );
     for i in 0..20 {
         permit(&mut m, "a", &["50000", "5"]);

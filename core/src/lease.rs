@@ -42,6 +42,9 @@
 //! max_wait_us` (acquire) | `1 id` (release) | `2 id ttl_us` (renew) | `3`
 //! (nothing but the cancellations and the purge).
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
 use crate::codec::{Codec, CodecError, Encoded, Reader, Writer};
 use crate::step::{State, Step, Write};
 use crate::time::{MAX_WAIT, Micros, Timestamp};
@@ -194,50 +197,35 @@ impl LeaseState {
     /// Places the reservations (leases starting after `now`) again, in
     /// their order, each at the first instant from `now` (and from the one
     /// before it) at which its cost fits beside everything live then.
-    fn replan(&mut self, now: Timestamp) -> Moved {
+    /// O(n log n); returns the planner as it ends (for a new reservation
+    /// behind them all).
+    fn replan(&mut self, now: Timestamp) -> (Moved, Planner) {
         let (live, queued): (Vec<Lease>, Vec<Lease>) =
             self.leases.iter().partition(|l| l.start <= now);
+        let mut planner = Planner::new(self.limit, now);
+        for l in &live {
+            planner.add(l);
+        }
         self.leases = live;
         let mut moved = Moved::default();
-        let mut after = now;
         for r in queued {
-            match self.first_fit(after, r.cost) {
+            match planner.fit(r.cost) {
                 Some(start) => {
                     if start != r.start {
                         moved.starts.push((r.id, start));
                     }
-                    after = start;
-                    self.leases.push(Lease {
+                    let placed = Lease {
                         start,
                         expires_at: start.saturating_add(r.ttl),
                         ..r
-                    });
+                    };
+                    planner.add(&placed);
+                    self.leases.push(placed);
                 }
                 None => moved.dropped.push(r.id),
             }
         }
-        moved
-    }
-
-    /// The first instant from `after` at which `cost` fits for as long as
-    /// it lasts. Every lease already placed starts no later than `after`,
-    /// so from there the costs live only fall (at expiries): the candidates
-    /// are `after` and the expiries after it.
-    fn first_fit(&self, after: Timestamp, cost: u64) -> Option<Timestamp> {
-        if cost > self.limit {
-            return None;
-        }
-        let mut candidates: Vec<Timestamp> = self
-            .leases
-            .iter()
-            .map(|l| l.expires_at)
-            .filter(|&e| e > after)
-            .collect();
-        candidates.push(after);
-        candidates.sort_unstable();
-        candidates
-            .into_iter()
-            .find(|&t| self.in_use(t).saturating_add(cost) <= self.limit)
+        (moved, planner)
     }
 
     fn next_id(&mut self, now: Timestamp) -> u64 {
@@ -249,14 +237,17 @@ impl LeaseState {
     /// re-plan. What the master runs and a replica runs again.
     fn run(&mut self, p: &Patch) -> (Granted, Moved, Option<Timestamp>) {
         self.purge(p.now);
-        self.leases.retain(|l| !p.cancelled.contains(&l.id));
+        if !p.cancelled.is_empty() {
+            let cancelled: std::collections::HashSet<u64> = p.cancelled.iter().copied().collect();
+            self.leases.retain(|l| !cancelled.contains(&l.id));
+        }
         let now = p.now;
         let mut renewed = None;
         match p.op {
             Op::Acquire(a) => {
                 self.limit = a.limit;
-                let moved = self.replan(now);
-                return (self.acquire(now, &a), moved, None);
+                let (moved, planner) = self.replan(now);
+                return (self.acquire(now, &a, planner), moved, None);
             }
             Op::Release(id) => self.leases.retain(|l| l.id != id || l.start > now),
             Op::Renew(id, ttl) => {
@@ -273,22 +264,17 @@ impl LeaseState {
             Op::Nothing => {}
         }
         // Reservations move earlier after a release, later after a renewal.
-        let moved = self.replan(now);
+        let (moved, _) = self.replan(now);
         (Granted::Refused, moved, renewed)
     }
 
-    fn acquire(&mut self, now: Timestamp, a: &Acquire) -> Granted {
+    /// A new lease behind every reservation (FIFO), placed by `planner`
+    /// (the re-plan's, which ends behind them).
+    fn acquire(&mut self, now: Timestamp, a: &Acquire, mut planner: Planner) -> Granted {
         if a.cost == 0 || a.cost > self.limit || self.leases.len() >= MAX_LEASES {
             return Granted::Refused;
         }
-        // FIFO: behind every reservation.
-        let after = self
-            .leases
-            .iter()
-            .map(|l| l.start)
-            .max()
-            .map_or(now, |s| s.max(now));
-        let Some(start) = self.first_fit(after, a.cost) else {
+        let Some(start) = planner.fit(a.cost) else {
             return Granted::Refused;
         };
         let wait = start.since(now);
@@ -317,6 +303,59 @@ impl LeaseState {
             in_use: self.in_use(start).saturating_add(own),
             limit: self.limit,
         }
+    }
+}
+
+/// Plans reservations in start order: the places in use from `after` on,
+/// held by placed leases that all start by `after`, ended one by one (by
+/// expiry) as `after` moves forward. Each fit is O(log n).
+struct Planner {
+    limit: u64,
+    after: Timestamp,
+    in_use: u64,
+    /// `(expires_at, cost)` of the placed leases still live at `after`.
+    ends: BinaryHeap<Reverse<(Timestamp, u64)>>,
+}
+
+impl Planner {
+    fn new(limit: u64, after: Timestamp) -> Planner {
+        Planner {
+            limit,
+            after,
+            in_use: 0,
+            ends: BinaryHeap::new(),
+        }
+    }
+
+    /// Counts a lease that starts by `after` (one not placed takes nothing).
+    fn add(&mut self, l: &Lease) {
+        if l.placed() && l.expires_at > self.after {
+            self.in_use = self.in_use.saturating_add(l.cost);
+            self.ends.push(Reverse((l.expires_at, l.cost)));
+        }
+    }
+
+    /// The first instant from `after` at which `cost` fits beside what is
+    /// live then (the costs live only fall from there, at expiries), and
+    /// `after` moves there. `None` for a cost above the limit.
+    fn fit(&mut self, cost: u64) -> Option<Timestamp> {
+        if cost > self.limit {
+            return None;
+        }
+        while self.in_use.saturating_add(cost) > self.limit {
+            let Reverse((end, freed)) = self.ends.pop()?;
+            self.after = self.after.max(end);
+            self.in_use = self.in_use.saturating_sub(freed);
+        }
+        // What ends at the fit is not live there either.
+        while let Some(&Reverse((end, freed))) = self.ends.peek() {
+            if end > self.after {
+                break;
+            }
+            self.ends.pop();
+            self.in_use = self.in_use.saturating_sub(freed);
+        }
+        Some(self.after)
     }
 }
 

@@ -45,8 +45,9 @@ use super::stats;
 /// What a held client gets when it is released or refused.
 pub trait Release: Send {
     /// Released; its turn moved `moved_us` microseconds from where the
-    /// command planned it (later: positive).
-    fn release(self: Box<Self>, moved_us: i64) -> Box<dyn Held>;
+    /// command planned it (later: positive); `slot` is its turn as last
+    /// planned on the module's clock (the command's, or a re-plan's).
+    fn release(self: Box<Self>, moved_us: i64, slot: Timestamp) -> Box<dyn Held>;
     /// Refused: its moved turn lies beyond its own timeout.
     fn refuse(self: Box<Self>) -> Box<dyn Held>;
 }
@@ -169,6 +170,9 @@ pub fn start(ctx: Ctx<'_>) -> std::result::Result<(), String> {
         unblocked: on_unblocked,
         disconnected: on_disconnected,
         before_sleep,
+        has_held: || stats::HELD.load(Relaxed) > 0,
+        key_gone: |db, name| keys_gone(|(d, n)| *d == db && n.as_slice() == name),
+        db_gone: |db| keys_gone(|(d, _)| db.is_none_or(|db| *d == db)),
     };
     if !ffi::blocked::install(ctx, hooks) {
         return Err("could not subscribe to the event loop".into());
@@ -472,7 +476,7 @@ impl Queues {
             let late_by = now.saturating_duration_since(due);
             if late_by <= c.on_time_for {
                 let moved = signed_us(due, c.planned);
-                out.push((c.bc, c.release.release(moved)));
+                out.push((c.bc, c.release.release(moved, c.slot)));
                 stats::held(stats::Held::Released { late: false });
             } else if now > c.deadline {
                 if let (Some(tag), Some(k)) = (c.tag, self.keys.get_mut(&serial)) {
@@ -482,7 +486,7 @@ impl Queues {
                 stats::held(stats::Held::TimedOut);
             } else {
                 // Released now, re-slotted; everyone behind it moves as much.
-                out.push((c.bc, c.release.release(signed_us(now, c.planned))));
+                out.push((c.bc, c.release.release(signed_us(now, c.planned), c.slot)));
                 stats::held(stats::Held::Released { late: true });
                 if let Some(k) = self.keys.get_mut(&serial) {
                     k.offset += late_by;
@@ -607,6 +611,49 @@ fn forget(id: usize, event: stats::Held) {
     drop(q);
     stats::held(event);
     c.bc.unblock_silently();
+}
+
+/// Keys Redis deleted or replaced (DEL, RENAME, a flush, ...): the
+/// clients held on them are refused now, since the turns they were given
+/// belonged to a state that is gone (a key made again starts afresh, and
+/// must not also admit them); the key's carry and gone tags go with it.
+fn keys_gone(matches: impl Fn(&KeyId) -> bool) {
+    let Some(s) = SCHEDULER.get() else { return };
+    let mut q = lock(s);
+    let serials: Vec<u64> = q
+        .serial_of
+        .iter()
+        .filter(|(key, _)| matches(key))
+        .map(|(_, serial)| *serial)
+        .collect();
+    if serials.is_empty() {
+        return;
+    }
+    let mut out = Vec::new();
+    for serial in serials {
+        let ids: Vec<usize> = q
+            .keys
+            .get(&serial)
+            .map(|k| k.by_due.values().copied().collect())
+            .unwrap_or_default();
+        for id in ids {
+            if let Some(c) = q.remove(id) {
+                out.push((c.bc, c.release.refuse()));
+                stats::held(stats::Held::KeyGone);
+            }
+        }
+        if let Some(k) = q.keys.get_mut(&serial) {
+            if k.carry > 0 {
+                CARRIES.fetch_sub(1, Relaxed);
+            }
+            k.carry = 0;
+            k.offset = Duration::ZERO;
+            k.gone.clear();
+            k.relevant_until = None;
+        }
+        q.rewake(serial, s.origin);
+    }
+    unblock_all(s, q, out);
 }
 
 fn on_unblocked(id: usize) {

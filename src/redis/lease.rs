@@ -125,7 +125,7 @@ pub fn lease(ctx: Ctx<'_>, args: Args<'_>) -> Result<()> {
             };
             let reply = HeldLease {
                 id: lease.id,
-                expires_at: lease.expires_at,
+                ttl: lease.ttl,
                 in_use,
                 limit,
             };

@@ -288,7 +288,7 @@ pub struct HeldThrottle {
 }
 
 impl Release for HeldThrottle {
-    fn release(self: Box<Self>, _moved_us: i64) -> Box<dyn Held> {
+    fn release(self: Box<Self>, _moved_us: i64, _slot: Timestamp) -> Box<dyn Held> {
         Box::new(Sent::Ints(self.ints.to_vec()))
     }
 
@@ -309,7 +309,7 @@ pub struct HeldPermit {
 }
 
 impl Release for HeldPermit {
-    fn release(self: Box<Self>, moved_us: i64) -> Box<dyn Held> {
+    fn release(self: Box<Self>, moved_us: i64, _slot: Timestamp) -> Box<dyn Held> {
         let by = Micros(moved_us.unsigned_abs());
         let valid_at = if moved_us >= 0 {
             self.valid_at.saturating_add(by)
@@ -333,19 +333,18 @@ impl Release for HeldPermit {
 /// moves with its start.
 pub struct HeldLease {
     pub id: u64,
-    pub expires_at: Timestamp,
+    /// How long the lease lasts from its start.
+    pub ttl: Micros,
     pub in_use: u64,
     pub limit: u64,
 }
 
 impl Release for HeldLease {
-    fn release(self: Box<Self>, moved_us: i64) -> Box<dyn Held> {
-        let by = Micros(moved_us.unsigned_abs());
-        let expires_at = if moved_us >= 0 {
-            self.expires_at.saturating_add(by)
-        } else {
-            self.expires_at.saturating_sub(by)
-        };
+    /// The lease starts at its turn as last planned (a lease is never
+    /// late: its holder just has less of it), so it expires `ttl` after
+    /// that turn, exactly as the key's state says.
+    fn release(self: Box<Self>, _moved_us: i64, slot: Timestamp) -> Box<dyn Held> {
+        let expires_at = slot.saturating_add(self.ttl);
         Box::new(Sent::Ints(
             lease_ints(self.id, expires_at, self.in_use, self.limit).to_vec(),
         ))

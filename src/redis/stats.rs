@@ -6,7 +6,8 @@
 //! docs/operating.md lists the fields; `tests/readme.rs` compares the two.
 //!
 //! Held clients add up: `blocked_total` equals `blocked_released` plus
-//! `blocked_timeout` plus `blocked_unblocked` plus `blocked_disconnected`
+//! `blocked_timeout` plus `blocked_key_gone` plus `blocked_unblocked` plus
+//! `blocked_disconnected`
 //! plus `blocked_clients` (the ones still held); `blocked_late` counts the
 //! released ones that were released late and re-slotted.
 
@@ -37,6 +38,7 @@ pub static BLOCKED_TOTAL: Counter = Counter::new(0);
 pub static BLOCKED_RELEASED: Counter = Counter::new(0);
 pub static BLOCKED_LATE: Counter = Counter::new(0);
 pub static BLOCKED_TIMEOUT: Counter = Counter::new(0);
+pub static BLOCKED_KEY_GONE: Counter = Counter::new(0);
 pub static BLOCKED_UNBLOCKED: Counter = Counter::new(0);
 pub static BLOCKED_DISCONNECTED: Counter = Counter::new(0);
 pub static LEASE_GRANTED: Counter = Counter::new(0);
@@ -151,6 +153,9 @@ pub enum Held {
     TimedOut,
     /// `CLIENT UNBLOCK`.
     Unblocked,
+    /// Its key was deleted or replaced (DEL, RENAME, a flush, ...):
+    /// refused.
+    KeyGone,
     /// The client went away.
     Disconnected,
 }
@@ -166,6 +171,7 @@ pub fn held(event: Held) {
             }
         }
         Held::TimedOut => add(&BLOCKED_TIMEOUT, 1),
+        Held::KeyGone => add(&BLOCKED_KEY_GONE, 1),
         Held::Unblocked => add(&BLOCKED_UNBLOCKED, 1),
         Held::Disconnected => add(&BLOCKED_DISCONNECTED, 1),
     }
@@ -173,7 +179,7 @@ pub fn held(event: Held) {
 
 /// The counters of `# throttle_stats`, in the order INFO prints them
 /// (Redis prefixes each name with `throttle_`).
-static COUNTERS: [(&str, &Counter); 25] = [
+static COUNTERS: [(&str, &Counter); 26] = [
     ("calls", &CALLS),
     ("allowed", &ALLOWED),
     ("denied", &DENIED),
@@ -187,6 +193,7 @@ static COUNTERS: [(&str, &Counter); 25] = [
     ("blocked_released", &BLOCKED_RELEASED),
     ("blocked_late", &BLOCKED_LATE),
     ("blocked_timeout", &BLOCKED_TIMEOUT),
+    ("blocked_key_gone", &BLOCKED_KEY_GONE),
     ("blocked_unblocked", &BLOCKED_UNBLOCKED),
     ("blocked_disconnected", &BLOCKED_DISCONNECTED),
     ("lease_granted", &LEASE_GRANTED),

@@ -237,6 +237,7 @@ pub fn assert_held_counters_add_up(con: &mut Connection) {
     };
     let ended = n("throttle_blocked_released")
         + n("throttle_blocked_timeout")
+        + n("throttle_blocked_key_gone")
         + n("throttle_blocked_unblocked")
         + n("throttle_blocked_disconnected");
     assert_eq!(

@@ -18,7 +18,7 @@
 //! may wake the event loop with [`wake_main_thread`] (thread-safe).
 
 use std::convert::Infallible;
-use std::ffi::c_void;
+use std::ffi::{CStr, c_char, c_int, c_void};
 use std::ptr::NonNull;
 use std::sync::OnceLock;
 
@@ -26,7 +26,7 @@ use redis_module::raw;
 
 use super::command::handler;
 use super::guard;
-use super::{Args, Ctx, OK};
+use super::{Args, Ctx, OK, RStr};
 
 /// The reply a held client gets when it is released.
 pub trait Held: Send + 'static {
@@ -43,6 +43,14 @@ pub struct Hooks {
     /// The event loop is about to sleep (not called from inside a busy
     /// script or while loading).
     pub before_sleep: fn(),
+    /// Whether any client is held (a fast check before the others).
+    pub has_held: fn() -> bool,
+    /// A key was deleted or replaced by Redis itself (DEL, UNLINK,
+    /// eviction, RENAME, MOVE, COPY, RESTORE): its db and name.
+    pub key_gone: fn(i32, &[u8]),
+    /// A database was emptied or swapped (FLUSHDB, FLUSHALL, SWAPDB, a
+    /// full sync): its number, `None` for all.
+    pub db_gone: fn(Option<i32>),
 }
 
 static HOOKS: OnceLock<Hooks> = OnceLock::new();
@@ -109,12 +117,112 @@ pub fn install(ctx: Ctx<'_>, hooks: Hooks) -> bool {
     if HOOKS.set(hooks).is_err() {
         return true;
     }
-    let event = raw::RedisModuleEvent {
-        id: raw::REDISMODULE_EVENT_EVENTLOOP,
-        dataver: 1,
+    let subscribe = |id: u64, f: unsafe extern "C" fn(_, _, _, _)| {
+        let event = raw::RedisModuleEvent { id, dataver: 1 };
+        // SAFETY: a valid context during load; the callback lives for ever.
+        unsafe { api!(RedisModule_SubscribeToServerEvent)(ctx.raw(), event, Some(f)) == OK }
     };
-    // SAFETY: a valid context during load; the callback lives for ever.
-    unsafe { api!(RedisModule_SubscribeToServerEvent)(ctx.raw(), event, Some(on_event_loop)) == OK }
+    // Deletions and replacements Redis makes itself (the generic class:
+    // DEL, UNLINK, RENAME, MOVE, COPY, RESTORE; evictions). Not expiries:
+    // a key expires after every turn it holds, so only a stalled server
+    // meets one with clients still held, and those are released late as
+    // usual. The module's own writes fire module-class events, not
+    // subscribed.
+    let classes = raw::REDISMODULE_NOTIFY_GENERIC | raw::REDISMODULE_NOTIFY_EVICTED;
+    // SAFETY: as above.
+    let keys = unsafe {
+        api!(RedisModule_SubscribeToKeyspaceEvents)(ctx.raw(), classes as c_int, Some(on_key_event))
+    } == OK;
+    subscribe(raw::REDISMODULE_EVENT_EVENTLOOP, on_event_loop)
+        && subscribe(raw::REDISMODULE_EVENT_FLUSHDB, on_flush)
+        && subscribe(raw::REDISMODULE_EVENT_SWAPDB, on_swapdb)
+        && keys
+}
+
+/// A keyspace event of the generic or evicted class: a key Redis deleted
+/// or replaced, unless the event only touched its TTL.
+unsafe extern "C" fn on_key_event(
+    ctx: *mut raw::RedisModuleCtx,
+    _class: c_int,
+    event: *const c_char,
+    key: *mut raw::RedisModuleString,
+) -> c_int {
+    guard::or(OK, "keyspace event", || {
+        let Some(h) = HOOKS.get() else { return OK };
+        if event.is_null() || !(h.has_held)() {
+            return OK;
+        }
+        // SAFETY: Redis passes a NUL-terminated event name, valid for the call.
+        let name = unsafe { CStr::from_ptr(event) }.to_bytes();
+        if matches!(name, b"expire" | b"persist" | b"new" | b"expired") {
+            return OK;
+        }
+        // SAFETY: the callback's context and key, valid for the call.
+        let (db, key) = unsafe {
+            let Some(ctx) = Ctx::from_raw(ctx) else {
+                return OK;
+            };
+            let Some(key) = RStr::from_raw(key) else {
+                return OK;
+            };
+            (ctx.selected_db(), key.bytes().to_vec())
+        };
+        (h.key_gone)(db, &key);
+        OK
+    })
+}
+
+/// FLUSHDB / FLUSHALL (and the flush of a full sync), as it starts.
+unsafe extern "C" fn on_flush(
+    _ctx: *mut raw::RedisModuleCtx,
+    _eid: raw::RedisModuleEvent,
+    subevent: u64,
+    data: *mut c_void,
+) {
+    guard::or((), "flush", || {
+        let Some(h) = HOOKS.get() else { return };
+        if subevent != raw::REDISMODULE_SUBEVENT_FLUSHDB_START || data.is_null() {
+            return;
+        }
+        // SAFETY: for this event Redis passes a RedisModuleFlushInfoV1.
+        let dbnum = unsafe { (*data.cast::<FlushInfo>()).dbnum };
+        (h.db_gone)((dbnum >= 0).then_some(dbnum));
+    })
+}
+
+/// SWAPDB: both databases now hold other keys.
+unsafe extern "C" fn on_swapdb(
+    _ctx: *mut raw::RedisModuleCtx,
+    _eid: raw::RedisModuleEvent,
+    _subevent: u64,
+    data: *mut c_void,
+) {
+    guard::or((), "swapdb", || {
+        let Some(h) = HOOKS.get() else { return };
+        if data.is_null() {
+            return;
+        }
+        // SAFETY: for this event Redis passes a RedisModuleSwapDbInfoV1.
+        let info = unsafe { &*data.cast::<SwapDbInfo>() };
+        (h.db_gone)(Some(info.dbnum_first));
+        (h.db_gone)(Some(info.dbnum_second));
+    })
+}
+
+/// `RedisModuleFlushInfoV1`.
+#[repr(C)]
+struct FlushInfo {
+    version: u64,
+    sync: i32,
+    dbnum: i32,
+}
+
+/// `RedisModuleSwapDbInfoV1`.
+#[repr(C)]
+struct SwapDbInfo {
+    version: u64,
+    dbnum_first: i32,
+    dbnum_second: i32,
 }
 
 /// Wakes the main thread's event loop (it then runs its before-sleep
