@@ -41,7 +41,7 @@ SERVER=${SERVER:-redis-7.0}
 REPLICAS=${REPLICAS:-"no yes"}
 BEFORE=${BEFORE:-}
 AFTER=${AFTER:-}
-ALL="incr throttle throttle_hot peek permit permit_hot throttle_cl cell throttle_cl_hot cell_hot"
+ALL="incr throttle throttle_hot peek permit permit_hot throttle_cl cell throttle_cl_hot cell_hot cl cl_hot"
 WORKLOADS=${WORKLOADS:-$ALL}
 
 log() { echo "profile: $*" >&2; }
@@ -66,6 +66,8 @@ declare -A workload=(
   [cell]="CL.THROTTLE (redis-cell), random keys|CL.THROTTLE bc:__rand_int__ 15 30 60 1"
   [throttle_cl_hot]="THROTTLE, redis-cell's limit, hot key (denied)|THROTTLE bs:hot 0.5 32 1"
   [cell_hot]="CL.THROTTLE (redis-cell), hot key (denied)|CL.THROTTLE bc:hot 15 30 60 1"
+  [cl]="CL.THROTTLE (this module), random keys|CL.THROTTLE bm:__rand_int__ 15 30 60 1"
+  [cl_hot]="CL.THROTTLE (this module), hot key (denied)|CL.THROTTLE bm:hot 15 30 60 1"
 )
 declare -A what=() cmd=()
 for w in "${!workload[@]}"; do

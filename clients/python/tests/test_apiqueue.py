@@ -151,11 +151,13 @@ def test_reset_rate_respaces_50_held_callers_within_one_new_interval(r):
             if int(r.info("throttle")["throttle_blocked_clients"]) >= held:
                 break
             time.sleep(0.01)
+        late_before = int(r.info("throttle")["throttle_blocked_late"])
         before = server_ms(r)
         q.reset_rate(20)
         after = server_ms(r)
         assert q.rate_millis == 20
         slots = wait_all(waiters)
+        late = int(r.info("throttle")["throttle_blocked_late"]) - late_before
     finally:
         q.stop(True)
     # 50 unless the machine took 500 ms to hold them all (then some went at
@@ -168,10 +170,16 @@ def test_reset_rate_respaces_50_held_callers_within_one_new_interval(r):
     assert all(b - a >= 500 for a, b in zip(old, old[1:])), old
     gaps = [b - a for a, b in zip(slots, slots[1:])]
     assert all(g >= 20 for g in gaps), gaps  # the minimum spacing holds across the change
-    # Re-spaced at the new rate: on time, the k-th comes by after + (k+1) x
-    # 20 ms (a second for all); a saturated server releases late and
-    # re-slots, so the bound is generous: half of what the old rate needed.
-    assert respaced[-1] - after <= max(2000, len(respaced) * 500 // 2), (after, respaced)
+    if late == 0:
+        # The server released every caller on time: each re-spaced caller
+        # within one new interval of its place, the k-th by after + (k+1) x 20.
+        behind = [(k, s - after) for k, s in enumerate(respaced) if s > after + (k + 1) * 20 + 1]
+        assert behind == [], behind
+    else:
+        # A saturated server released some late (INFO throttle_blocked_late)
+        # and re-slotted them (and those behind): still re-spaced, far sooner
+        # than the old rate, within a generous bound.
+        assert respaced[-1] - after <= max(2000, len(respaced) * 500 // 2), (late, after, respaced)
 
 
 def test_stop_parks_new_callers_until_start(r):
