@@ -83,51 +83,65 @@ impl Writer {
     }
 
     pub fn put(&mut self, bytes: &[u8]) {
-        if let Some(v) = &mut self.out.heap {
-            v.extend_from_slice(bytes);
-            return;
-        }
-        let end = self.out.len.saturating_add(bytes.len());
-        match self.out.inline.get_mut(self.out.len..end) {
-            Some(dst) => {
-                dst.copy_from_slice(bytes);
-                self.out.len = end;
-            }
-            None => {
-                let mut v = Vec::with_capacity(end.saturating_mul(2));
-                v.extend_from_slice(self.out.inline.get(..self.out.len).unwrap_or(&[]));
-                v.extend_from_slice(bytes);
-                self.out.heap = Some(v);
-            }
+        for &b in bytes {
+            self.push(b);
         }
     }
 
+    /// One byte: in the inline buffer while it fits, else on the heap.
+    #[inline]
+    fn push(&mut self, b: u8) {
+        if self.out.heap.is_none()
+            && let Some(slot) = self.out.inline.get_mut(self.out.len)
+        {
+            *slot = b;
+            self.out.len = self.out.len.wrapping_add(1);
+            return;
+        }
+        self.spill(b);
+    }
+
+    #[cold]
+    fn spill(&mut self, b: u8) {
+        let inline = &self.out.inline;
+        let len = self.out.len;
+        self.out
+            .heap
+            .get_or_insert_with(|| {
+                let mut v = Vec::with_capacity(INLINE.saturating_mul(2));
+                v.extend_from_slice(inline.get(..len).unwrap_or(&[]));
+                v
+            })
+            .push(b);
+    }
+
     pub fn u8(&mut self, v: u8) {
-        self.put(&[v]);
+        self.push(v);
     }
 
     /// An unsigned LEB128 varint.
     pub fn uint(&mut self, v: u128) {
-        let mut buf = [0u8; 19];
-        let mut n = 0;
-        let mut v = v;
-        loop {
-            let byte = u8::try_from(v & 0x7f).unwrap_or(0);
-            v >>= 7;
-            let last = v == 0;
-            if let Some(slot) = buf.get_mut(n) {
-                *slot = if last { byte } else { byte | 0x80 };
-            }
-            n = n.saturating_add(1);
-            if last {
-                break;
+        match u64::try_from(v) {
+            Ok(v) => self.u64(v),
+            Err(_) => {
+                let mut v = v;
+                while v >= 0x80 {
+                    self.push((v & 0x7f) as u8 | 0x80);
+                    v >>= 7;
+                }
+                self.push(v as u8);
             }
         }
-        self.put(buf.get(..n).unwrap_or(&[]));
     }
 
+    /// An unsigned LEB128 varint (the common case, without 128-bit steps).
     pub fn u64(&mut self, v: u64) {
-        self.uint(u128::from(v));
+        let mut v = v;
+        while v >= 0x80 {
+            self.push((v & 0x7f) as u8 | 0x80);
+            v >>= 7;
+        }
+        self.push(v as u8);
     }
 
     /// A signed varint (zigzag).
