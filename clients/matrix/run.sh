@@ -68,6 +68,16 @@ CLUSTER_NODES=$(IFS=,; echo "${nodes[*]}")
 export CLUSTER_NODES MATRIX_RUN=$$
 echo "matrix: $("$server" --version | cut -d' ' -f1-3) on $REDIS_URL and cluster ${nodes[0]}..."
 
+# ----------------------------------------------------------------- python
+status=0
+"$venv/bin/python" "$here/matrix.py" || status=$?
+result "python (redis-py)" "$status"
+
+# ------------------------------------------------------------------- node
+status=0
+node "$here/matrix.mjs" || status=$?
+result "node (ioredis, node-redis)" "$status"
+
 # -------------------------------------------------------------- redis-cli
 moved() { # MOVED redirects answered by the cluster's masters so far
   local n=0 p c
@@ -99,6 +109,9 @@ cli_checks() { # every check runs; prints each mismatch; fails if any
     "$("${c[@]}" THROTTLE.GET "cli:$$:g" | tr '\n' ' ')"
   return "$bad"
 }
+status=0
+cli_checks || status=$?
+result "redis-cli -c ($("$cli" --version))" "$status"
 
 # --------------------------------------------------------- redis-benchmark
 # Every redis-benchmark line in README.md, as written, with the port and the
@@ -144,28 +157,9 @@ bench_checks() {
   done < <(grep -E '^redis-benchmark ' README.md)
   [ "$n" -gt 0 ] || { echo "no redis-benchmark line in README.md"; return 1; }
 }
-# ------------------------------------------------------------ all four
-# Side by side: their keys have prefixes of their own (py:, pyc:, io:, nr:,
-# cli:<pid>:, the README's), and what the checks count only goes up (MOVED
-# redirects, command calls). Each one's output is printed whole, in order.
-"$venv/bin/python" "$here/matrix.py" >"$work/python.out" 2>&1 &
-py=$!
-node "$here/matrix.mjs" >"$work/node.out" 2>&1 &
-js=$!
-cli_checks >"$work/cli.out" 2>&1 &
-rc=$!
-bench_checks >"$work/bench.out" 2>&1 &
-rb=$!
-report() { # report NAME PID OUTPUT
-  local status=0
-  wait "$2" || status=$?
-  cat "$3"
-  result "$1" "$status"
-}
-report "python (redis-py)" "$py" "$work/python.out"
-report "node (ioredis, node-redis)" "$js" "$work/node.out"
-report "redis-cli -c ($("$cli" --version))" "$rc" "$work/cli.out"
-report "redis-benchmark (README lines)" "$rb" "$work/bench.out"
+status=0
+bench_checks || status=$?
+result "redis-benchmark (README lines)" "$status"
 
 echo "matrix: $pass passed, $fail failed"
 [ "$fail" = 0 ]

@@ -96,8 +96,9 @@ start() { # start NAME SO: a server on a free port; prints the port
 }
 
 for so in "$1" "$2"; do [ -f "$so" ] || { echo "profiles: no module $so" >&2; exit 1; }; done
-ci=$(start ci "$1")
-release=$(start release "$2")
+# Absolute: the server changes to its --dir before it loads modules.
+ci=$(start ci "$(realpath "$1")")
+release=$(start release "$(realpath "$2")")
 redis-cli -p "$ci" <"$work/script" >"$work/ci.out" 2>&1
 redis-cli -p "$release" <"$work/script" >"$work/release.out" 2>&1
 
