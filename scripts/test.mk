@@ -27,11 +27,22 @@ PORTS ?= 23000
 NEXTEST = cargo nextest run -P ci --binaries-metadata $(L)/binaries.json \
   --cargo-metadata $(L)/metadata.json --tool-config-file test-sh:$$STEP_NEXTEST --test-threads $(THREADS) -E
 MODULE = THROTTLE_MODULE=$$PWD/target/ci/libredis_throttle.so
-.PHONY: all build servers release fault cell clients $(ONCE)
+.PHONY: all build servers release cell clients $(ONCE)
 
 # ------------------------------------------------------------ set-up
-build: # the workspace, every target, once, in the ci profile (Cargo.toml)
-	@$(SETUP) - build 'cargo build --profile ci --workspace --all-targets && \
+# The workspace, every target, once, in the ci profile (Cargo.toml), linted
+# as it builds (clippy-driver wraps rustc for the workspace's crates: the
+# clippy step reads the warnings here). First the fault-injection variant of
+# the module (THROTTLE.FAULT, for tests/ops.rs): the same target dir, so only
+# the module crate is built twice (cargo rebuilds it when the features flip).
+# By hand, the same wrapper avoids rebuilding the workspace's crates.
+build:
+	@$(SETUP) - build 'export RUSTC_WORKSPACE_WRAPPER=clippy-driver && \
+	  cargo build --profile ci -p redis-throttle --features fault-injection && mkdir -p target/fault && \
+	  cp target/ci/libredis_throttle.so target/fault/ && \
+	  cargo build --profile ci --workspace --all-targets && \
+	  grep -q "THROTTLE.FAULT PANIC" target/fault/libredis_throttle.so && \
+	  ! grep -q "THROTTLE.FAULT PANIC" target/ci/libredis_throttle.so && \
 	  cargo nextest list --cargo-profile ci --workspace --list-type binaries-only \
 	    --message-format json >$(L)/binaries.json && \
 	  cargo metadata --format-version 1 --all-features --no-deps >$(L)/metadata.json'
@@ -39,13 +50,9 @@ servers: # the built servers, one at a time (a suite waits only for its own)
 	@$(SETUP) - build-servers 'for s in $(filter-out $(PREBUILT),$(SERVERS)); do \
 	  nice -n 10 scripts/servers.sh bin $$s >/dev/null || exit 1; done'
 bin@%:
-	@$(SETUP) $* server 'scripts/servers.sh bin $* >$(L)/bin/$*'
+	@$(SETUP) $* server 'nice -n 10 scripts/servers.sh bin $* >$(L)/bin/$*'
 release: # fat LTO, as users build it, for the profiles step: long on a busy machine
 	@STEP_TIMEOUT=2400 $(SETUP) - build-release 'nice -n 10 cargo build --release -p redis-throttle'
-fault: # THROTTLE.FAULT (tests/ops.rs): other features, so its own target dir
-	@$(SETUP) - build-fault 'cargo build --profile ci -p redis-throttle --features fault-injection \
-	  --target-dir target/fault-build && mkdir -p target/fault && \
-	  cp target/fault-build/ci/libredis_throttle.so target/fault/'
 cell: # redis-cell 0.5.0, the peer tests/cell.rs compares with
 	@$(SETUP) - build-redis-cell 'scripts/cell.sh >$(L)/cell.path'
 clients: # the client matrix's pinned clients (snippets use them too)
@@ -57,7 +64,7 @@ fmt:
 unit: build # every test binary that needs no server
 	@$(STEP) - unit '$(NEXTEST) "!(kind(test) & (package(redis-throttle) | package(rush)))"'
 doctests: build
-	@$(STEP) - doctests 'cargo test --doc --workspace --profile ci'
+	@$(STEP) - doctests 'RUSTC_WORKSPACE_WRAPPER=clippy-driver cargo test --doc --workspace --profile ci'
 deps-sh:
 	@$(STEP) - deps.sh 'bash scripts/tests/deps.sh'
 profiles: build release
@@ -73,11 +80,12 @@ python-without-module: # first: both use target/py-client-venv
 	@$(STEP) - python.sh-without-module 'bash scripts/python.sh --without-module'
 python: build | python-without-module
 	@$(STEP) - python.sh '$(MODULE) bash scripts/python.sh'
-clippy: build # after the build: shares its build scripts and proc macros
-	@$(STEP) - clippy 'nice -n 5 cargo clippy --profile ci --workspace --all-targets -- -D warnings'
+clippy: build # as `cargo clippy --workspace --all-targets -- -D warnings`: no warning in the build
+	@$(STEP) - clippy 'if grep -E -A12 "^(warning|error)(\[[A-Za-z0-9_]+\])?: " $(L)/-.build.log; then \
+	  echo "clippy: the build has warnings (above)"; exit 1; fi; echo "clippy: no warnings in the build"'
 
 # ------------------------------------------------- on every server
-suites@%: build bin@% cell fault # tests/*.rs but cluster and crossversion
+suites@%: build bin@% cell # tests/*.rs but cluster and crossversion
 	@$(STEP) $* suites 'REDIS_SERVER=$(BIN) CELL_MODULE=$$(cat $(L)/cell.path) \
 	  THROTTLE_FAULT_MODULE=$$PWD/target/fault/libredis_throttle.so $(MODULE) \
 	  $(NEXTEST) "package(redis-throttle) & kind(test) & !binary(=cluster) & !binary(=crossversion)"'
