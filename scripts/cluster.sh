@@ -38,21 +38,26 @@ pid_of() { # prints the pid of the node on port $1 if it runs, else nothing
   if ps -p "$pid" -o comm= 2>/dev/null | grep -Eq 'redis|valkey'; then echo "$pid"; fi
 }
 
-stop() {
-  local port pid n
+stop() { # every node at once: SIGTERM, up to 5 s for a clean exit, then SIGKILL
+  local port pid n pids=()
   for port in "${ports[@]}"; do
     pid=$(pid_of "$port")
     if [ -n "$pid" ]; then
       kill -TERM "$pid" 2>/dev/null || true
-      for n in $(seq 50); do # up to 5 s for a clean exit
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-      done
-      kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
-      echo "cluster: stopped $port (pid $pid)"
+      pids+=("$port:$pid")
     fi
-    rm -f "$root/$port/node.pid"
   done
+  for n in $(seq 50); do
+    local left=0 p
+    for p in "${pids[@]}"; do kill -0 "${p#*:}" 2>/dev/null && left=1; done
+    [ "$left" = 0 ] && break
+    sleep 0.1
+  done
+  for p in "${pids[@]}"; do
+    kill -0 "${p#*:}" 2>/dev/null && kill -KILL "${p#*:}" 2>/dev/null || true
+    echo "cluster: stopped ${p%:*} (pid ${p#*:})"
+  done
+  for port in "${ports[@]}"; do rm -f "$root/$port/node.pid"; done
 }
 
 status() {
