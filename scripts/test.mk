@@ -10,12 +10,13 @@
 # server's binary, $* its name). Start order is the order of `all`.
 SERVERS ?= redis-7.0 valkey-9 redis-8.2.3 redis-7.2.6 redis-7.4.1 valkey-8.0.1
 PER_SERVER := suites cluster matrix
-ONCE := fmt unit doctests deps-sh profiles crossversion rush snippets python-without-module python clippy
-# Servers whose binary needs no build start first; the built ones last.
+# The longest first: the Python chain (python waits for python-without-module).
+ONCE := python-without-module python snippets crossversion rush unit doctests profiles deps-sh fmt clippy
+# Servers that need no build; the others are built (niced, one at a time) by
+# `servers`, and their steps come last.
 PREBUILT := $(filter redis-7.0 valkey-9 redis-8.2.3,$(SERVERS))
-# Long set-up first (niced: the tests come first on the cores).
-all: servers release $(foreach s,$(PREBUILT),$(PER_SERVER:%=%@$(s))) $(ONCE) \
-  $(foreach s,$(filter-out $(PREBUILT),$(SERVERS)),$(PER_SERVER:%=%@$(s)))
+BUILT := $(filter-out $(PREBUILT),$(SERVERS))
+all: servers release cell $(ONCE) $(foreach s,$(PREBUILT) $(BUILT),$(PER_SERVER:%=%@$(s)))
 
 L := target/test-logs
 STEP := scripts/step.sh
@@ -46,11 +47,11 @@ build:
 	  cargo nextest list --cargo-profile ci --workspace --list-type binaries-only \
 	    --message-format json >$(L)/binaries.json && \
 	  cargo metadata --format-version 1 --all-features --no-deps >$(L)/metadata.json'
-servers: # the built servers, one at a time (a suite waits only for its own)
-	@$(SETUP) - build-servers 'for s in $(filter-out $(PREBUILT),$(SERVERS)); do \
-	  nice -n 10 scripts/servers.sh bin $$s >/dev/null || exit 1; done'
+servers: # the built servers, one at a time
+	@$(SETUP) - build-servers 'for s in $(BUILT); do nice -n 10 scripts/servers.sh bin $$s >/dev/null || exit 1; done'
+$(BUILT:%=bin@%): servers
 bin@%:
-	@$(SETUP) $* server 'nice -n 10 scripts/servers.sh bin $* >$(L)/bin/$*'
+	@$(SETUP) $* server 'scripts/servers.sh bin $* >$(L)/bin/$*'
 release: # fat LTO, as users build it, for the profiles step: long on a busy machine
 	@STEP_TIMEOUT=2400 $(SETUP) - build-release 'nice -n 10 cargo build --release -p redis-throttle'
 cell: # redis-cell 0.5.0, the peer tests/cell.rs compares with
