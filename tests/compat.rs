@@ -63,9 +63,9 @@ impl Identity {
         self.at_least((7, 4), (8, 0))
     }
 
-    /// `ACL CAT <category>` lists module commands: Valkey 9+ only.
+    /// `ACL CAT <category>` lists module commands: Valkey 9+ and Redis 8+.
     fn acl_cat_lists_module_commands(&self) -> bool {
-        self.valkey && self.version >= (9, 0, 0)
+        self.at_least((8, 0), (9, 0))
     }
 
     /// `RedisModule_Microseconds`: Redis 7.2+, every Valkey.

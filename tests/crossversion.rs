@@ -13,7 +13,7 @@
 //!
 //! What decides is the RDB format version the server writes (DUMP
 //! payloads end with it): Redis 7.0 writes 10, Redis 7.2 and Valkey 8
-//! write 11, Redis 7.4 writes 12, Valkey 9 writes 80. A server reads its
+//! write 11, Redis 7.4 and 8.2 write 12, Valkey 9 writes 80. A server reads its
 //! own version and older ones, except that Valkey refuses 12..=79 (formats
 //! of Redis releases that Valkey does not share) unless
 //! `rdb-version-check relaxed` (Valkey 9). The module's own encoding is

@@ -924,10 +924,10 @@ fn acl_category_where_the_server_has_module_categories() {
     let mut members: Vec<String> = cmd(&mut c, "ACL", &["CAT", "throttle"]).unwrap();
     members.iter_mut().for_each(|n| *n = n.to_ascii_lowercase());
     members.sort();
-    // `ACL CAT throttle` lists the module's commands on Valkey 9; Redis 7.4
-    // and Valkey 8 leave module commands out of every ACL CAT listing
-    // (measured), though the category grants them (checked below).
-    let listed = if version.flavor == testkit::Flavor::Valkey && version.major >= 9 {
+    // `ACL CAT throttle` lists the module's commands on Valkey 9 and Redis 8;
+    // Redis 7.4 and Valkey 8 leave module commands out of every ACL CAT
+    // listing (measured), though the category grants them (checked below).
+    let listed = if version.acl_cat_lists_module_commands() {
         module_commands(&mut c)
     } else {
         Vec::new()

@@ -8,8 +8,9 @@
 #     pinned by package-lock.json, installed with `npm ci` into
 #     clients/matrix/node_modules, which git ignores);
 #   - redis-cli -c against the cluster (redirects followed, blocking PERMIT);
-#   - redis-benchmark: every `redis-benchmark` line of README.md, run as
-#     written but against the test server and with fewer requests.
+#   - redis-benchmark: every `redis-benchmark` line of README.md and
+#     docs/*.md, run as written but against the test server and with fewer
+#     requests.
 #
 #   clients/matrix/run.sh                       # Debian's redis-server
 #   MATRIX_SERVER=$(scripts/servers.sh bin redis-7.4.1) clients/matrix/run.sh
@@ -118,10 +119,14 @@ result "redis-cli -c ($("$cli" --version))" "$status"
 # request count replaced: it must run without an error reply (redis-benchmark
 # exits 1 on the first one) and the server must count its calls.
 bench_checks() {
-  local line n=0 cmd calls_before calls_after args
-  while IFS= read -r line; do
+  local line n=0 cmd calls_before calls_after args lines words
+  mapfile -t lines < <(grep -hE '^redis-benchmark ' README.md docs/*.md 2>/dev/null || true)
+  # Each line's words (shell quoting undone), joined by \x1f: one python for all.
+  mapfile -t words < <(python3 -c 'import shlex, sys
+for l in sys.argv[1:]: print("\x1f".join(shlex.split(l)[1:]))' "${lines[@]}")
+  for line in "${lines[@]}"; do
+    IFS=$'\x1f' read -r -a args <<<"${words[n]}"
     n=$((n + 1))
-    mapfile -d '' -t args < <(python3 -c 'import shlex, sys; sys.stdout.write("\0".join(shlex.split(sys.argv[1])[1:]))' "$line")
     local out=() skip=0 a cluster=0
     for a in "${args[@]}"; do
       if [ "$skip" = 1 ]; then skip=0; continue; fi
@@ -154,8 +159,8 @@ bench_checks() {
       return 1
     fi
     echo "     $(tr '\r' '\n' <"$work/bench-$n.log" | grep 'requests per second' | tail -n 1)"
-  done < <(grep -E '^redis-benchmark ' README.md)
-  [ "$n" -gt 0 ] || { echo "no redis-benchmark line in README.md"; return 1; }
+  done
+  [ "$n" -gt 0 ] || { echo "no redis-benchmark line in README.md or docs/*.md"; return 1; }
 }
 status=0
 bench_checks || status=$?

@@ -12,7 +12,7 @@
 #   scripts/bench/profile.sh                       # everything, ~11 min on 2 busy cores
 #   REPLICAS=no WORKLOADS="incr throttle" N=50000 scripts/bench/profile.sh
 #   MODULE=/tmp/before.so scripts/bench/profile.sh # a prebuilt module
-#   BEFORE=scripts/bench/before-issue-15/profile.tsv scripts/bench/profile.sh  # before/after table
+#   BEFORE=benchmarks/before-issue-15/profile.tsv scripts/bench/profile.sh  # before/after table
 #   BEFORE=old.tsv AFTER=new.tsv scripts/bench/profile.sh   # the table of two saved runs, runs nothing
 #
 # Prints a markdown table on stdout (Ir per call without and with a

@@ -524,4 +524,14 @@ impl ServerVersion {
     pub fn has_module_acl_categories(&self) -> bool {
         self.flavor == Flavor::Valkey || (self.major, self.minor) >= (7, 4)
     }
+
+    /// `ACL CAT <category>` lists module commands: Valkey 9+ and Redis 8+
+    /// (measured on 8.2.3); Redis 7.x and Valkey 8 leave them out of every
+    /// listing, though the category grants them.
+    pub fn acl_cat_lists_module_commands(&self) -> bool {
+        match self.flavor {
+            Flavor::Valkey => self.major >= 9,
+            Flavor::Redis => self.major >= 8,
+        }
+    }
 }

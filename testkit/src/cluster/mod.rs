@@ -491,7 +491,7 @@ impl Cluster {
 
     /// Waits until every node runs and reports cluster_state:ok, all agree
     /// on the slot map, every master has its replica, and every replica's
-    /// link to its master is up and synced.
+    /// link to its master is up, synced, and caught up with its offset.
     pub fn wait_healthy(&self) {
         let ports = self.ports();
         let replicas_each = usize::from(self.replicas);
@@ -515,6 +515,21 @@ impl Cluster {
             for r in views[0].nodes.iter().filter(|n| !n.master) {
                 if info_field(r.port, "replication", "master_link_status")? != "up"
                     || info_field(r.port, "replication", "master_sync_in_progress")? != "0"
+                {
+                    return None;
+                }
+                // Caught up: the replica has everything its master had a
+                // moment before (a write right after start must reach it).
+                let m = views[0]
+                    .nodes
+                    .iter()
+                    .find(|m| Some(&m.id) == r.master_id.as_ref())?;
+                let offset = |port, field| -> Option<i64> {
+                    info_field(port, "replication", field)?.parse().ok()
+                };
+                let target = offset(m.port, "master_repl_offset")?;
+                if info_field(r.port, "replication", "master_port")? != m.port.to_string()
+                    || offset(r.port, "slave_repl_offset")? < target
                 {
                     return None;
                 }
