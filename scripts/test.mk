@@ -9,9 +9,9 @@
 # or to PER_SERVER (a target NAME@% run on every server; $(BIN) is the
 # server's binary, $* its name). Start order is the order of `all`.
 SERVERS ?= redis-7.0 valkey-9 redis-8.2.3 redis-7.2.6 redis-7.4.1 valkey-8.0.1
-PER_SERVER := suites cluster matrix
+PER_SERVER := suites cluster matrix node limitlion
 # The longest first: the Python chain (python waits for python-without-module).
-ONCE := python-without-module python snippets crossversion rush unit doctests profiles deps-sh fmt clippy
+ONCE := python-without-module python seeds limitlion-itself snippets crossversion rush unit doctests profiles deps-sh fmt clippy
 # Servers that need no build; the others are built (niced, one at a time) by
 # `servers`, and their steps come last.
 PREBUILT := $(filter redis-7.0 valkey-9 redis-8.2.3,$(SERVERS))
@@ -81,6 +81,10 @@ python-without-module: # first: both use target/py-client-venv
 	@$(STEP) - python.sh-without-module 'bash scripts/python.sh --without-module'
 python: build | python-without-module
 	@$(STEP) - python.sh '$(MODULE) bash scripts/python.sh'
+seeds: build | python-without-module # each seed's own tests and examples, one import changed
+	@$(STEP) - seeds '$(MODULE) scripts/seeds.sh'
+limitlion-itself: # LimitLion's suite on LimitLion itself (a plain server): proves the harness
+	@$(STEP) - limitlion-itself 'scripts/limitlion.sh --limitlion'
 clippy: build # as `cargo clippy --workspace --all-targets -- -D warnings`: no warning in the build
 	@$(STEP) - clippy 'if grep -E -A12 "^(warning|error)(\[[A-Za-z0-9_]+\])?: " $(L)/-.build.log; then \
 	  echo "clippy: the build has warnings (above)"; exit 1; fi; echo "clippy: no warnings in the build"'
@@ -95,3 +99,7 @@ cluster@%: build bin@%
 matrix@%: build bin@% clients # its clusters on ports of their own: PORTS + 200 x (place in SERVERS)
 	@$(STEP) $* client-matrix 'i=0; for s in $(SERVERS); do i=$$((i + 1)); [ $$s = $* ] && break; done; \
 	  MATRIX_SERVER=$(BIN) MATRIX_CLUSTER_PORT=$$(($(PORTS) + 1 + 200 * i)) $(MODULE) clients/matrix/run.sh'
+node@%: build bin@% # the Node package: node-redis, ioredis, the Express and Fastify apps, npm pack
+	@$(STEP) $* node 'REDIS_SERVER=$(BIN) RUSH=$$PWD/target/ci/rush $(MODULE) scripts/node.sh'
+limitlion@%: build bin@% # LimitLion's own suite (888) on the drop-in; the 20,000-call differential runs in python.sh
+	@$(STEP) $* limitlion 'REDIS_SERVER=$(BIN) LIMITLION_CALLS=2000 $(MODULE) scripts/limitlion.sh'
