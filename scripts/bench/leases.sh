@@ -97,7 +97,13 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # ---- tools, module, server ------------------------------------------------------
-for tool in redis-cli python3 awk; do
+# redis-server and redis-cli come from Debian's packages
+# (scripts/deps.sh installs them when missing).
+for tool in redis-server redis-cli; do
+  command -v "$tool" >/dev/null 2>&1 || need_deps=1
+done
+[ "${need_deps:-0}" = 0 ] || source scripts/deps.sh
+for tool in python3 awk; do
   command -v "$tool" >/dev/null 2>&1 || die "needs $tool"
 done
 if [ -z "$MODULE" ]; then
@@ -119,6 +125,15 @@ case $SERVER in
   *) SERVER=$(scripts/servers.sh bin "$SERVER") || die "no server $SERVER (scripts/servers.sh list)" ;;
 esac
 "$SERVER" --version >/dev/null 2>&1 || die "cannot run $SERVER"
+# Private copies: on a shared machine a package upgrade may remove or
+# replace the originals while this runs (Debian's redis-server is a link to
+# redis-check-rdb and picks its role from its name: keep the name).
+mkdir -p "$tmp/bin"
+cp -L "$SERVER" "$tmp/bin/$(basename "$SERVER")"
+SERVER_PATH=$SERVER
+SERVER=$tmp/bin/$(basename "$SERVER")
+for tool in redis-cli; do cp -L "$(command -v "$tool")" "$tmp/bin/"; done
+PATH=$tmp/bin:$PATH
 
 if [ "$(nproc 2>/dev/null || echo 1)" -ge 2 ] && command -v taskset >/dev/null 2>&1; then
   SPIN=(taskset -c "$SERVER_CPU") CPIN=(taskset -c "$CLIENT_CPU")
@@ -158,7 +173,7 @@ cpu_now() { cli INFO cpu | tr -d '\r' | awk -F: '$1 == "used_cpu_sys" || $1 == "
 
 start_server
 version=$(info_field server redis_version)
-log "server $SERVER ($version) on port $PORT, $pinning"
+log "server $SERVER_PATH ($version) on port $PORT, $pinning"
 
 # The sorted-set semaphore.
 ZACQ='local t = redis.call("TIME")
@@ -203,7 +218,7 @@ META=$tmp/meta.tsv
 meta() { printf '%s\t%s\n' "$1" "$2" >>"$META"; }
 meta started "$STARTED"
 meta load_start "$LOAD_START"
-meta server "$SERVER, Redis $version"
+meta server "$SERVER_PATH, Redis $version"
 meta module "$module_desc"
 meta machine "$(nproc) CPU(s), $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null || echo "?")"
 meta pinning "$pinning"

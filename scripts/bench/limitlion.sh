@@ -90,7 +90,13 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # ---- tools, module, LimitLion's script, server ---------------------------------------
-for tool in redis-cli redis-benchmark python3 awk tar; do
+# redis-server, redis-cli and redis-benchmark come from Debian's packages
+# (scripts/deps.sh installs them when missing).
+for tool in redis-server redis-cli redis-benchmark; do
+  command -v "$tool" >/dev/null 2>&1 || need_deps=1
+done
+[ "${need_deps:-0}" = 0 ] || source scripts/deps.sh
+for tool in python3 awk tar; do
   command -v "$tool" >/dev/null 2>&1 || die "needs $tool"
 done
 [ -f "$LIMITLION_TARBALL" ] || die "no LimitLion tarball at $LIMITLION_TARBALL (set LIMITLION_TARBALL)"
@@ -112,6 +118,15 @@ case $SERVER in
   *) SERVER=$(scripts/servers.sh bin "$SERVER") || die "no server $SERVER (scripts/servers.sh list)" ;;
 esac
 "$SERVER" --version >/dev/null 2>&1 || die "cannot run $SERVER"
+# Private copies: on a shared machine a package upgrade may remove or
+# replace the originals while this runs (Debian's redis-server is a link to
+# redis-check-rdb and picks its role from its name: keep the name).
+mkdir -p "$tmp/bin"
+cp -L "$SERVER" "$tmp/bin/$(basename "$SERVER")"
+SERVER_PATH=$SERVER
+SERVER=$tmp/bin/$(basename "$SERVER")
+for tool in redis-cli redis-benchmark; do cp -L "$(command -v "$tool")" "$tmp/bin/"; done
+PATH=$tmp/bin:$PATH
 
 if [ "$(nproc 2>/dev/null || echo 1)" -ge 2 ] && command -v taskset >/dev/null 2>&1; then
   SPIN=(taskset -c "$SERVER_CPU") CPIN=(taskset -c "$CLIENT_CPU")
@@ -152,7 +167,7 @@ start_server
 version=$(info_field server redis_version)
 SHA=$(cli -x SCRIPT LOAD <"$LUA") # the file's exact bytes, as redis-py loads it
 [ "$SHA" = "$(sha1sum "$LUA" | cut -c1-40)" ] || die "SCRIPT LOAD of LimitLion's throttle.lua answered $SHA"
-log "server $SERVER ($version) on port $PORT, $pinning; LimitLion's script $SHA"
+log "server $SERVER_PATH ($version) on port $PORT, $pinning; LimitLion's script $SHA"
 
 # ---- the two LimitLion forms agree --------------------------------------------------
 # (allowed tokens) of each of 12 calls, one pair per line; FORM: ll, lua or
@@ -278,7 +293,7 @@ done
 LOAD_END=$(uptime)
 
 # ---- report -------------------------------------------------------------------------
-export R_STARTED=$STARTED R_SERVER="$SERVER, Redis $version" R_MODULE=$module_desc
+export R_STARTED=$STARTED R_SERVER="$SERVER_PATH, Redis $version" R_MODULE=$module_desc
 export R_SCRIPT="limitlion/limitlion/throttle.lua from $(basename "$LIMITLION_TARBALL"), SHA1 $SHA"
 export R_MACHINE="$(nproc) CPU(s), $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null || echo "?")"
 export R_PINNING=$pinning R_LOAD_START=$LOAD_START R_LOAD_END=$LOAD_END
