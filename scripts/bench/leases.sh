@@ -4,8 +4,8 @@
 # 24's "Speed and memory"). Prints a markdown report on stdout; progress
 # goes to stderr.
 #
-#   scripts/bench/leases.sh                     # ~6 min on 2 busy cores
-#   QUICK=1 scripts/bench/leases.sh             # ~1½ min: 2 rounds, 1 s runs, 100k keys
+#   scripts/bench/leases.sh                     # ~4-5 min on 2 busy cores
+#   QUICK=1 scripts/bench/leases.sh             # ~45 s: 2 rounds, 1 s runs, 100k keys, 1 waiters round
 #   PARTS="memory" scripts/bench/leases.sh      # some parts only: pairs memory waiters
 #   SERVER=redis-7.4.1 scripts/bench/leases.sh  # another server (a path, or a name for scripts/servers.sh)
 #   MODULE=/tmp/other.so scripts/bench/leases.sh

@@ -5,8 +5,8 @@
 # (issue 21, "Speed"). One server, one run, redis-benchmark; prints a
 # markdown report on stdout, progress on stderr.
 #
-#   scripts/bench/limitlion.sh                     # ~4 min on 2 busy cores
-#   QUICK=1 scripts/bench/limitlion.sh             # ~1 min: 2 rounds, fewer requests
+#   scripts/bench/limitlion.sh                     # ~6 min on 2 busy cores
+#   QUICK=1 scripts/bench/limitlion.sh             # ~30 s: 2 rounds, 100k requests per run
 #   SERVER=redis-7.4.1 scripts/bench/limitlion.sh  # another server (a path, or a name for scripts/servers.sh)
 #   MODULE=/tmp/other.so scripts/bench/limitlion.sh
 #
