@@ -199,7 +199,11 @@ impl LeaseState {
     /// before it) at which its cost fits beside everything live then.
     /// O(n log n); returns the planner as it ends (for a new reservation
     /// behind them all).
-    fn replan(&mut self, now: Timestamp) -> (Moved, Planner) {
+    fn replan(&mut self, now: Timestamp) -> (Moved, Option<Planner>) {
+        // Nobody waiting (the common case): nothing to place.
+        if self.leases.iter().all(|l| l.start <= now) {
+            return (Moved::default(), None);
+        }
         let (live, queued): (Vec<Lease>, Vec<Lease>) =
             self.leases.iter().partition(|l| l.start <= now);
         let mut planner = Planner::new(self.limit, now);
@@ -225,7 +229,7 @@ impl LeaseState {
                 None => moved.dropped.push(r.id),
             }
         }
-        (moved, planner)
+        (moved, Some(planner))
     }
 
     fn next_id(&mut self, now: Timestamp) -> u64 {
@@ -269,12 +273,25 @@ impl LeaseState {
     }
 
     /// A new lease behind every reservation (FIFO), placed by `planner`
-    /// (the re-plan's, which ends behind them).
-    fn acquire(&mut self, now: Timestamp, a: &Acquire, mut planner: Planner) -> Granted {
+    /// (the re-plan's, which ends behind them; `None`: nobody waits, so
+    /// only the live leases count).
+    fn acquire(&mut self, now: Timestamp, a: &Acquire, planner: Option<Planner>) -> Granted {
         if a.cost == 0 || a.cost > self.limit || self.leases.len() >= MAX_LEASES {
             return Granted::Refused;
         }
-        let Some(start) = planner.fit(a.cost) else {
+        let start = match planner {
+            Some(mut p) => p.fit(a.cost),
+            // O(n): it fits now, or a planner finds when.
+            None if self.in_use(now).saturating_add(a.cost) <= self.limit => Some(now),
+            None => {
+                let mut p = Planner::new(self.limit, now);
+                for l in &self.leases {
+                    p.add(l);
+                }
+                p.fit(a.cost)
+            }
+        };
+        let Some(start) = start else {
             return Granted::Refused;
         };
         let wait = start.since(now);
@@ -376,6 +393,10 @@ fn step<A>(
 ) -> Step<LeaseState, Outcome<A>> {
     let mut next = state.cloned().unwrap_or_default();
     let (granted, moved, renewed) = next.run(&patch);
+    // A key of few leases keeps no spare room (a push doubles it).
+    if next.leases.capacity() > next.leases.len().saturating_mul(2).max(1) {
+        next.leases.shrink_to_fit();
+    }
     let write = if state == Some(&next) || (state.is_none() && next.leases.is_empty()) {
         Write::Keep
     } else if next.leases.is_empty() {

@@ -872,6 +872,11 @@ pub fn printf_g17(x: f64) -> String {
         return format!("{sign}0");
     }
     let a = x.abs();
+    // The common case, an integer below 2^53: at most 16 digits, so %.17g
+    // prints it whole, as an integer.
+    if a < 9_007_199_254_740_992.0 && a.fract() == 0.0 {
+        return format!("{sign}{}", a as u64);
+    }
     // %e with 16 decimals gives the decimal exponent after rounding to 17
     // significant digits.
     let sci = format!("{a:.16e}");

@@ -306,13 +306,15 @@ pub fn retime_tagged(key: &KeyId, moved: &[(u64, Timestamp)], refused: &[u64], n
                 .collect()
         })
         .unwrap_or_default();
+    let refused: std::collections::HashSet<u64> = refused.iter().copied().collect();
+    let moved: HashMap<u64, Timestamp> = moved.iter().copied().collect();
     for (id, tag) in ids {
         if refused.contains(&tag) {
             if let Some(c) = q.remove(id) {
                 out.push((c.bc, c.release.refuse()));
                 stats::held(stats::Held::TimedOut);
             }
-        } else if let Some(&(_, slot)) = moved.iter().find(|(t, _)| *t == tag) {
+        } else if let Some(&slot) = moved.get(&tag) {
             let offset = q.keys.get(&serial).map_or(Duration::ZERO, |k| k.offset);
             if let Some(mut c) = q.remove(id) {
                 let due = mono + duration(slot.since(now));
