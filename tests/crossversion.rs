@@ -44,6 +44,20 @@ impl Node {
     /// Starts `binary` in a new directory, or in `dir` (which may hold a
     /// dump.rdb to load). Err: the server exited, with its log.
     fn start(binary: &str, dir: Option<&Path>, args: &[&str]) -> Result<Node, String> {
+        // Another process may take the free port first: try another.
+        let mut last = String::new();
+        for _ in 0..5 {
+            match Node::start_once(binary, dir, args) {
+                Err(e) if e.contains("Address already in use") || e.contains("another server") => {
+                    last = e
+                }
+                done => return done,
+            }
+        }
+        Err(last)
+    }
+
+    fn start_once(binary: &str, dir: Option<&Path>, args: &[&str]) -> Result<Node, String> {
         let dir = match dir {
             Some(d) => d.to_path_buf(),
             None => {
@@ -91,9 +105,16 @@ impl Node {
             }
             if let Ok(c) = redis::Client::open(format!("redis://127.0.0.1:{port}/"))
                 && let Ok(mut c) = c.get_connection_with_timeout(Duration::from_millis(200))
-                && redis::cmd("PING").query::<String>(&mut c).is_ok()
+                && let Ok(info) = redis::cmd("INFO").arg("server").query::<String>(&mut c)
             {
-                return Ok(node);
+                let pid = info
+                    .lines()
+                    .find_map(|l| l.strip_prefix("process_id:"))
+                    .and_then(|v| v.trim().parse::<u32>().ok());
+                if pid == Some(node.child.id()) {
+                    return Ok(node);
+                }
+                return Err(format!("port {port} is another server's"));
             }
             if Instant::now() > deadline {
                 return Err(format!("no PONG within 10 s: {}", node.log()));

@@ -257,10 +257,26 @@ impl ServerBuilder {
                 server.child = None;
                 return Err(format!("exited with {status}; log:\n{log}"));
             }
+            // Ours, not another process's server that took the port first.
+            let pid = server.child.as_ref().map(|c| c.id());
             if let Ok(mut c) = server.try_connect()
-                && redis::cmd("PING").query::<String>(&mut c).is_ok()
+                && let Ok(info) = redis::cmd("INFO").arg("server").query::<String>(&mut c)
             {
-                return Ok(server);
+                let theirs = info
+                    .lines()
+                    .find_map(|l| l.strip_prefix("process_id:"))
+                    .and_then(|v| v.trim().parse::<u32>().ok());
+                if theirs.is_some() && theirs == pid {
+                    return Ok(server);
+                }
+                if theirs.is_some() {
+                    // Another server holds the port: ours cannot bind it.
+                    if let Some(mut child) = server.child.take() {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                    }
+                    return Err(format!("port {port} is another server's"));
+                }
             }
             if Instant::now() > deadline {
                 return Err("no PONG within 10 s".into());
