@@ -21,7 +21,7 @@ use redis::Connection;
 /// Waits until the server has parked `n` clients since `base` (INFO's
 /// monotonic `blocked_total`), so requests arrive in a known order.
 fn wait_blocked(con: &mut Connection, base: u64, n: u64) {
-    wait_for(Duration::from_secs(5), "clients to block", || {
+    wait_for(Duration::from_secs(20), "clients to block", || {
         (throttle_stat(con, "throttle_blocked_total") >= base + n).then_some(())
     });
 }
@@ -36,7 +36,8 @@ fn spawn_permit(
     key: &'static str,
     args: Vec<&'static str>,
 ) -> thread::JoinHandle<Released> {
-    let mut c = conn_with_timeout(s, 10);
+    // Generous: a saturated machine may release late.
+    let mut c = conn_with_timeout(s, 30);
     thread::spawn(move || {
         let r = redis::cmd("PERMIT").arg(key).arg(&args).query(&mut c);
         let arrived = Instant::now();
@@ -362,7 +363,7 @@ fn throttle_waiters_queue_in_order() {
     throttle(&mut c, "q", &args); // empty now
     let mut handles = Vec::new();
     for i in 0..3 {
-        let mut wc = conn_with_timeout(&s, 10);
+        let mut wc = conn_with_timeout(&s, 30);
         handles.push(thread::spawn(move || {
             let r = throttle(&mut wc, "q", &["2.5", "1", "0.4", "1", "WAIT", "3000"]);
             (r, Instant::now())

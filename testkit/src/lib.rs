@@ -469,9 +469,12 @@ pub fn is_an_answer(a: &str) -> bool {
     a.starts_with('*') || ["_", "$-1", "*-1", "closed"].contains(&a) || a.starts_with("-UNBLOCKED")
 }
 
-/// Poll `f` every 10 ms until it returns `Some`, or panic after `timeout`.
+/// Poll `f` every 10 ms until it returns `Some`, or panic after three
+/// times `timeout`: the callers name what a quiet machine needs, and a
+/// saturated one (both cores busy) may need more; waiting longer costs
+/// nothing unless the test is failing anyway.
 pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
+    let deadline = Instant::now() + timeout * 3;
     loop {
         if let Some(v) = f() {
             return v;

@@ -443,9 +443,10 @@ pub fn resp_command_names(stream: &[u8]) -> Vec<String> {
 
 /// A connection whose reads give up after `secs` (so a blocking command
 /// that never returns fails the test instead of hanging it).
+/// (Three times `secs`, as `wait_for`: generous for a saturated machine.)
 pub fn conn_with_timeout(server: &Server, secs: u64) -> Connection {
     let con = server.conn();
-    con.set_read_timeout(Some(Duration::from_secs(secs)))
+    con.set_read_timeout(Some(Duration::from_secs(secs * 3)))
         .expect("set_read_timeout");
     con
 }
