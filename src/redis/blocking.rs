@@ -44,10 +44,10 @@ use super::stats;
 
 /// What a held client gets when it is released or refused.
 pub trait Release: Send {
-    /// Released; its turn moved `moved_us` microseconds from where the
-    /// command planned it (later: positive); `slot` is its turn as last
-    /// planned on the module's clock (the command's, or a re-plan's).
-    fn release(self: Box<Self>, moved_us: i64, slot: Timestamp) -> Box<dyn Held>;
+    /// Released; `slot` is its turn on the module's clock as it finally
+    /// stands: the command's, moved by re-spacing or a re-plan, and later
+    /// by late releases (its own, or those ahead of it on the key).
+    fn release(self: Box<Self>, slot: Timestamp) -> Box<dyn Held>;
     /// Refused: its moved turn lies beyond its own timeout.
     fn refuse(self: Box<Self>) -> Box<dyn Held>;
 }
@@ -88,8 +88,8 @@ struct Client {
     base: Instant,
     seq: u64,
     deadline: Instant,
-    /// Where the command planned its turn.
-    planned: Instant,
+    /// Its turn on the module's clock, less its key's `offset`: the turn
+    /// is `slot + offset`, as its due time is `base + offset`.
     slot: Timestamp,
     on_time_for: Duration,
     tag: Option<u64>,
@@ -202,8 +202,9 @@ pub fn hold(ctx: Ctx<'_>, h: Hold, release: Box<dyn Release>) -> Result<()> {
     let seq = q.seq;
     let id = bc.id();
     let key = q.keys.entry(serial).or_default();
+    let offset = key.offset;
     let planned = now + duration(h.wait);
-    let base = planned.checked_sub(key.offset).unwrap_or(planned);
+    let base = planned.checked_sub(offset).unwrap_or(planned);
     let deadline = now + duration(h.timeout);
     key.by_due.insert((base, seq), id);
     key.by_deadline.insert((deadline, seq, id));
@@ -217,8 +218,7 @@ pub fn hold(ctx: Ctx<'_>, h: Hold, release: Box<dyn Release>) -> Result<()> {
             base,
             seq,
             deadline,
-            planned,
-            slot: h.slot,
+            slot: h.slot.saturating_sub(Micros(micros(offset))),
             on_time_for: duration(h.on_time_for),
             tag: h.tag,
             release,
@@ -319,7 +319,7 @@ pub fn retime_tagged(key: &KeyId, moved: &[(u64, Timestamp)], refused: &[u64], n
             if let Some(mut c) = q.remove(id) {
                 let due = mono + duration(slot.since(now));
                 c.base = due.checked_sub(offset).unwrap_or(due);
-                c.slot = slot;
+                c.slot = slot.saturating_sub(Micros(micros(offset)));
                 if let Some(k) = q.keys.get_mut(&serial) {
                     k.by_due.insert((c.base, c.seq), id);
                     k.by_deadline.insert((c.deadline, c.seq, id));
@@ -370,7 +370,7 @@ pub fn retime(key: &KeyId, slots: &[Timestamp], now: Timestamp) {
     for (((_, seq), id), slot) in order.into_iter().zip(slots) {
         let due = mono + duration(slot.since(now));
         let base = due.checked_sub(offset).unwrap_or(due);
-        moved.push((seq, id, base, *slot));
+        moved.push((seq, id, base, slot.saturating_sub(Micros(micros(offset)))));
     }
     k.by_due.clear();
     for &(seq, id, base, _) in &moved {
@@ -470,15 +470,15 @@ impl Queues {
             let Some((&(base, _), &id)) = k.by_due.iter().next() else {
                 break;
             };
-            let due = base + k.offset;
+            let (offset, due) = (k.offset, base + k.offset);
             if due > now {
                 break;
             }
             let Some(c) = self.remove(id) else { break };
             let late_by = now.saturating_duration_since(due);
+            let slot = c.slot.saturating_add(Micros(micros(offset)));
             if late_by <= c.on_time_for {
-                let moved = signed_us(due, c.planned);
-                out.push((c.bc, c.release.release(moved, c.slot)));
+                out.push((c.bc, c.release.release(slot)));
                 stats::held(stats::Held::Released { late: false });
             } else if now > c.deadline {
                 if let (Some(tag), Some(k)) = (c.tag, self.keys.get_mut(&serial)) {
@@ -488,7 +488,8 @@ impl Queues {
                 stats::held(stats::Held::TimedOut);
             } else {
                 // Released now, re-slotted; everyone behind it moves as much.
-                out.push((c.bc, c.release.release(signed_us(now, c.planned), c.slot)));
+                let slot = slot.saturating_add(Micros(micros(late_by).max(1)));
+                out.push((c.bc, c.release.release(slot)));
                 stats::held(stats::Held::Released { late: true });
                 if let Some(k) = self.keys.get_mut(&serial) {
                     k.offset += late_by;
@@ -525,14 +526,6 @@ impl Queues {
             k.carry = 0;
             CARRIES.fetch_sub(1, Relaxed);
         }
-    }
-}
-
-/// `to − from` in µs, negative when `to` is earlier.
-fn signed_us(to: Instant, from: Instant) -> i64 {
-    match to.checked_duration_since(from) {
-        Some(d) => i64::try_from(micros(d)).unwrap_or(i64::MAX),
-        None => -i64::try_from(micros(from.saturating_duration_since(to))).unwrap_or(i64::MAX),
     }
 }
 

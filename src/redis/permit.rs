@@ -132,7 +132,7 @@ pub fn permit(ctx: Ctx<'_>, args: Args<'_>) -> Result<()> {
                 state_for: wait.saturating_add(answer.interval),
                 tag: None,
             };
-            blocking::hold(ctx, hold, Box::new(HeldPermit { valid_at, grace }))?;
+            blocking::hold(ctx, hold, Box::new(HeldPermit { grace }))?;
         }
         _ => replies::permit(ctx, &answer),
     }

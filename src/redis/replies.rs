@@ -288,7 +288,7 @@ pub struct HeldThrottle {
 }
 
 impl Release for HeldThrottle {
-    fn release(self: Box<Self>, _moved_us: i64, _slot: Timestamp) -> Box<dyn Held> {
+    fn release(self: Box<Self>, _slot: Timestamp) -> Box<dyn Held> {
         Box::new(Sent::Ints(self.ints.to_vec()))
     }
 
@@ -300,22 +300,15 @@ impl Release for HeldThrottle {
     }
 }
 
-/// A PERMIT … BLOCK caller's slot. Moved (later by a late release, either
-/// way by PERMIT.SET re-spacing), its `valid_at` and `expires_at` move as
-/// much.
+/// A PERMIT … BLOCK caller's slot, replied where it finally stands (moved
+/// later by a late release, either way by PERMIT.SET re-spacing); its
+/// `expires_at` is `grace` after it.
 pub struct HeldPermit {
-    pub valid_at: Timestamp,
     pub grace: Micros,
 }
 
 impl Release for HeldPermit {
-    fn release(self: Box<Self>, moved_us: i64, _slot: Timestamp) -> Box<dyn Held> {
-        let by = Micros(moved_us.unsigned_abs());
-        let valid_at = if moved_us >= 0 {
-            self.valid_at.saturating_add(by)
-        } else {
-            self.valid_at.saturating_sub(by)
-        };
+    fn release(self: Box<Self>, valid_at: Timestamp) -> Box<dyn Held> {
         let expires_at = valid_at.saturating_add(self.grace);
         Box::new(Sent::Ints(vec![
             0,
@@ -343,7 +336,7 @@ impl Release for HeldLease {
     /// The lease starts at its turn as last planned (a lease is never
     /// late: its holder just has less of it), so it expires `ttl` after
     /// that turn, exactly as the key's state says.
-    fn release(self: Box<Self>, _moved_us: i64, slot: Timestamp) -> Box<dyn Held> {
+    fn release(self: Box<Self>, slot: Timestamp) -> Box<dyn Held> {
         let expires_at = slot.saturating_add(self.ttl);
         Box::new(Sent::Ints(
             lease_ints(self.id, expires_at, self.in_use, self.limit).to_vec(),
