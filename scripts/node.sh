@@ -13,7 +13,8 @@
 #
 # Installs what is missing: node and npm (apt) and the package's dependencies
 # (`npm ci` from clients/node/package-lock.json, again when it changes), and
-# builds the package (dist/). Defaults: REDIS_SERVER=redis-server,
+# builds the package (dist/, when its sources changed), under a lock that
+# concurrent runs share; `scripts/node.sh --setup` does only that. Defaults: REDIS_SERVER=redis-server,
 # THROTTLE_MODULE from scripts/build.sh, RUSH target/release/rush or
 # target/debug/rush, else `cargo build -p rush`. Ends with the line
 # "node: N passed, M failed".
@@ -23,16 +24,6 @@ root=$PWD
 pkg=$root/clients/node
 
 server=${REDIS_SERVER:-redis-server}
-so=${THROTTLE_MODULE:-$(scripts/build.sh)}
-export THROTTLE_MODULE=$so
-if [ -z "${RUSH:-}" ]; then
-  for r in target/release/rush target/debug/rush; do [ -x "$r" ] && { RUSH=$root/$r; break; }; done
-  if [ -z "${RUSH:-}" ]; then
-    cargo build -q -p rush >&2
-    RUSH=$root/target/debug/rush
-  fi
-fi
-export RUSH
 
 # ------------------------------------------------------------- node, npm
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
@@ -54,8 +45,28 @@ mkdir -p "$root/target"
     (cd "$pkg" && npm ci --no-audit --no-fund --loglevel=error >&2)
     echo "$sum" >"$stamp"
   fi
-  (cd "$pkg" && npm run -s build >&2)
+  # dist/ again only when its sources changed: the build empties dist/, and
+  # other runs (node.sh on another server, snippets.sh) may be reading it
+  built=$pkg/node_modules/.dist-built-from # not in dist/: npm pack would ship it
+  src=$(cd "$pkg" && find src scripts tsconfig*.json package.json package-lock.json -type f -print0 |
+    sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1)
+  if [ "$(cat "$built" 2>/dev/null)" != "$src" ] || [ ! -f "$pkg/dist/cjs/package.json" ]; then
+    (cd "$pkg" && npm run -s build >&2)
+    echo "$src" >"$built"
+  fi
 ) 9>"$root/target/.node-setup.lock"
+[ "${1:-}" = --setup ] && exit 0
+
+so=${THROTTLE_MODULE:-$(scripts/build.sh)}
+export THROTTLE_MODULE=$so
+if [ -z "${RUSH:-}" ]; then
+  for r in target/release/rush target/debug/rush; do [ -x "$r" ] && { RUSH=$root/$r; break; }; done
+  if [ -z "${RUSH:-}" ]; then
+    cargo build -q -p rush >&2
+    RUSH=$root/target/debug/rush
+  fi
+fi
+export RUSH
 
 # --------------------------------------------------------------- servers
 bindir=$(dirname "$(command -v "$server")")

@@ -24,7 +24,7 @@ if [ -d clients/python ]; then # the repository's own package, as a user install
 fi
 # node_modules for the JavaScript blocks: the matrix's clients and the
 # package in clients/node (its dist/ built), side by side.
-(cd clients/node && { [ -d node_modules ] || npm ci --silent --no-audit --no-fund; } && npm run --silent build) >&2
+scripts/node.sh --setup
 mods=$PWD/target/snippets-node/node_modules
 rm -rf "$mods" && mkdir -p "$mods"
 for m in clients/matrix/node_modules/*; do

@@ -806,7 +806,12 @@ fn one_call(
         panic!("MGET: {:?}", r[8])
     };
     let script = &r[9];
-    let after_ms = time_ms(&r[10]);
+    // TIME inside the transaction answers the time EXEC started (Redis 7.2+
+    // and Valkey cache it per top-level command), and the module reads the
+    // clock itself, later: the bound is a TIME after the transaction.
+    let _ = &r[10];
+    let after: Value = redis::cmd("TIME").query(con).unwrap();
+    let after_ms = time_ms(&after);
     let bucket_after = key_state(&r[11], &r[12], &r[13]);
     let knobs_after = key_state(&r[14], &r[15], &r[16]);
     let context = format!(

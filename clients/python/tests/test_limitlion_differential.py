@@ -53,7 +53,13 @@ def tarball() -> Path:
 
 @pytest.fixture(scope="session")
 def limitlion(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
-    """LimitLion's own package, unpacked from the tarball."""
+    """LimitLion's own package, unpacked from the tarball (once per session:
+    test_limitlion.py uses this fixture under another name, and Python keeps
+    the first `limitlion` it imports)."""
+    cached = sys.modules.get("limitlion")
+    if cached is not None:
+        assert Path(cached.__file__ or "").is_relative_to(tmp_path_factory.getbasetemp()), cached.__file__
+        return cached
     path = tarball()
     if not path.is_file():
         pytest.fail(f"no LimitLion tarball at {path} (set LIMITLION_TARBALL)")
