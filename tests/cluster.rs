@@ -693,16 +693,18 @@ fn resharding_moves_state_and_ttls_while_clients_keep_calling() {
     assert!(moved >= statics.len() + 4, "moved {moved} keys");
 
     // State and absolute expiry arrive intact (MIGRATE sends the relative
-    // TTL, so the expiry may move by the transfer time).
-    let worst = assert_same_state(target, &before, 20);
+    // TTL, so the expiry may move by the transfer time: a few ms here, more
+    // on a saturated machine; the bound is generous, the worst is printed).
+    const MIGRATE_SLACK_MS: i64 = 1000;
+    let worst = assert_same_state(target, &before, MIGRATE_SLACK_MS);
     // The target's replica has it too.
     let acked: i64 = redis::cmd("WAIT")
         .arg(1)
-        .arg(2000)
+        .arg(10_000)
         .query(&mut node_conn(target))
         .expect("WAIT");
     assert_eq!(acked, 1);
-    assert_same_state(cluster.replica_of(target), &before, 20);
+    assert_same_state(cluster.replica_of(target), &before, MIGRATE_SLACK_MS);
 
     // Under load, every admitted call is counted once: nothing lost or
     // doubled by the move, and PERMIT's spacing held across it.
