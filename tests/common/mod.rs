@@ -319,10 +319,20 @@ impl Pair {
 
     /// Both servers get `args` too.
     pub fn start_with(args: &[&str]) -> Pair {
-        let master = Server::builder().args(args.iter().copied()).start();
+        Pair::start_with_module_args(args, &[])
+    }
+
+    /// Both servers get `args`, and `module_args` after the module's path
+    /// (`["test-clock", "yes"]`: THROTTLE.CLOCK on both).
+    pub fn start_with_module_args(args: &[&str], module_args: &[&str]) -> Pair {
+        let master = Server::builder()
+            .args(args.iter().copied())
+            .module_args(module_args.iter().copied())
+            .start();
         let port = master.port().to_string();
         let replica = Server::builder()
             .args(args.iter().copied())
+            .module_args(module_args.iter().copied())
             .args([
                 "--replicaof",
                 "127.0.0.1",
