@@ -30,6 +30,7 @@
 //! refusal here, or on `CLIENT UNBLOCK` or a disconnect (Redis calls the
 //! hooks; the client leaves its queue at once).
 
+use std::any::Any;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
@@ -38,6 +39,7 @@ use std::time::{Duration, Instant};
 
 use throttle_core::{Micros, Timestamp};
 
+use super::clock;
 use super::error::{Error, Result};
 use super::ffi::{self, BlockedClient, Ctx, Held, RStr};
 use super::stats;
@@ -63,10 +65,10 @@ pub fn key_id(ctx: Ctx<'_>, name: RStr<'_>) -> KeyId {
 /// A command's request to hold its caller.
 pub struct Hold {
     pub key: KeyId,
-    /// The turn, on the module's clock (for re-spacing).
+    /// The turn, on the module's clock: the client is due when the module's
+    /// clock, read as it is parked, reaches it (a command that read the
+    /// clock a while before parking does not make it late).
     pub slot: Timestamp,
-    /// From now until the turn.
-    pub wait: Micros,
     /// The longest the caller may be held, from now.
     pub timeout: Micros,
     /// How late after its turn a release still counts as on time.
@@ -79,6 +81,8 @@ pub struct Hold {
     /// `CLIENT UNBLOCK`, its timeout), the tag waits for the key's next
     /// command ([`take_gone`]) to cancel what the state holds for it.
     pub tag: Option<u64>,
+    /// The key's state as the command left it (see [`remembered`]).
+    pub state: Option<Box<dyn Any + Send>>,
 }
 
 struct Client {
@@ -110,6 +114,11 @@ struct KeyQueue {
     relevant_until: Option<Instant>,
     /// Tags of held clients that left without their reply.
     gone: Vec<u64>,
+    /// The key's state as its last command left it: when the key expires
+    /// before its next command (a late release moved the schedule past
+    /// the expiry the state had), that command continues from this state,
+    /// moved by the carry, instead of from nothing.
+    state: Option<Box<dyn Any + Send>>,
     /// Its entry in `wakes`.
     wake: Option<Instant>,
 }
@@ -202,8 +211,11 @@ pub fn hold(ctx: Ctx<'_>, h: Hold, release: Box<dyn Release>) -> Result<()> {
     let seq = q.seq;
     let id = bc.id();
     let key = q.keys.entry(serial).or_default();
+    if h.state.is_some() {
+        key.state = h.state;
+    }
     let offset = key.offset;
-    let planned = now + duration(h.wait);
+    let planned = now + duration(h.slot.since(clock::now()));
     let base = planned.checked_sub(offset).unwrap_or(planned);
     let deadline = now + duration(h.timeout);
     key.by_due.insert((base, seq), id);
@@ -265,6 +277,43 @@ fn carry(ctx: Ctx<'_>, name: RStr<'_>, take: bool) -> Micros {
         q.rewake(serial, s.origin);
     }
     Micros(c)
+}
+
+/// Whether the key has held clients or a carry (its state is remembered).
+pub fn is_queued(ctx: Ctx<'_>, name: RStr<'_>) -> bool {
+    if stats::HELD.load(Relaxed) == 0 && CARRIES.load(Relaxed) == 0 {
+        return false;
+    }
+    let Some(s) = SCHEDULER.get() else {
+        return false;
+    };
+    lock(s).serial_of.contains_key(&key_id(ctx, name))
+}
+
+/// Remembers the state a command wrote to a key that has held clients.
+pub fn remember<S: Any + Send>(ctx: Ctx<'_>, name: RStr<'_>, state: S) {
+    let Some(s) = SCHEDULER.get() else { return };
+    let mut q = lock(s);
+    if let Some(&serial) = q.serial_of.get(&key_id(ctx, name))
+        && let Some(k) = q.keys.get_mut(&serial)
+    {
+        k.state = Some(Box::new(state));
+    }
+}
+
+/// The state last written to a key that has expired since, while a carry
+/// was pending (a late release moved its schedule past the state's
+/// expiry): the command continues from it, moved by the carry.
+pub fn remembered<S: Any + Clone>(ctx: Ctx<'_>, name: RStr<'_>) -> Option<S> {
+    let s = SCHEDULER.get()?;
+    let q = lock(s);
+    let serial = q.serial_of.get(&key_id(ctx, name))?;
+    q.keys
+        .get(serial)?
+        .state
+        .as_ref()?
+        .downcast_ref::<S>()
+        .cloned()
 }
 
 /// The tags of the key's held clients that left without their reply since
@@ -551,6 +600,35 @@ fn before_sleep() {
         q.due(serial, now, &mut out);
         q.rewake(serial, s.origin);
     }
+    unblock_all(s, q, out);
+}
+
+/// Releases what is due on one key, as the before-sleep hook would, before
+/// a command decides on that key. A held client whose turn passed while
+/// the hook could not run (a slow command, a stalled machine, IO threads
+/// delaying the loop) is released now, or re-slotted if late, and the
+/// command then takes that shift into the state it writes: a turn it hands
+/// out comes after the moved ones, never between them (an immediate permit
+/// granted during a stall would otherwise land within one interval of a
+/// re-slotted caller).
+pub fn release_due(ctx: Ctx<'_>, name: RStr<'_>) {
+    let next = NEXT_WAKE_NS.load(Relaxed);
+    if next == u64::MAX {
+        return;
+    }
+    let Some(s) = SCHEDULER.get() else { return };
+    let now = Instant::now();
+    let since = u64::try_from(now.saturating_duration_since(s.origin).as_nanos()).unwrap_or(0);
+    if since < next {
+        return;
+    }
+    let mut q = lock(s);
+    let Some(&serial) = q.serial_of.get(&key_id(ctx, name)) else {
+        return;
+    };
+    let mut out = Vec::new();
+    q.due(serial, now, &mut out);
+    q.rewake(serial, s.origin);
     unblock_all(s, q, out);
 }
 

@@ -73,15 +73,40 @@ macro_rules! data_type {
 
 /// The state at an open key (`None`: no key), moved by `carry` when the
 /// key has one (then owned).
-fn load<'k, S: Stored>(key: &'k Key<'_>, carry: Micros) -> Result<Option<Cow<'k, S>>> {
+/// A key that expired while a carry was pending (a late release moved its
+/// schedule past the expiry its state had) continues from the state its
+/// last command wrote, moved by the carry.
+fn load<'k, S: Stored>(
+    ctx: Ctx<'_>,
+    name: RStr<'_>,
+    key: &'k Key<'_>,
+    carry: Micros,
+) -> Result<Option<Cow<'k, S>>> {
     let stored = key.get::<S>().map_err(|_| Error::WrongType)?;
-    Ok(stored.map(|s| {
-        if carry == Micros::ZERO {
-            Cow::Borrowed(s)
-        } else {
-            Cow::Owned(s.paused(carry))
-        }
-    }))
+    if carry == Micros::ZERO {
+        return Ok(stored.map(Cow::Borrowed));
+    }
+    let state = match stored {
+        Some(s) => Some(s.paused(carry)),
+        None => blocking::remembered::<S>(ctx, name).map(|s| s.paused(carry)),
+    };
+    Ok(state.map(Cow::Owned))
+}
+
+/// The state at a key now (for [`blocking::Hold::state`]).
+pub fn snapshot<S: Stored>(ctx: Ctx<'_>, name: RStr<'_>) -> Option<Box<dyn std::any::Any + Send>> {
+    let key = ctx.open_key(name, false);
+    let state = key.get::<S>().ok().flatten()?.clone();
+    Some(Box::new(state))
+}
+
+/// Remembers what a command writes to a key with held clients.
+fn remember<S: Stored>(ctx: Ctx<'_>, name: RStr<'_>, write: &Write<S>) {
+    if let Write::Store { value, .. } | Write::Patch { value, .. } = write
+        && blocking::is_queued(ctx, name)
+    {
+        blocking::remember(ctx, name, value.clone());
+    }
 }
 
 /// The write a decision asked for, or, when it asked for none but the
@@ -107,14 +132,16 @@ pub fn update<S: Stored, A>(
     now: Timestamp,
     decide: impl FnOnce(Option<&S>) -> Result<Step<S, A>>,
 ) -> Result<A> {
+    blocking::release_due(ctx, target.name);
     let mut key = ctx.open_key(target.name, true);
     let carry = blocking::peek_carry(ctx, target.name);
-    let loaded = load::<S>(&key, carry)?;
+    let loaded = load::<S>(ctx, target.name, &key, carry)?;
     let step = decide(loaded.as_deref())?;
     let write = with_carry(step.write, loaded);
     if carry > Micros::ZERO {
         blocking::take_carry(ctx, target.name);
     }
+    remember(ctx, target.name, &write);
     write_to(ctx, &mut key, target, write, now);
     Ok(step.answer)
 }
@@ -126,7 +153,7 @@ pub fn read<S: Stored, T>(
     look: impl FnOnce(Option<&S>) -> Result<T>,
 ) -> Result<T> {
     let key = ctx.open_key(name, false);
-    let loaded = load::<S>(&key, blocking::peek_carry(ctx, name))?;
+    let loaded = load::<S>(ctx, name, &key, blocking::peek_carry(ctx, name))?;
     look(loaded.as_deref())
 }
 
@@ -139,6 +166,9 @@ pub fn update_all<S: Stored, A>(
     now: Timestamp,
     decide: impl FnOnce(&[Option<&S>]) -> (Vec<Write<S>>, A),
 ) -> Result<A> {
+    for t in targets {
+        blocking::release_due(ctx, t.name);
+    }
     let mut keys: Vec<Key<'_>> = targets.iter().map(|t| ctx.open_key(t.name, true)).collect();
     let carries: Vec<Micros> = targets
         .iter()
@@ -147,8 +177,8 @@ pub fn update_all<S: Stored, A>(
     let (writes, answer) = {
         let loaded = keys
             .iter()
-            .zip(&carries)
-            .map(|(k, c)| load::<S>(k, *c))
+            .zip(targets.iter().zip(&carries))
+            .map(|(k, (t, c))| load::<S>(ctx, t.name, k, *c))
             .collect::<Result<Vec<_>>>()?;
         let views: Vec<Option<&S>> = loaded.iter().map(|l| l.as_deref()).collect();
         let (writes, answer) = decide(&views);
@@ -163,6 +193,7 @@ pub fn update_all<S: Stored, A>(
         if carry > Micros::ZERO {
             blocking::take_carry(ctx, target.name);
         }
+        remember(ctx, target.name, &write);
         write_to(ctx, key, *target, write, now);
     }
     Ok(answer)
@@ -201,7 +232,7 @@ pub fn update_cell<A>(
         Ok(_) => {}
     }
     let carry = blocking::peek_carry(ctx, target.name);
-    let loaded = load::<ThrottleState>(&key, carry)?;
+    let loaded = load::<ThrottleState>(ctx, target.name, &key, carry)?;
     let stored = match loaded.as_deref() {
         Some(s) => cell::Stored::Ours(s),
         None => cell::Stored::Missing,

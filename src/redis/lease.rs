@@ -116,12 +116,12 @@ pub fn lease(ctx: Ctx<'_>, args: Args<'_>) -> Result<()> {
             let hold = Hold {
                 key,
                 slot: lease.start,
-                wait,
                 timeout,
                 // A lease is never "late": its holder just has less of it.
                 on_time_for: Micros::MAX,
                 state_for: wait.saturating_add(ttl),
                 tag: Some(lease.id),
+                state: None,
             };
             let reply = HeldLease {
                 id: lease.id,

@@ -126,11 +126,11 @@ pub fn permit(ctx: Ctx<'_>, args: Args<'_>) -> Result<()> {
             let hold = Hold {
                 key: blocking::key_id(ctx, name),
                 slot: valid_at,
-                wait,
                 timeout,
                 on_time_for: grace,
                 state_for: wait.saturating_add(answer.interval),
                 tag: None,
+                state: keyspace::snapshot::<PermitState>(ctx, name),
             };
             blocking::hold(ctx, hold, Box::new(HeldPermit { grace }))?;
         }

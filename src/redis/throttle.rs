@@ -110,11 +110,11 @@ pub fn throttle(ctx: Ctx<'_>, args: Args<'_>) -> Result<()> {
             let hold = Hold {
                 key: blocking::key_id(ctx, name),
                 slot: Timestamp::saturating_add(now, wait),
-                wait,
                 timeout: max_wait,
                 on_time_for: config::wait_tolerance(),
                 state_for: wait.saturating_add(reset_after),
                 tag: None,
+                state: keyspace::snapshot::<ThrottleState>(ctx, name),
             };
             blocking::hold(ctx, hold, Box::new(HeldThrottle { ints }))?;
         }

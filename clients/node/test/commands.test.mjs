@@ -182,9 +182,11 @@ describe("ioredis keyPrefix", () => {
     const redis = plain();
     try {
       const k = key("prefix");
-      await new Limiter(prefixed, k, { rps: 1 }).allow();
-      await new Pacer(prefixed, `${k}:p`, { intervalMs: 10, maxWaiting: 1 }).block({ timeoutMs: 1000 });
-      await RedisThrottle.of(prefixed).allowAll([[`{${k}}:a`, { rps: 1 }], [`{${k}}:b`, { rps: 1 }]]);
+      // limits that keep their keys a minute or more, however slow the machine
+      const slow = { rps: 0.01, window: 100 };
+      await new Limiter(prefixed, k, slow).allow();
+      await new Pacer(prefixed, `${k}:p`, { intervalMs: 60_000, maxWaiting: 1 }).block({ timeoutMs: 1000 });
+      await RedisThrottle.of(prefixed).allowAll([[`{${k}}:a`, slow], [`{${k}}:b`, slow]]);
       assert.deepEqual((await redis.keys(`*${k}*`)).sort(), [`app:${k}`, `app:${k}:p`, `app:{${k}}:a`, `app:{${k}}:b`]);
       await prefixed.set(`${k}:s`, "1");
       assert.equal(await redis.exists(`app:${k}:s`), 1, "the same prefix as ioredis's own commands");
