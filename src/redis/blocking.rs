@@ -290,14 +290,15 @@ pub fn is_queued(ctx: Ctx<'_>, name: RStr<'_>) -> bool {
     lock(s).serial_of.contains_key(&key_id(ctx, name))
 }
 
-/// Remembers the state a command wrote to a key that has held clients.
-pub fn remember<S: Any + Send>(ctx: Ctx<'_>, name: RStr<'_>, state: S) {
+/// Remembers the state a command wrote to a key that has held clients
+/// (`None`: it deleted the key).
+pub fn remember<S: Any + Send>(ctx: Ctx<'_>, name: RStr<'_>, state: Option<S>) {
     let Some(s) = SCHEDULER.get() else { return };
     let mut q = lock(s);
     if let Some(&serial) = q.serial_of.get(&key_id(ctx, name))
         && let Some(k) = q.keys.get_mut(&serial)
     {
-        k.state = Some(Box::new(state));
+        k.state = state.map(|v| Box::new(v) as Box<dyn Any + Send>);
     }
 }
 

@@ -100,12 +100,17 @@ pub fn snapshot<S: Stored>(ctx: Ctx<'_>, name: RStr<'_>) -> Option<Box<dyn std::
     Some(Box::new(state))
 }
 
-/// Remembers what a command writes to a key with held clients.
+/// Remembers what a command writes to a key with held clients (a delete:
+/// nothing to continue from).
 fn remember<S: Stored>(ctx: Ctx<'_>, name: RStr<'_>, write: &Write<S>) {
-    if let Write::Store { value, .. } | Write::Patch { value, .. } = write
-        && blocking::is_queued(ctx, name)
-    {
-        blocking::remember(ctx, name, value.clone());
+    if matches!(write, Write::Keep) || !blocking::is_queued(ctx, name) {
+        return;
+    }
+    match write {
+        Write::Store { value, .. } | Write::Patch { value, .. } => {
+            blocking::remember(ctx, name, Some(value.clone()));
+        }
+        Write::Delete | Write::Keep => blocking::remember::<S>(ctx, name, None),
     }
 }
 
