@@ -204,3 +204,25 @@ class Cluster:
     def stop(self) -> None:
         for n in self.nodes:
             n.stop()
+
+
+def late_releases(nodes: List[Server]) -> int:
+    """Held clients these servers released late (INFO
+    ``throttle_blocked_late``): past their slot and its allowance, because
+    the server could not answer in time (a saturated machine)."""
+    total = 0
+    for node in nodes:
+        with node.client() as c:
+            total += int(c.info("throttle").get("throttle_blocked_late", 0))
+    return total
+
+
+def assert_next_slot(slot_ms: int, previous_ms: int, interval_ms: int, late: int) -> None:
+    """A paced slot is at least one interval after the previous one, and
+    exactly that (to the ms) unless the server released a held client late
+    meanwhile (``late``, from :func:`late_releases`): a late release moves
+    that client's slot to the moment it was released, and the ones after it
+    with it (docs/guarantees.md)."""
+    assert slot_ms >= previous_ms + interval_ms, (slot_ms, previous_ms, interval_ms)
+    if late == 0:
+        assert slot_ms <= previous_ms + interval_ms + 1, (slot_ms, previous_ms, interval_ms)
