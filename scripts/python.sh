@@ -16,7 +16,9 @@
 # server binary, THROTTLE_MODULE the module (default: scripts/build.sh's);
 # Tests that need a module feature fail (rather than skip) when the module
 # lacks it (REDIS_THROTTLE_REQUIRE_FEATURES=0 lets them skip, for older
-# builds). Extra arguments go to pytest.
+# builds). Extra arguments go to pytest; PYTHON_EXAMPLES=0 leaves out the
+# examples (scripts/test.sh runs the long LimitLion differential as a step of
+# its own, beside the rest).
 set -euo pipefail
 export REDIS_THROTTLE_REQUIRE_FEATURES=${REDIS_THROTTLE_REQUIRE_FEATURES:-1}
 cd "$(dirname "$0")/.."
@@ -39,6 +41,9 @@ fi
 server=${REDIS_SERVER:-redis-server}
 
 venv=target/py-client-venv
+mkdir -p target
+exec 9>target/py-client-venv.lock
+flock 9 # one set-up at a time: scripts/test.sh runs both modes and the seeds at once
 if [ ! -x "$venv/bin/python" ]; then
   if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
     echo "python: installing python3-venv" >&2
@@ -47,7 +52,6 @@ if [ ! -x "$venv/bin/python" ]; then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
   fi
-  mkdir -p target
   python3 -m venv "$venv"
 fi
 # (Re)install the package when its sources changed since the last install.
@@ -58,43 +62,47 @@ if [ "$(cat "$venv/.redis-throttle-stamp" 2>/dev/null)" != "$stamp" ]; then
   rm -rf clients/python/build # setuptools' in-tree build directory
   echo "$stamp" >"$venv/.redis-throttle-stamp"
 fi
+exec 9>&- # the lock goes with it
 if [ "$mode" = venv ]; then
   echo "$PWD/$venv/bin/python"
   exit 0
 fi
 
-# One fresh server for the examples: with the module, or plain.
-port=$("$venv/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-dir=$(mktemp -d)
-load=()
-[ "$mode" = module ] && load=(--loadmodule "$THROTTLE_MODULE")
-"$server" --port "$port" --bind 127.0.0.1 --save '' --dir "$dir" "${load[@]}" >"$dir/log" 2>&1 &
-pid=$!
-trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$dir"' EXIT
-for _ in $(seq 200); do
-  "$venv/bin/python" -c "import redis,sys; redis.Redis(port=$port).ping()" >/dev/null 2>&1 && break
-  kill -0 $pid 2>/dev/null || { cat "$dir/log" >&2; exit 1; }
-  sleep 0.05
-done
-
 status=0
-passed=0 failed=0
-for ex in examples/python/*.py; do
-  if REDIS_URL="redis://127.0.0.1:$port" timeout 60 "$venv/bin/python" "$ex" >"$dir/example.out" 2>&1; then
-    passed=$((passed + 1))
-    [ "$mode" = module ] && cat "$dir/example.out"
-    [ "$mode" = without ] && echo "UNEXPECTED PASS without the module: $ex"
+dir=$(mktemp -d)
+pid=""
+trap '[ -z "$pid" ] || { kill $pid 2>/dev/null; wait $pid 2>/dev/null; }; rm -rf "$dir"' EXIT
+if [ "${PYTHON_EXAMPLES:-1}" = 1 ]; then
+  # One fresh server for the examples: with the module, or plain.
+  port=$("$venv/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  load=()
+  [ "$mode" = module ] && load=(--loadmodule "$THROTTLE_MODULE")
+  "$server" --port "$port" --bind 127.0.0.1 --save '' --dir "$dir" "${load[@]}" >"$dir/log" 2>&1 &
+  pid=$!
+  for _ in $(seq 200); do
+    "$venv/bin/python" -c "import redis,sys; redis.Redis(port=$port).ping()" >/dev/null 2>&1 && break
+    kill -0 $pid 2>/dev/null || { cat "$dir/log" >&2; exit 1; }
+    sleep 0.05
+  done
+
+  passed=0 failed=0
+  for ex in examples/python/*.py; do
+    if REDIS_URL="redis://127.0.0.1:$port" timeout 60 "$venv/bin/python" "$ex" >"$dir/example.out" 2>&1; then
+      passed=$((passed + 1))
+      [ "$mode" = module ] && cat "$dir/example.out"
+      [ "$mode" = without ] && echo "UNEXPECTED PASS without the module: $ex"
+    else
+      failed=$((failed + 1))
+      [ "$mode" = module ] && { cat "$dir/example.out"; echo "FAILED: $ex"; }
+    fi
+  done
+  if [ "$mode" = module ]; then
+    echo "examples: $passed passed, $failed failed"
+    [ "$failed" = 0 ] || status=1
   else
-    failed=$((failed + 1))
-    [ "$mode" = module ] && { cat "$dir/example.out"; echo "FAILED: $ex"; }
+    echo "without the module: $failed of $((passed + failed)) examples failed, as they must"
+    [ "$passed" = 0 ] && [ "$failed" -gt 0 ] || status=1
   fi
-done
-if [ "$mode" = module ]; then
-  echo "examples: $passed passed, $failed failed"
-  [ "$failed" = 0 ] || status=1
-else
-  echo "without the module: $failed of $((passed + failed)) examples failed, as they must"
-  [ "$passed" = 0 ] && [ "$failed" -gt 0 ] || status=1
 fi
 
 tests=clients/python/tests
