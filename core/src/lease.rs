@@ -158,6 +158,30 @@ impl LeaseState {
         self.limit
     }
 
+    /// A copy of `old` (or an empty state) to change: with room for one
+    /// more lease, so an acquire does not grow the key by a doubling (a
+    /// clone is exact, and a push onto it would double it).
+    fn to_change(old: Option<&LeaseState>) -> LeaseState {
+        let Some(old) = old else {
+            return LeaseState::default();
+        };
+        let mut leases = Vec::with_capacity(old.leases.len().saturating_add(1));
+        leases.extend_from_slice(&old.leases);
+        LeaseState {
+            limit: old.limit,
+            last_id: old.last_id,
+            leases,
+        }
+    }
+
+    /// Gives back room beyond one spare lease (after releases, expiries or
+    /// a re-plan): a key holds about its leases' bytes, never twice them.
+    fn trim(&mut self) {
+        if self.leases.capacity() > self.leases.len().saturating_add(1) {
+            self.leases.shrink_to_fit();
+        }
+    }
+
     pub fn leases(&self) -> &[Lease] {
         &self.leases
     }
@@ -391,12 +415,9 @@ fn step<A>(
     patch: Patch,
     answer: impl FnOnce(Granted, Option<Timestamp>) -> A,
 ) -> Step<LeaseState, Outcome<A>> {
-    let mut next = state.cloned().unwrap_or_default();
+    let mut next = LeaseState::to_change(state);
     let (granted, moved, renewed) = next.run(&patch);
-    // A key of few leases keeps no spare room (a push doubles it).
-    if next.leases.capacity() > next.leases.len().saturating_mul(2).max(1) {
-        next.leases.shrink_to_fit();
-    }
+    next.trim();
     let write = if state == Some(&next) || (state.is_none() && next.leases.is_empty()) {
         Write::Keep
     } else if next.leases.is_empty() {
@@ -527,8 +548,9 @@ impl State for LeaseState {
             return LeaseState::decode(payload);
         }
         let patch = Patch::decode(payload)?;
-        let mut next = old.cloned().unwrap_or_default();
+        let mut next = LeaseState::to_change(old);
         next.run(&patch);
+        next.trim();
         next.check()?;
         Ok(next)
     }
@@ -754,6 +776,35 @@ mod tests {
         match g {
             Granted::Lease { lease, .. } => lease,
             Granted::Refused => panic!("refused"),
+        }
+    }
+
+    #[test]
+    fn a_key_holds_room_for_at_most_one_spare_lease() {
+        let mut s = None;
+        let now = Timestamp(T0);
+        let mut ids = Vec::new();
+        for n in 1..=1000usize {
+            let granted = keep(&mut s, |x| {
+                acquire(x, now, vec![], &call(1000, 10, 1, false))
+            });
+            ids.push(lease_of(granted.answer).id);
+            let st = s.as_ref().unwrap();
+            assert_eq!(st.leases.len(), n);
+            assert!(
+                st.leases.capacity() <= n + 1,
+                "{n} leases, room for {}",
+                st.leases.capacity()
+            );
+        }
+        for (released, id) in ids.into_iter().enumerate().take(900) {
+            assert!(keep(&mut s, |x| release(x, now, vec![], id)).answer);
+            let st = s.as_ref().unwrap();
+            assert!(
+                st.leases.capacity() <= 1000 - released,
+                "room for {}",
+                st.leases.capacity()
+            );
         }
     }
 
