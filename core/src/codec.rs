@@ -82,27 +82,23 @@ impl Writer {
         w
     }
 
-    pub fn put(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.push(b);
-        }
-    }
-
-    /// One byte: in the inline buffer while it fits, else on the heap.
+    /// Bytes: copied into the inline buffer while they fit, else onto the
+    /// heap.
     #[inline]
-    fn push(&mut self, b: u8) {
+    pub fn put(&mut self, bytes: &[u8]) {
+        let (len, end) = (self.out.len, self.out.len.saturating_add(bytes.len()));
         if self.out.heap.is_none()
-            && let Some(slot) = self.out.inline.get_mut(self.out.len)
+            && let Some(dst) = self.out.inline.get_mut(len..end)
         {
-            *slot = b;
-            self.out.len = self.out.len.wrapping_add(1);
+            dst.copy_from_slice(bytes);
+            self.out.len = end;
             return;
         }
-        self.spill(b);
+        self.spill(bytes);
     }
 
     #[cold]
-    fn spill(&mut self, b: u8) {
+    fn spill(&mut self, bytes: &[u8]) {
         let inline = &self.out.inline;
         let len = self.out.len;
         self.out
@@ -112,11 +108,11 @@ impl Writer {
                 v.extend_from_slice(inline.get(..len).unwrap_or(&[]));
                 v
             })
-            .push(b);
+            .extend_from_slice(bytes);
     }
 
     pub fn u8(&mut self, v: u8) {
-        self.push(v);
+        self.put(&[v]);
     }
 
     /// An unsigned LEB128 varint.
@@ -124,24 +120,40 @@ impl Writer {
         match u64::try_from(v) {
             Ok(v) => self.u64(v),
             Err(_) => {
+                let mut buf = [0u8; 19];
+                let mut n = 0usize;
                 let mut v = v;
-                while v >= 0x80 {
-                    self.push((v & 0x7f) as u8 | 0x80);
+                for slot in buf.iter_mut() {
+                    n = n.wrapping_add(1); // at most 19
+                    if v < 0x80 {
+                        *slot = v as u8;
+                        break;
+                    }
+                    *slot = (v & 0x7f) as u8 | 0x80;
                     v >>= 7;
                 }
-                self.push(v as u8);
+                self.put(buf.get(..n).unwrap_or(&[]));
             }
         }
     }
 
-    /// An unsigned LEB128 varint (the common case, without 128-bit steps).
+    /// An unsigned LEB128 varint (the common case, without 128-bit steps):
+    /// built in registers, written in one copy.
+    #[inline]
     pub fn u64(&mut self, v: u64) {
+        let mut buf = [0u8; 10];
+        let mut n = 0usize;
         let mut v = v;
-        while v >= 0x80 {
-            self.push((v & 0x7f) as u8 | 0x80);
+        for slot in buf.iter_mut() {
+            n = n.wrapping_add(1); // at most 10
+            if v < 0x80 {
+                *slot = v as u8;
+                break;
+            }
+            *slot = (v & 0x7f) as u8 | 0x80;
             v >>= 7;
         }
-        self.push(v as u8);
+        self.put(buf.get(..n).unwrap_or(&[]));
     }
 
     /// A signed varint (zigzag).
@@ -194,6 +206,26 @@ impl<'a> Reader<'a> {
     /// An unsigned LEB128 varint, in its shortest form only (so each value
     /// has exactly one encoding, and damage is seen).
     pub fn uint(&mut self, what: &'static str) -> Result<u128, CodecError> {
+        // Up to 9 bytes (63 bits) cannot overflow a u64: no checks per byte.
+        let (mut v, mut used) = (0u64, 0usize);
+        for (&b, shift) in self.rest.iter().zip((0u32..63).step_by(7)) {
+            used = used.wrapping_add(1); // at most 9
+            v |= u64::from(b & 0x7f).wrapping_shl(shift);
+            if b & 0x80 == 0 {
+                if b == 0 && used > 1 {
+                    return Err(CodecError::BadField(what)); // not the shortest form
+                }
+                self.rest = self.rest.get(used..).unwrap_or(&[]);
+                return Ok(u128::from(v));
+            }
+        }
+        self.long_uint(what)
+    }
+
+    /// A varint of 10 bytes or more (or a truncated one), checked byte by
+    /// byte.
+    #[cold]
+    fn long_uint(&mut self, what: &'static str) -> Result<u128, CodecError> {
         let mut v: u128 = 0;
         for i in 0..19u32 {
             let b = self.u8()?;
@@ -285,6 +317,34 @@ mod tests {
         r.u8().unwrap();
         assert_eq!(r.u64("a"), Ok(u64::MAX));
         assert_eq!(r.uint("b"), Ok(u128::MAX));
+    }
+
+    #[test]
+    fn every_varint_length_round_trips_in_its_shortest_form() {
+        // Each side of every 7-bit boundary, one after another, across the
+        // inline buffer's end: the fast 9-byte paths and the long ones.
+        let mut w = Writer::new(0);
+        let mut values = Vec::new();
+        for k in 1..=18u32 {
+            let edge = 1u128 << (7 * k);
+            values.extend([edge - 1, edge]);
+        }
+        for &v in &values {
+            w.uint(v);
+        }
+        let e = w.finish();
+        let mut r = Reader::new(e.as_bytes());
+        r.u8().unwrap();
+        for (i, &v) in values.iter().enumerate() {
+            let before = r.rest.len();
+            assert_eq!(r.uint("v"), Ok(v), "{v}");
+            let len = before - r.rest.len();
+            assert_eq!(len, (i / 2 + 1 + i % 2).max(1), "{v} in {len} bytes");
+        }
+        r.end().unwrap();
+        // A 9-byte form with a trailing zero group is refused too.
+        let mut r = Reader::new(&[0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x81, 0x00]);
+        assert_eq!(r.uint("v"), Err(CodecError::BadField("v")));
     }
 
     #[test]
