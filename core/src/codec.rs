@@ -138,7 +138,7 @@ impl Writer {
     }
 
     /// An unsigned LEB128 varint (the common case, without 128-bit steps):
-    /// built in registers, written in one copy.
+    /// built in registers, written with one fixed-size copy.
     #[inline]
     pub fn u64(&mut self, v: u64) {
         let mut buf = [0u8; 10];
@@ -152,6 +152,26 @@ impl Writer {
             }
             *slot = (v & 0x7f) as u8 | 0x80;
             v >>= 7;
+        }
+        self.put_first(&buf, n);
+    }
+
+    /// The first `n` bytes of `buf`: while the inline buffer has room for
+    /// all of `buf`, one copy of a known size (no call to memcpy), then the
+    /// length moves by `n`.
+    #[inline]
+    fn put_first<const N: usize>(&mut self, buf: &[u8; N], n: usize) {
+        let len = self.out.len;
+        if self.out.heap.is_none()
+            && let Some(dst) = self
+                .out
+                .inline
+                .get_mut(len..len.saturating_add(N))
+                .and_then(|d| <&mut [u8; N]>::try_from(d).ok())
+        {
+            *dst = *buf;
+            self.out.len = len.saturating_add(n.min(N));
+            return;
         }
         self.put(buf.get(..n).unwrap_or(&[]));
     }

@@ -256,10 +256,16 @@ pub fn peek_carry(ctx: Ctx<'_>, name: RStr<'_>) -> Micros {
     carry(ctx, name, false)
 }
 
+#[inline] // the fast path, in every write
 fn carry(ctx: Ctx<'_>, name: RStr<'_>, take: bool) -> Micros {
     if CARRIES.load(Relaxed) == 0 {
         return Micros::ZERO;
     }
+    carry_of(ctx, name, take)
+}
+
+#[inline(never)] // only while something is held or carried
+fn carry_of(ctx: Ctx<'_>, name: RStr<'_>, take: bool) -> Micros {
     let Some(s) = SCHEDULER.get() else {
         return Micros::ZERO;
     };
@@ -280,10 +286,16 @@ fn carry(ctx: Ctx<'_>, name: RStr<'_>, take: bool) -> Micros {
 }
 
 /// Whether the key has held clients or a carry (its state is remembered).
+#[inline] // the fast path, in every write
 pub fn is_queued(ctx: Ctx<'_>, name: RStr<'_>) -> bool {
     if stats::HELD.load(Relaxed) == 0 && CARRIES.load(Relaxed) == 0 {
         return false;
     }
+    has_queue(ctx, name)
+}
+
+#[inline(never)] // only while something is held or carried
+fn has_queue(ctx: Ctx<'_>, name: RStr<'_>) -> bool {
     let Some(s) = SCHEDULER.get() else {
         return false;
     };
@@ -612,11 +624,16 @@ fn before_sleep() {
 /// out comes after the moved ones, never between them (an immediate permit
 /// granted during a stall would otherwise land within one interval of a
 /// re-slotted caller).
+#[inline] // the fast path, in every write
 pub fn release_due(ctx: Ctx<'_>, name: RStr<'_>) {
     let next = NEXT_WAKE_NS.load(Relaxed);
-    if next == u64::MAX {
-        return;
+    if next != u64::MAX {
+        release_due_from(ctx, name, next);
     }
+}
+
+#[inline(never)] // only while something is held or carried
+fn release_due_from(ctx: Ctx<'_>, name: RStr<'_>, next: u64) {
     let Some(s) = SCHEDULER.get() else { return };
     let now = Instant::now();
     let since = u64::try_from(now.saturating_duration_since(s.origin).as_nanos()).unwrap_or(0);
