@@ -36,8 +36,10 @@ def test_permits_are_the_exercises_integers_in_its_field_order(r):
     local_after = local_time_ms()
     time_to_wait_ms, expires_at, valid_at = reserved  # unpacks as the exercise's tuple
     assert all(type(x) is int for x in reserved)
-    # the immediate slot is the server's ms rounded down, later ones rounded up
-    assert now.valid_at + 1000 <= valid_at <= now.valid_at + 1001 and 900 < time_to_wait_ms <= 1001
+    # the immediate slot is the server's ms rounded down, later ones rounded up;
+    # the wait is the interval less the time between the calls (half a second
+    # allowed: a saturated machine may stall this process between them)
+    assert now.valid_at + 1000 <= valid_at <= now.valid_at + 1001 and 500 < time_to_wait_ms <= 1001
     # this process's clock: when the reply came + the wait + the grace (10%: 100 ms)
     assert local_before + time_to_wait_ms + 100 <= expires_at <= local_after + time_to_wait_ms + 100
     assert not local_time_ms() > reserved.expires_at  # the exercise's expiry check
