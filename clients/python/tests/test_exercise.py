@@ -126,7 +126,9 @@ def test_seven_workers_keep_the_spacing_and_the_bound(r):
 
     class Collect(logging.Handler):
         def emit(self, record):
-            if record.args:
+            # each permit once: a permit that expired while its thread slept
+            # (a late wake-up on a busy machine) is logged a second time
+            if record.args and record.getMessage().startswith("Received permit: "):
                 seen.append(record.args[0])
 
     handler = Collect(level=logging.INFO)
