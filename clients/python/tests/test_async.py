@@ -185,10 +185,10 @@ def test_pacer_permit_block_slot_paced(server):
         assert now.valid_at_ms + 50 <= later.valid_at_ms <= now.valid_at_ms + 51
         await later.sleep_async()
         assert time.monotonic() - later.received >= later.time_to_wait
-        late = servers.late_releases([server])
+        moves = servers.slot_moves([server])
         held = await pacer.block(timeout=2)
         assert held.time_to_wait_ms == 0
-        servers.assert_next_slot(held.valid_at_ms, later.valid_at_ms, 50, servers.late_releases([server]) - late)
+        servers.assert_next_slot(held.valid_at_ms, later.valid_at_ms, 50, servers.slot_moves([server]) - moves)
         slots = []
 
         async def worker(i):

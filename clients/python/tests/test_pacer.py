@@ -85,15 +85,15 @@ def test_sleep_and_expired_follow_the_reply(r):
 
 
 def test_block_returns_when_the_slot_has_come(r, server):
-    late = servers.late_releases([server])
     pacer = Pacer(r, "b", interval=0.1, max_waiting=3)
     first = pacer.permit()
+    moves = servers.slot_moves([server])
     held = pacer.block(timeout=2)
     assert held.time_to_wait_ms == 0
-    servers.assert_next_slot(held.valid_at_ms, first.valid_at_ms, 100, servers.late_releases([server]) - late)
+    servers.assert_next_slot(held.valid_at_ms, first.valid_at_ms, 100, servers.slot_moves([server]) - moves)
     assert server_ms(r) >= held.valid_at_ms - 1  # released at its slot, never before
     forever = pacer.block()  # BLOCK 0: as long as the slot needs
-    servers.assert_next_slot(forever.valid_at_ms, held.valid_at_ms, 100, servers.late_releases([server]) - late)
+    servers.assert_next_slot(forever.valid_at_ms, held.valid_at_ms, 100, servers.slot_moves([server]) - moves)
 
 
 def test_block_refuses_a_slot_beyond_its_timeout_and_reserves_nothing(r):
