@@ -32,6 +32,11 @@ cd "$root" && timeout --kill-after=10 "${STEP_TIMEOUT:-900}" bash -c "$command" 
 status=$?
 [ "$status" = 124 ] && echo "step: timed out after ${STEP_TIMEOUT:-900} s" >>"$log"
 secs=$((SECONDS - t0))
+# CPU seconds of the step's processes (those it waited for), for cpu.tsv
+times >"$log.times" # (in this shell: a subshell would count only its own)
+cpu=$(awk 'NR == 2 { for (i = 1; i <= 2; i++) { split($i, t, "m"); c += t[1] * 60 + t[2] } printf "%d", c + 0.5 }' "$log.times")
+rm -f "$log.times"
+printf '%s\t%s\t%s\t%s\n' "$column" "$name" "$secs" "$cpu" >>"$logs/cpu.tsv"
 
 rows() { # the result rows, without the log column
   if [ -s "$STEP_JUNIT" ]; then # a row per test binary; seconds: its tests' time, added

@@ -244,19 +244,36 @@ fn a_ratio_rate_does_not_drift() {
         ]
     };
     assert_eq!(cl(&mut c, &args(2))[0], 0);
+    // In pipelines of 1,000 tokens: one round trip each, the same calls.
     let mut elapsed_us = 0i64;
-    for n in 1..=30_000i64 {
-        let due_us = (n * 3_000_000 + 6) / 7; // ceil(n × 3/7 s) in µs
-        if n % 10_000 == 0 {
-            // A microsecond before it is due, the token is not there.
-            clock(&mut c, &["ADVANCE", &(due_us - 1 - elapsed_us).to_string()]);
-            elapsed_us = due_us - 1;
-            assert_eq!(cl(&mut c, &args(1))[0], 1, "token {n} early");
+    for first in (1..=30_000i64).step_by(1000) {
+        let mut pipe = redis::pipe();
+        let mut advance = |pipe: &mut redis::Pipeline, to_us: i64| {
+            pipe.cmd("THROTTLE.CLOCK")
+                .arg("ADVANCE")
+                .arg(to_us - elapsed_us)
+                .ignore();
+            elapsed_us = to_us;
+        };
+        let mut expected = Vec::new(); // (token, due, CL.THROTTLE's "limited")
+        for n in first..first + 1000 {
+            let due_us = (n * 3_000_000 + 6) / 7; // ceil(n × 3/7 s) in µs
+            if n % 10_000 == 0 {
+                // A microsecond before it is due, the token is not there.
+                advance(&mut pipe, due_us - 1);
+                pipe.cmd("CL.THROTTLE").arg(args(1));
+                expected.push((n, due_us, 1));
+            }
+            advance(&mut pipe, due_us);
+            pipe.cmd("CL.THROTTLE").arg(args(1));
+            expected.push((n, due_us, 0));
         }
-        clock(&mut c, &["ADVANCE", &(due_us - elapsed_us).to_string()]);
-        elapsed_us = due_us;
-        let r = cl(&mut c, &args(1));
-        assert_eq!(r[0], 0, "token {n} not there at {due_us} µs: {r:?}");
+        let replies: Vec<Vec<i64>> = pipe.query(&mut c).expect("THROTTLE.CLOCK and CL.THROTTLE");
+        assert_eq!(replies.len(), expected.len());
+        for ((n, due_us, limited), r) in expected.into_iter().zip(replies) {
+            let when = if limited == 1 { "early" } else { "not there" };
+            assert_eq!(r[0], limited, "token {n} {when} at {due_us} µs: {r:?}");
+        }
     }
 }
 

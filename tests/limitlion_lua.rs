@@ -370,17 +370,21 @@ fn special_values_through_the_script_match() {
                     };
                     for (con, via) in [(&mut plain, Via::Script(&sha)), (&mut module, Via::Command)]
                     {
-                        let _: () = redis::cmd("FLUSHALL").query(con).unwrap();
-                        let _: () = redis::cmd("MSET")
-                            .arg(&["frozen_second", "1000", "frozen_microsecond", "250000"])
-                            .query(con)
-                            .unwrap();
-                        let _: () = redis::cmd("HSET")
-                            .arg("throttle:s")
-                            .arg(&["tokens", tokens, "refreshed", "990"])
-                            .query(con)
-                            .unwrap();
-                        one_call(con, via, number_text, "throttle:s", &profile, "1");
+                        let mut w = writes();
+                        w.cmd("FLUSHALL");
+                        w.cmd("MSET").arg(&[
+                            "frozen_second",
+                            "1000",
+                            "frozen_microsecond",
+                            "250000",
+                        ]);
+                        w.cmd("HSET").arg("throttle:s").arg(&[
+                            "tokens",
+                            tokens,
+                            "refreshed",
+                            "990",
+                        ]);
+                        one_call(con, &mut w, via, number_text, "throttle:s", &profile, "1");
                         calls += 1;
                     }
                 }
@@ -505,7 +509,7 @@ struct Frozen {
 impl Frozen {
     /// Moves time (mostly forward) and writes the keys; sometimes writes
     /// them in a form only `tonumber` reads, or not at all.
-    fn step(&mut self, rng: &mut Rng, con: &mut Connection, window: f64) {
+    fn step(&mut self, rng: &mut Rng, w: &mut Writes, window: f64) {
         let us: i64 = match rng.below(12) {
             0 => 0,
             1 | 2 => rng.below(1_000_000) as i64,
@@ -539,37 +543,23 @@ impl Frozen {
             3 => "1000000".to_string(),
             _ => self.micro.to_string(),
         };
-        let _: () = redis::cmd("DEL").arg("frozen_second").query(con).unwrap();
+        w.cmd("DEL").arg("frozen_second");
         if rng.chance(1) {
             // exists, but MGET reads nil: `now` is nil
-            let _: () = redis::cmd("HSET")
-                .arg(&["frozen_second", "f", "v"])
-                .query(con)
-                .unwrap();
+            w.cmd("HSET").arg(&["frozen_second", "f", "v"]);
         } else {
-            let _: () = redis::cmd("SET")
-                .arg("frozen_second")
-                .arg(second)
-                .query(con)
-                .unwrap();
+            w.cmd("SET").arg("frozen_second").arg(second);
         }
         if rng.chance(1) {
-            let _: () = redis::cmd("DEL")
-                .arg("frozen_microsecond")
-                .query(con)
-                .unwrap();
+            w.cmd("DEL").arg("frozen_microsecond");
         } else {
-            let _: () = redis::cmd("SET")
-                .arg("frozen_microsecond")
-                .arg(micro)
-                .query(con)
-                .unwrap();
+            w.cmd("SET").arg("frozen_microsecond").arg(micro);
         }
     }
 }
 
 /// An operator's hand edit of the knobs hash.
-fn edit_knobs(rng: &mut Rng, con: &mut Connection, knobs: &str) {
+fn edit_knobs(rng: &mut Rng, w: &mut Writes, knobs: &str) {
     let field = *rng.pick(&["rps", "burst", "window"]);
     let value = match field {
         "rps" => choose(rng, RPS, RPS_ODD, 15),
@@ -606,11 +596,11 @@ fn edit_knobs(rng: &mut Rng, con: &mut Connection, knobs: &str) {
         }
     }
     // (an edit of a key of another type fails, and changes nothing)
-    let _ = cmd.query::<Value>(con);
+    w.add_command(cmd);
 }
 
 /// A hand edit of the bucket hash (what LimitLion's tests do with HMSET).
-fn edit_bucket(rng: &mut Rng, con: &mut Connection, bucket: &str, frozen: &Frozen) {
+fn edit_bucket(rng: &mut Rng, w: &mut Writes, bucket: &str, frozen: &Frozen) {
     let now = frozen.second;
     let tokens = *rng.pick(&[
         "0", "1", "2", "3", "24", "2.5", "0.1", "-1", "1e300", "nan", "junk", "", "100000",
@@ -654,7 +644,7 @@ fn edit_bucket(rng: &mut Rng, con: &mut Connection, bucket: &str, frozen: &Froze
         }
     }
     // (an edit of a key of another type fails, and changes nothing)
-    let _ = cmd.query::<Value>(con);
+    w.add_command(cmd);
 }
 
 /// One key's state inside the transaction: its type, hash fields and
@@ -744,10 +734,23 @@ enum Via<'a> {
     Command,
 }
 
-/// Reads everything, runs the call, reads everything again: one
-/// transaction. Compares with the core. Returns the outcome.
+/// The test's own writes (clock steps, hand edits) that go ahead of the
+/// next call, in its round trip: a failed one (an edit of a key of another
+/// type) changes nothing, as it would alone.
+type Writes = redis::Pipeline;
+
+fn writes() -> Writes {
+    let mut w = redis::pipe();
+    w.ignore_errors();
+    w
+}
+
+/// Sends the pending writes, then in the same round trip: TIME, one
+/// transaction that reads everything, runs the call and reads everything
+/// again, and TIME. Compares with the core. Returns the outcome.
 fn one_call(
     con: &mut Connection,
+    w: &mut Writes,
     via: Via<'_>,
     number_text: NumberText,
     bucket_key: &str,
@@ -755,11 +758,10 @@ fn one_call(
     requested_tokens: &str,
 ) -> Option<Outcome> {
     let knobs_key = format!("{bucket_key}{}", limitlion::KNOBS_SUFFIX);
-    let before: Value = redis::cmd("TIME").query(con).unwrap();
-    let before = time_us(&before);
-    let before_ms = i64::try_from(before.0 / 1000).unwrap();
-    let mut pipe = redis::pipe();
-    pipe.atomic().ignore_errors();
+    let mut pipe = std::mem::replace(w, writes());
+    let written = pipe.len();
+    pipe.cmd("TIME");
+    pipe.cmd("MULTI");
     let read = |pipe: &mut redis::Pipeline| {
         for key in [bucket_key, knobs_key.as_str()] {
             pipe.cmd("TYPE").arg(key);
@@ -797,7 +799,19 @@ fn one_call(
     };
     pipe.cmd("TIME");
     read(&mut pipe);
-    let r: Vec<Value> = pipe.query(con).unwrap();
+    pipe.cmd("EXEC");
+    pipe.cmd("TIME");
+    let replies: Vec<Value> = pipe.query(con).unwrap();
+    // The writes, TIME, MULTI's OK, 17 QUEUED, EXEC's replies, TIME.
+    let [before, _, queued @ .., r, after] = replies.get(written..).unwrap_or_default() else {
+        panic!("{replies:?}")
+    };
+    assert_eq!(queued.len(), 17, "{replies:?}");
+    let before = time_us(before);
+    let before_ms = i64::try_from(before.0 / 1000).unwrap();
+    let Value::Array(r) = r else {
+        panic!("EXEC: {r:?}")
+    };
     assert_eq!(r.len(), 17, "{r:?}");
     let bucket_before = key_state(&r[0], &r[1], &r[2]);
     let knobs_before = key_state(&r[3], &r[4], &r[5]);
@@ -810,8 +824,7 @@ fn one_call(
     // and Valkey cache it per top-level command), and the module reads the
     // clock itself, later: the bound is a TIME after the transaction.
     let _ = &r[10];
-    let after: Value = redis::cmd("TIME").query(con).unwrap();
-    let after_ms = time_ms(&after);
+    let after_ms = time_ms(after);
     let bucket_after = key_state(&r[11], &r[12], &r[13]);
     let knobs_after = key_state(&r[14], &r[15], &r[16]);
     let context = format!(
@@ -990,6 +1003,7 @@ fn module_and_script_on_shared_keys_match_the_core() {
 
 fn random_sequences(con: &mut Connection, number_text: NumberText, mode: Mode) {
     let sha = load(con);
+    let mut w = writes();
     let seed = seed();
     let mut rng = Rng(seed);
     let wanted = calls_wanted();
@@ -1016,21 +1030,21 @@ fn random_sequences(con: &mut Connection, number_text: NumberText, mode: Mode) {
             second: 1_700_000_000 + rng.below(100_000_000) as i64,
             micro: rng.below(1_000_000) as i64,
         };
-        frozen.step(&mut rng, con, 1.0);
+        frozen.step(&mut rng, &mut w, 1.0);
         if rng.chance(30) {
-            edit_knobs(&mut rng, con, &knobs);
+            edit_knobs(&mut rng, &mut w, &knobs);
         }
         let length = 20 + rng.below(120);
         for _ in 0..length {
             let window = p.window.trim().parse::<f64>().unwrap_or(1.0);
             if rng.chance(55) {
-                frozen.step(&mut rng, con, window);
+                frozen.step(&mut rng, &mut w, window);
             }
             if rng.chance(5) {
-                edit_knobs(&mut rng, con, &knobs);
+                edit_knobs(&mut rng, &mut w, &knobs);
             }
             if rng.chance(4) {
-                edit_bucket(&mut rng, con, &bucket, &frozen);
+                edit_bucket(&mut rng, &mut w, &bucket, &frozen);
             }
             if rng.chance(3) {
                 // the callers change their defaults (a deploy, a window change)
@@ -1038,16 +1052,16 @@ fn random_sequences(con: &mut Connection, number_text: NumberText, mode: Mode) {
             }
             if rng.chance(1) {
                 // a knobs key of another type (cleaned up at once after)
-                let _: () = redis::cmd("SET").arg(&knobs).arg("x").query(con).unwrap();
+                w.cmd("SET").arg(&knobs).arg("x");
                 let v = via(&mut rng);
-                one_call(con, v, number_text, &bucket, &p, "1");
-                let _: () = redis::cmd("DEL").arg(&knobs).query(con).unwrap();
+                one_call(con, &mut w, v, number_text, &bucket, &p, "1");
+                w.cmd("DEL").arg(&knobs);
                 calls += 1;
                 continue;
             }
             let tokens = requested(&mut rng, &p);
             let v = via(&mut rng);
-            if let Some(out) = one_call(con, v, number_text, &bucket, &p, &tokens) {
+            if let Some(out) = one_call(con, &mut w, v, number_text, &bucket, &p, &tokens) {
                 match &out.reply {
                     Ok(r) if r.allowed => allowed += 1,
                     Ok(_) => denied += 1,
@@ -1056,7 +1070,7 @@ fn random_sequences(con: &mut Connection, number_text: NumberText, mode: Mode) {
                         *kinds.entry(format!("{e:?}")).or_insert(0) += 1;
                         if rng.chance(60) {
                             // an operator notices and repairs (else it stays broken)
-                            repair(con, &bucket, &knobs, &frozen);
+                            repair(con, &bucket, &knobs, &frozen); // (w is empty after a call)
                             p = profile(&mut rng);
                         }
                     }
