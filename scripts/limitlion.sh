@@ -14,7 +14,10 @@
 #
 # REDIS_SERVER picks the server binary, THROTTLE_MODULE the module (default:
 # scripts/build.sh's), LIMITLION_TARBALL the tarball; LIMITLION_CALLS and
-# LIMITLION_SEED size and repeat the differential. Extra arguments go to
+# LIMITLION_SEED size and repeat the differential; LIMITLION_DIFFERENTIAL=0
+# leaves it out (scripts/test.sh runs it once, in python.sh: on every
+# server, tests/limitlion_lua.rs and tests/limitlion.rs compare the command
+# with the script and check its replication). Extra arguments go to
 # pytest (for the suite). Ends with `limitlion: N passed, M failed`; fails
 # unless all 888 tests of the suite passed and nothing failed.
 set -euo pipefail
@@ -142,7 +145,7 @@ fi
 total_passed=$passed
 total_failed=$((failed + skipped))
 
-if [ "$mode" = dropin ]; then
+if [ "$mode" = dropin ] && [ "${LIMITLION_DIFFERENTIAL:-1}" != 0 ]; then
   REDIS_THROTTLE_REQUIRE_FEATURES=1 "$py" -m pytest clients/python/tests/test_limitlion_differential.py \
     -q -rP -p no:cacheprovider --junitxml="$work/differential.xml" || status=1
   read -r passed failed skipped < <(counts "$work/differential.xml")
