@@ -6,10 +6,14 @@ import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { once } from "node:events";
 import { createInterface } from "node:readline";
-import Redis5 from "ioredis5";
 import Redis6 from "ioredis";
-import * as redis5 from "redis5";
-import * as redis6 from "redis";
+
+// The other client libraries load when a test opens one of their clients
+// (each takes a tenth of a CPU-second or more to import; most files need
+// none of them).
+const redis5 = () => import("redis5");
+const redis6 = () => import("redis");
+const Redis5 = async () => (await import("ioredis5")).default;
 
 export const REDIS_URL = process.env.REDIS_URL;
 export const CLUSTER_NODES = (process.env.CLUSTER_NODES ?? "")
@@ -42,7 +46,7 @@ export const STANDALONE = [
     [2, 3].map((RESP) => [
       `${name} RESP${RESP}`,
       async () => {
-        const client = quiet(lib.createClient({ url: REDIS_URL, RESP }));
+        const client = quiet((await lib()).createClient({ url: REDIS_URL, RESP }));
         await client.connect();
         return { client, close: () => client.destroy() };
       },
@@ -52,11 +56,11 @@ export const STANDALONE = [
     ["ioredis 6 RESP3", () => new Redis6(REDIS_URL)],
     ["ioredis 6 RESP3 replyMapping resp3", () => new Redis6(REDIS_URL, { replyMapping: "resp3" })],
     ["ioredis 6 RESP2", () => new Redis6(REDIS_URL, { protocol: 2 })],
-    ["ioredis 5", () => new Redis5(REDIS_URL)],
+    ["ioredis 5", async () => new (await Redis5())(REDIS_URL)],
   ].map(([name, make]) => [
     name,
     async () => {
-      const client = quiet(make());
+      const client = quiet(await make());
       return { client, close: () => client.disconnect() };
     },
   ]),
@@ -72,17 +76,18 @@ export const CLUSTER = [
   ].map(([name, lib]) => [
     name,
     async () => {
-      const client = quiet(lib.createCluster({ rootNodes }));
+      const client = quiet((await lib()).createCluster({ rootNodes }));
       await client.connect();
       return { client, close: () => client.destroy() };
     },
   ]),
   ...[
-    ["ioredis 6 Cluster", Redis6.Cluster],
-    ["ioredis 5 Cluster", Redis5.Cluster],
-  ].map(([name, Cluster]) => [
+    ["ioredis 6 Cluster", async () => Redis6.Cluster],
+    ["ioredis 5 Cluster", async () => (await Redis5()).Cluster],
+  ].map(([name, cluster]) => [
     name,
     async () => {
+      const Cluster = await cluster();
       const client = quiet(new Cluster(CLUSTER_NODES));
       await new Promise((ok, fail) => {
         client.once("ready", ok);

@@ -1,7 +1,7 @@
 // The Redis client an example app uses, chosen by CLIENT:
-// node-redis | ioredis | node-redis-cluster | ioredis-cluster.
-import Redis, { Cluster } from "ioredis";
-import { createClient, createCluster } from "redis";
+// node-redis | ioredis | node-redis-cluster | ioredis-cluster. Only the
+// chosen library is loaded (each takes a tenth of a CPU-second or more to
+// import, and the tests start many apps).
 
 export async function connect(kind = process.env.CLIENT ?? "node-redis") {
   const nodes = (process.env.CLUSTER_NODES ?? "").split(",").map((a) => {
@@ -9,13 +9,20 @@ export async function connect(kind = process.env.CLIENT ?? "node-redis") {
     return { host, port: Number(port) };
   });
   switch (kind) {
-    case "node-redis":
+    case "node-redis": {
+      const { createClient } = await import("redis");
       return createClient({ url: process.env.REDIS_URL }).connect();
-    case "ioredis":
+    }
+    case "ioredis": {
+      const { default: Redis } = await import("ioredis");
       return new Redis(process.env.REDIS_URL);
-    case "node-redis-cluster":
+    }
+    case "node-redis-cluster": {
+      const { createCluster } = await import("redis");
       return createCluster({ rootNodes: nodes.map((n) => ({ url: `redis://${n.host}:${n.port}` })) }).connect();
+    }
     case "ioredis-cluster": {
+      const { Cluster } = await import("ioredis");
       const cluster = new Cluster(nodes);
       await new Promise((ok) => cluster.once("ready", ok));
       return cluster;
