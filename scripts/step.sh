@@ -6,7 +6,9 @@
 # Runs the command (bash -c, at most STEP_TIMEOUT seconds, default 900) with
 # its output in target/test-logs/COLUMN.NAME.log, prints one line, appends
 # its result to target/test-logs/results.tsv (column, suite, ok|FAIL,
-# seconds, tests passed, tests failed, log). COLUMN is a server name, or "-"
+# seconds, tests passed, tests failed, log) and its CPU seconds to cpu.tsv
+# (column, name, seconds, CPU seconds of the processes it waited for: a
+# daemonized server's are not). COLUMN is a server name, or "-"
 # for a step run once. Exits 0 (the result is in results.tsv), or with the
 # command's status when STEP_BLOCKS=1 (a set-up step: make then skips what
 # needs it).
