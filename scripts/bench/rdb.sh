@@ -18,9 +18,13 @@
 # ns) with a TTL, what CL.THROTTLE keys cost under redis-cell. Keys are
 # written by a Lua loop inside the server (one EVAL per 100,000 keys).
 #
-# Prints a markdown table: kind, RDB bytes per key, load ms, DEBUG RELOAD
-# ms, and the ratio of bytes and load time to redis-cell's strings.
-# Environment: N [1000000]; SERVER [redis-server]; MODULE [scripts/build.sh].
+# Prints a markdown table: kind, RDB bytes per key, load ms (the median of
+# LOADS restarts, taken in turns across the kinds so that a busy moment
+# falls on all of them alike; the range beside it), DEBUG RELOAD ms, and the
+# ratio of bytes and load time to redis-cell's strings.
+# Environment: N [1000000]; SERVER [redis-server]; MODULE [scripts/build.sh];
+# KINDS [cell-string throttle knobs permit lease] (cell-string is the
+# reference, always included); LOADS [5].
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT"
@@ -49,7 +53,8 @@ declare -A body=(
   [lease]="redis.call('LEASE', 'rl:' .. string.format('%012d', i), 10, 3600000)"
   [cell-string]="redis.call('SET', 'rl:' .. string.format('%012d', i), '18000000000' .. string.format('%08d', i), 'PX', 3600000)"
 )
-kinds="cell-string throttle knobs permit lease"
+kinds="cell-string $(echo "${KINDS:-throttle knobs permit lease}" | tr ' ' '\n' | grep -vx cell-string | tr '\n' ' ')"
+LOADS=${LOADS:-5}
 
 ms_since() { echo $(( ($(date +%s%N) - $1) / 1000000 )); }
 
@@ -73,33 +78,52 @@ for kind in $kinds; do
   $CLI -p "$port" debug reload >/dev/null
   reload[$kind]=$(ms_since "$t")
   $CLI -p "$port" shutdown nosave >/dev/null 2>&1 || true
-  sleep 0.5
-  start "$dir" "$port"
-  for _ in $(seq 600); do
-    grep -q "DB loaded from disk" "$dir/log" && break; sleep 0.1
-  done
-  secs=$(grep "DB loaded from disk" "$dir/log" | tail -1 | sed -E 's/.*DB loaded from disk: ([0-9.]+) seconds.*/\1/')
-  load[$kind]=$(python3 -c "print(round(float('$secs') * 1000))")
-  have=$($CLI -p "$port" dbsize)
-  [ "$have" = "$N" ] || { echo "rdb: $kind: $have keys after the restart, not $N" >&2; exit 1; }
-  $CLI -p "$port" shutdown nosave >/dev/null 2>&1 || true
   rm -f "$work/$kind.port"
-  echo "rdb: $kind done" >&2
+  echo "rdb: $kind written" >&2
+done
+
+# The loads: a restart of each kind's server in turn, LOADS times.
+declare -A loads=()
+for ((round = 1; round <= LOADS; round++)); do
+  for kind in $kinds; do
+    dir="$work/$kind"
+    port=$(free_port)
+    echo "$port" >"$work/$kind.port"
+    sleep 0.5
+    : >"$dir/log"
+    start "$dir" "$port"
+    for _ in $(seq 600); do
+      grep -q "DB loaded from disk" "$dir/log" && break; sleep 0.1
+    done
+    secs=$(grep "DB loaded from disk" "$dir/log" | tail -1 | sed -E 's/.*DB loaded from disk: ([0-9.]+) seconds.*/\1/')
+    loads[$kind]="${loads[$kind]:-} $(python3 -c "print(round(float('$secs') * 1000))")"
+    have=$($CLI -p "$port" dbsize)
+    [ "$have" = "$N" ] || { echo "rdb: $kind: $have keys after the restart, not $N" >&2; exit 1; }
+    $CLI -p "$port" shutdown nosave >/dev/null 2>&1 || true
+    rm -f "$work/$kind.port"
+  done
+  echo "rdb: loads, round $round of $LOADS done" >&2
+done
+for kind in $kinds; do
+  load[$kind]=$(echo ${loads[$kind]} | tr ' ' '\n' | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)], v[1] "-" v[NR] }')
 done
 
 version=$("$SERVER" --version | sed -E 's/.*v=([0-9.]+).*/\1/')
-echo "RDB of $N keys per kind, $(basename "$SERVER") $version, $(date -u +%Y-%m-%d):"
+echo "RDB of $N keys per kind, $(basename "$SERVER") $version, $(date -u +%Y-%m-%d); load: the median of $LOADS restarts each, in turns:"
 echo
-echo "| keys | RDB bytes per key | load ms | DEBUG RELOAD ms | bytes vs strings | load vs strings |"
-echo "|---|---:|---:|---:|---:|---:|"
+echo "| keys | RDB bytes per key | load ms (median) | load ms (range) | DEBUG RELOAD ms | bytes vs strings | load vs strings |"
+echo "|---|---:|---:|---:|---:|---:|---:|"
 for kind in $kinds; do
-  python3 - "$kind" "$N" "${bytes[$kind]}" "${load[$kind]}" "${reload[$kind]}" \
-    "${bytes[cell-string]}" "${load[cell-string]}" <<'EOF'
+  read -r median range <<<"${load[$kind]}"
+  read -r median0 _ <<<"${load[cell-string]}"
+  python3 - "$kind" "$N" "${bytes[$kind]}" "$median" "${reload[$kind]}" \
+    "${bytes[cell-string]}" "$median0" "$range" <<'EOF'
 import sys
-kind, n, b, l, r, b0, l0 = sys.argv[1], int(sys.argv[2]), *map(int, sys.argv[3:])
+kind, n, b, l, r, b0, l0 = sys.argv[1], int(sys.argv[2]), *map(int, sys.argv[3:8])
+spread = sys.argv[8]
 names = {"cell-string": "redis-cell's layout (an integer string with a TTL)",
          "throttle": "THROTTLE buckets", "knobs": "THROTTLE buckets with knobs",
          "permit": "PERMIT keys", "lease": "LEASE keys (one live lease)"}
-print(f"| {names[kind]} | {b / n:.1f} | {l} | {r} | {b / b0:.2f}× | {l / max(l0, 1):.2f}× |")
+print(f"| {names[kind]} | {b / n:.1f} | {l} | {spread} | {r} | {b / b0:.2f}× | {l / max(l0, 1):.2f}× |")
 EOF
 done
