@@ -103,14 +103,13 @@ pub fn snapshot<S: Stored>(ctx: Ctx<'_>, name: RStr<'_>) -> Option<Box<dyn std::
 /// Remembers what a command writes to a key with held clients (a delete:
 /// nothing to continue from).
 fn remember<S: Stored>(ctx: Ctx<'_>, name: RStr<'_>, write: &Write<S>) {
-    if matches!(write, Write::Keep) || !blocking::is_queued(ctx, name) {
-        return;
-    }
-    match write {
-        Write::Store { value, .. } | Write::Patch { value, .. } => {
-            blocking::remember(ctx, name, Some(value.clone()));
-        }
-        Write::Delete | Write::Keep => blocking::remember::<S>(ctx, name, None),
+    let value = match write {
+        Write::Keep => return,
+        Write::Store { value, .. } | Write::Patch { value, .. } => Some(value),
+        Write::Delete => None,
+    };
+    if blocking::is_queued(ctx, name) {
+        blocking::remember(ctx, name, value.cloned());
     }
 }
 
