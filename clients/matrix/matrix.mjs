@@ -144,14 +144,17 @@ function steps(ns, mapShape) {
         assert(r[1] >= state.first + 300 && (r[2] === r[1] + 5000 || r[2] === NEVER), show(r));
       },
     ],
+    // sec: 5 tokens, one back every 20 s (rps 0.05 over a 100 s window), so
+    // the denied call stays denied however long the machine takes between
+    // the two steps (at rps 5 it was 200 ms)
     [
       "THROTTLE.ALL (allowed)",
-      ["THROTTLE.ALL", "1", sec, "5", "1", "1", min, "1", "100", "1"],
+      ["THROTTLE.ALL", "1", sec, "0.05", "1", "100", min, "1", "100", "1"],
       (r) => assert(eq(r, [1, 0, 0, [4, 99]]), show(r)),
     ],
     [
       "THROTTLE.ALL (denied)",
-      ["THROTTLE.ALL", "5", sec, "5", "1", "1", min, "1", "100", "1"],
+      ["THROTTLE.ALL", "5", sec, "0.05", "1", "100", min, "1", "100", "1"],
       (r) => assert(r[0] === 0 && r[1] === 1 && r[2] > 0 && eq(r[3], [4, 99]), show(r)),
     ],
   ];

@@ -138,16 +138,19 @@ class Steps:
         # and a permit released after it expired answers nil.
         step("PERMIT ... BLOCK", ["PERMIT", permit, 300, 5, "GRACE", 5000, "BLOCK", 5000], permit_blocked)
 
+        # sec: 5 tokens, one back every 20 s (rps 0.05 over a 100 s window),
+        # so the denied call stays denied however long the machine takes
+        # between the two steps (at rps 5 it was 200 ms)
         step(
             "THROTTLE.ALL (allowed)",
-            ["THROTTLE.ALL", 1, sec, 5, 1, 1, minute, 1, 100, 1],
+            ["THROTTLE.ALL", 1, sec, "0.05", 1, 100, minute, 1, 100, 1],
             lambda r: _eq(r, [1, 0, 0, [4, 99]]),
         )
 
         def all_denied(r):
             assert r[0] == 0 and r[1] == 1 and r[2] > 0 and r[3] == [4, 99], r
 
-        step("THROTTLE.ALL (denied)", ["THROTTLE.ALL", 5, sec, 5, 1, 1, minute, 1, 100, 1], all_denied)
+        step("THROTTLE.ALL (denied)", ["THROTTLE.ALL", 5, sec, "0.05", 1, 100, minute, 1, 100, 1], all_denied)
         return out
 
 
