@@ -24,7 +24,11 @@
 # ratio of bytes and load time to redis-cell's strings.
 # Environment: N [1000000]; SERVER [redis-server]; MODULE [scripts/build.sh];
 # KINDS [cell-string throttle knobs permit lease] (cell-string is the
-# reference, always included); LOADS [5].
+# reference, always included); LOADS [5]; CALLGRIND=1 also loads each RDB
+# once in a server under callgrind and prints the instructions per key
+# (the whole run's, less a start with no RDB; needs valgrind: use N=200000
+# or so, callgrind runs about 50 times slower); the dumps are kept in
+# target/rdb-callgrind/KIND.cg.out for callgrind_annotate.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT"
@@ -108,6 +112,33 @@ for kind in $kinds; do
   load[$kind]=$(echo ${loads[$kind]} | tr ' ' '\n' | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)], v[1] "-" v[NR] }')
 done
 
+# Instructions per key: each RDB loaded by a server under callgrind, less
+# a start of the same server with no RDB.
+declare -A instr=()
+if [ "${CALLGRIND:-0}" = 1 ]; then
+  command -v valgrind >/dev/null 2>&1 || { echo "rdb: CALLGRIND=1 needs valgrind" >&2; exit 1; }
+  mkdir -p "$work/empty"
+  for kind in empty $kinds; do
+    dir="$work/$kind"
+    port=$(free_port)
+    : >"$dir/log"
+    valgrind --tool=callgrind --callgrind-out-file="$dir/cg.out" "$SERVER" --port "$port" --bind 127.0.0.1 \
+      --dir "$dir" --dbfilename dump.rdb --save "" --appendonly no --logfile "$dir/log" \
+      --loadmodule "$MODULE" >"$dir/valgrind.log" 2>&1 &
+    pid=$!
+    for _ in $(seq 1200); do
+      grep -q "Ready to accept" "$dir/log" 2>/dev/null && break; sleep 0.5
+    done
+    $CLI -p "$port" shutdown nosave >/dev/null 2>&1 || true
+    wait "$pid" || true
+    instr[$kind]=$(sed -n 's/^totals: *//p' "$dir/cg.out" | head -1)
+    [ -n "${instr[$kind]}" ] || { echo "rdb: no callgrind totals for $kind" >&2; cat "$dir/valgrind.log" >&2; exit 1; }
+    mkdir -p "$ROOT/target/rdb-callgrind"
+    cp "$dir/cg.out" "$ROOT/target/rdb-callgrind/$kind.cg.out"
+    echo "rdb: $kind loaded under callgrind" >&2
+  done
+fi
+
 version=$("$SERVER" --version | sed -E 's/.*v=([0-9.]+).*/\1/')
 echo "RDB of $N keys per kind, $(basename "$SERVER") $version, $(date -u +%Y-%m-%d); load: the median of $LOADS restarts each, in turns:"
 echo
@@ -127,3 +158,20 @@ names = {"cell-string": "redis-cell's layout (an integer string with a TTL)",
 print(f"| {names[kind]} | {b / n:.1f} | {l} | {spread} | {r} | {b / b0:.2f}× | {l / max(l0, 1):.2f}× |")
 EOF
 done
+if [ "${CALLGRIND:-0}" = 1 ]; then
+  echo
+  echo "Load instructions (callgrind; the whole load, less a start without an RDB):"
+  echo
+  echo "| keys | instructions per key | vs strings |"
+  echo "|---|---:|---:|"
+  for kind in $kinds; do
+    python3 - "$kind" "$N" "${instr[$kind]}" "${instr[cell-string]}" "${instr[empty]}" <<'EOF'
+import sys
+kind, n, i, i0, e = sys.argv[1], *map(int, sys.argv[2:])
+names = {"cell-string": "redis-cell's layout (an integer string with a TTL)",
+         "throttle": "THROTTLE buckets", "knobs": "THROTTLE buckets with knobs",
+         "permit": "PERMIT keys", "lease": "LEASE keys (one live lease)"}
+print(f"| {names[kind]} | {(i - e) / n:,.0f} | {(i - e) / (i0 - e):.2f}× |")
+EOF
+  done
+fi
