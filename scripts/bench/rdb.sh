@@ -139,6 +139,11 @@ if [ "${CALLGRIND:-0}" = 1 ]; then
   done
 fi
 
+declare -A names=(
+  [cell-string]="redis-cell's layout (an integer string with a TTL)"
+  [throttle]="THROTTLE buckets" [knobs]="THROTTLE buckets with knobs"
+  [permit]="PERMIT keys" [lease]="LEASE keys (one live lease)"
+)
 version=$("$SERVER" --version | sed -E 's/.*v=([0-9.]+).*/\1/')
 echo "RDB of $N keys per kind, $(basename "$SERVER") $version, $(date -u +%Y-%m-%d); load: the median of $LOADS restarts each, in turns:"
 echo
@@ -147,16 +152,10 @@ echo "|---|---:|---:|---:|---:|---:|---:|"
 for kind in $kinds; do
   read -r median range <<<"${load[$kind]}"
   read -r median0 _ <<<"${load[cell-string]}"
-  python3 - "$kind" "$N" "${bytes[$kind]}" "$median" "${reload[$kind]}" \
-    "${bytes[cell-string]}" "$median0" "$range" <<'EOF'
-import sys
-kind, n, b, l, r, b0, l0 = sys.argv[1], int(sys.argv[2]), *map(int, sys.argv[3:8])
-spread = sys.argv[8]
-names = {"cell-string": "redis-cell's layout (an integer string with a TTL)",
-         "throttle": "THROTTLE buckets", "knobs": "THROTTLE buckets with knobs",
-         "permit": "PERMIT keys", "lease": "LEASE keys (one live lease)"}
-print(f"| {names[kind]} | {b / n:.1f} | {l} | {spread} | {r} | {b / b0:.2f}× | {l / max(l0, 1):.2f}× |")
-EOF
+  python3 -c 'import sys
+n, b, l, r, b0, l0 = map(int, sys.argv[2:8])
+print(f"| {sys.argv[1]} | {b / n:.1f} | {l} | {sys.argv[8]} | {r} | {b / b0:.2f}× | {l / max(l0, 1):.2f}× |")' \
+    "${names[$kind]}" "$N" "${bytes[$kind]}" "$median" "${reload[$kind]}" "${bytes[cell-string]}" "$median0" "$range"
 done
 if [ "${CALLGRIND:-0}" = 1 ]; then
   echo
@@ -165,13 +164,9 @@ if [ "${CALLGRIND:-0}" = 1 ]; then
   echo "| keys | instructions per key | vs strings |"
   echo "|---|---:|---:|"
   for kind in $kinds; do
-    python3 - "$kind" "$N" "${instr[$kind]}" "${instr[cell-string]}" "${instr[empty]}" <<'EOF'
-import sys
-kind, n, i, i0, e = sys.argv[1], *map(int, sys.argv[2:])
-names = {"cell-string": "redis-cell's layout (an integer string with a TTL)",
-         "throttle": "THROTTLE buckets", "knobs": "THROTTLE buckets with knobs",
-         "permit": "PERMIT keys", "lease": "LEASE keys (one live lease)"}
-print(f"| {names[kind]} | {(i - e) / n:,.0f} | {(i - e) / (i0 - e):.2f}× |")
-EOF
+    python3 -c 'import sys
+n, i, i0, e = map(int, sys.argv[2:])
+print(f"| {sys.argv[1]} | {(i - e) / n:,.0f} | {(i - e) / (i0 - e):.2f}× |")' \
+      "${names[$kind]}" "$N" "${instr[$kind]}" "${instr[cell-string]}" "${instr[empty]}"
   done
 fi
