@@ -51,10 +51,16 @@ impl WallClock {
     }
 
     /// A server builder whose server reads this clock.
+    ///
+    /// Without jemalloc's background thread: it sleeps until a deadline
+    /// read on the wall clock, which the kernel's futex measures on the
+    /// real one, so a clock stepped back or frozen in the past made it spin
+    /// (seconds of CPU for each such server).
     pub fn apply(&self, builder: ServerBuilder) -> ServerBuilder {
         builder
             .env("LD_PRELOAD", self.shim.to_string_lossy())
             .env("CLOCKSHIM_FILE", self.file.to_string_lossy())
+            .args(["--jemalloc-bg-thread", "no"])
     }
 
     /// Writes both numbers in place. Never truncates: the servers map the
