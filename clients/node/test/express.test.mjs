@@ -1,7 +1,8 @@
-// express-rate-limit with redis-throttle's store: real Express apps in child
-// processes, driven over HTTP. Limits are long (12 s per request) so that no
-// token comes back during a test on a slow machine; where a refill matters,
-// only lower bounds on time are used.
+// express-rate-limit with redis-throttle's store: real Express apps on
+// loopback (two of them in processes of their own), driven over HTTP.
+// Limits are long (12 s per request) so that no token comes back during a
+// test on a slow machine; where a refill matters, only lower bounds on time
+// are used.
 
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
@@ -68,8 +69,8 @@ describe("Express, refunds and sharing", () => {
 
   test("two app processes share one limit", async () => {
     const [a, b] = await Promise.all([
-      startApp("express", { CLIENT: "node-redis", LIMIT: "5", WINDOW_MS: "60000" }),
-      startApp("express", { CLIENT: "ioredis", STORE_OPTIONS: "client", LIMIT: "5", WINDOW_MS: "60000" }),
+      startApp("express", { CLIENT: "node-redis", LIMIT: "5", WINDOW_MS: "60000" }, { process: true }),
+      startApp("express", { CLIENT: "ioredis", STORE_OPTIONS: "client", LIMIT: "5", WINDOW_MS: "60000" }, { process: true }),
     ]);
     try {
       const client = { "x-key": key("shared") };

@@ -1,5 +1,5 @@
-// @fastify/rate-limit with redis-throttle's store: real Fastify apps in
-// child processes, driven over HTTP.
+// @fastify/rate-limit with redis-throttle's store: real Fastify apps on
+// loopback (two of them in processes of their own), driven over HTTP.
 
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
@@ -43,8 +43,8 @@ for (const CLIENT of ["ioredis", "node-redis", "node-redis-cluster", "ioredis-cl
 
 test("Fastify: two app processes share one limit", async () => {
   const [a, b] = await Promise.all([
-    startApp("fastify", { CLIENT: "ioredis", MAX: "5", TIME_WINDOW: "60000" }),
-    startApp("fastify", { CLIENT: "node-redis", MAX: "5", TIME_WINDOW: "60000" }),
+    startApp("fastify", { CLIENT: "ioredis", MAX: "5", TIME_WINDOW: "60000" }, { process: true }),
+    startApp("fastify", { CLIENT: "node-redis", MAX: "5", TIME_WINDOW: "60000" }, { process: true }),
   ]);
   try {
     const client = { "x-key": key("shared") };

@@ -1,6 +1,6 @@
 // Shared by the test files: the servers scripts/node.sh started (REDIS_URL,
 // CLUSTER_NODES), one client of every supported kind, unique keys per run,
-// and the example apps run as child processes.
+// and the example apps (in this process, or as child processes).
 
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -119,16 +119,26 @@ export async function movedTotal() {
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /**
- * Starts an example app (test/apps/<name>.mjs) in a child process on a free
- * port with `env`; resolves { url, stop } once it listens.
+ * Starts an example app (test/apps/<name>.mjs) on a free loopback port,
+ * configured by `env` over this process's environment; resolves { url, stop }
+ * once it listens. In this process (an app costs about half a CPU-second to
+ * start as a process of its own, and the suites start many), or, with
+ * `{ process: true }`, in a child process: for the tests where two app
+ * processes share one limit.
  */
-export async function startApp(name, env = {}) {
-  const child = spawn(process.execPath, [new URL(`./apps/${name}.mjs`, import.meta.url).pathname], {
+export async function startApp(name, env = {}, { process: child = false } = {}) {
+  const file = new URL(`./apps/${name}.mjs`, import.meta.url);
+  if (!child) {
+    const { start } = await import(file);
+    const app = await start({ ...process.env, ...env });
+    return { url: `http://127.0.0.1:${app.port}`, stop: app.close };
+  }
+  const proc = spawn(process.execPath, [file.pathname], {
     env: { ...process.env, ...env },
     stdio: ["ignore", "pipe", "inherit"],
   });
-  const lines = createInterface({ input: child.stdout });
-  const exited = once(child, "exit").then(([code]) => {
+  const lines = createInterface({ input: proc.stdout });
+  const exited = once(proc, "exit").then(([code]) => {
     throw new Error(`app ${name} exited (${code}) before it listened`);
   });
   const listening = (async () => {
@@ -143,9 +153,9 @@ export async function startApp(name, env = {}) {
   return {
     url: `http://127.0.0.1:${port}`,
     stop: async () => {
-      if (child.exitCode === null) {
-        child.kill();
-        await once(child, "exit");
+      if (proc.exitCode === null) {
+        proc.kill();
+        await once(proc, "exit");
       }
     },
   };

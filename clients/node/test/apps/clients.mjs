@@ -1,21 +1,21 @@
-// The Redis client an example app uses, chosen by CLIENT:
-// node-redis | ioredis | node-redis-cluster | ioredis-cluster. Only the
-// chosen library is loaded (each takes a tenth of a CPU-second or more to
-// import, and the tests start many apps).
+// What the example apps share: the Redis client an app uses, chosen by
+// CLIENT (node-redis | ioredis | node-redis-cluster | ioredis-cluster), and
+// running an app as a process of its own. Only the chosen library is loaded
+// (each takes a tenth of a CPU-second or more to import).
 
-export async function connect(kind = process.env.CLIENT ?? "node-redis") {
-  const nodes = (process.env.CLUSTER_NODES ?? "").split(",").map((a) => {
+export async function connect(env = process.env) {
+  const nodes = (env.CLUSTER_NODES ?? "").split(",").map((a) => {
     const [host, port] = a.split(":");
     return { host, port: Number(port) };
   });
-  switch (kind) {
+  switch (env.CLIENT ?? "node-redis") {
     case "node-redis": {
       const { createClient } = await import("redis");
-      return createClient({ url: process.env.REDIS_URL }).connect();
+      return createClient({ url: env.REDIS_URL }).connect();
     }
     case "ioredis": {
       const { default: Redis } = await import("ioredis");
-      return new Redis(process.env.REDIS_URL);
+      return new Redis(env.REDIS_URL);
     }
     case "node-redis-cluster": {
       const { createCluster } = await import("redis");
@@ -28,6 +28,20 @@ export async function connect(kind = process.env.CLIENT ?? "node-redis") {
       return cluster;
     }
     default:
-      throw new Error(`unknown CLIENT ${kind}`);
+      throw new Error(`unknown CLIENT ${env.CLIENT}`);
   }
+}
+
+/** Closes a client `connect` gave (node-redis: close; ioredis: disconnect). */
+export async function close(client) {
+  if (typeof client.close === "function") await client.close();
+  else client.disconnect();
+}
+
+/** When `url` is the script node runs: starts the app with the environment
+ * and prints "listening <port>" (what helpers.startApp waits for). */
+export async function main(url, start) {
+  if (process.argv[1] !== new URL(url).pathname) return;
+  const app = await start(process.env);
+  console.log(`listening ${app.port}`);
 }
