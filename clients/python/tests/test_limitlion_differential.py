@@ -205,28 +205,31 @@ def run_op(module: Any, client: redis.Redis, op: Op) -> Any:
         return ("raised", type(e).__name__, str(e))
 
 
+Observed = Tuple[Any, Dict[str, Any], int]
+
+
 class Side:
-    """One server (and database) that runs the sequence."""
+    """One server (and database) that runs the sequence.
+
+    A call takes two round trips besides its own: `prepare` reads what the
+    previous call left (each key's fields and expiry, the clock, then takes
+    the expiry off, so that real time, which passes differently on each
+    server, decides nothing later), then sets this call's frozen clock and
+    reads the clock before it, all in one pipeline; `call` runs it."""
 
     def __init__(self, label: str, client: redis.Redis, choose: Callable[[], Any]) -> None:
         self.label = label
         self.client = client
         self.choose = choose
+        self.t0 = 0
+        self.pending: Optional[Tuple[Any, List[str], int]] = None  # result, keys, t0 of the last call
 
-    def run(self, op: Op, keys: List[str], clock: Optional[Dict[str, int]] = None) -> Tuple[Any, Dict[str, Any], int]:
-        """Sets the frozen clock's keys to `clock` (if given), then runs the
-        op. Returns the op's result, each key's (fields, expiry, expiry
-        minus the clock after and before the op), and how long the op and
-        the reads took (ms). Then takes the expiry off the keys, so that
-        real time (which passes differently on each server) decides nothing
-        later."""
-        before = self.client.pipeline(transaction=False)
-        if clock is not None:
-            before.mset(clock)
-        before.time()
-        seconds, micros = before.execute()[-1]
-        t0 = seconds * 1000 + micros // 1000
-        result = run_op(self.choose(), self.client, op)
+    def prepare(self, clock: Optional[Dict[str, int]]) -> Optional[Observed]:
+        """Returns the last call's result, each of its keys' (fields,
+        expiry, expiry minus the clock after and before the call), and how
+        long the call and the reads took (ms); then sets the frozen clock's
+        keys to `clock` (if given) and reads the clock."""
+        keys = self.pending[1] if self.pending else []
         pipe = self.client.pipeline(transaction=False)
         for key in keys:
             pipe.hgetall(key)
@@ -234,13 +237,26 @@ class Side:
         pipe.time()
         for key in keys:
             pipe.persist(key)
-        replies = pipe.execute()[: 2 * len(keys) + 1]
-        t1 = replies[-1][0] * 1000 + replies[-1][1] // 1000
+        if clock is not None:
+            pipe.mset(clock)
+        pipe.time()
+        replies = pipe.execute()
+        seconds, micros = replies[-1]
+        self.t0 = seconds * 1000 + micros // 1000
+        if self.pending is None:
+            return None
+        result, keys, t0 = self.pending
+        self.pending = None
+        t1 = replies[2 * len(keys)][0] * 1000 + replies[2 * len(keys)][1] // 1000
         state: Dict[str, Any] = {}
         for i, key in enumerate(keys):
             fields, expire_at = replies[2 * i], replies[2 * i + 1]
             state[key] = (fields, expire_at, (expire_at - t1, expire_at - t0))
         return result, state, t1 - t0
+
+    def call(self, op: Op, keys: List[str]) -> None:
+        """Runs the op (after `prepare`); `prepare` returns what it did."""
+        self.pending = (run_op(self.choose(), self.client, op), keys, self.t0)
 
     def copy_from(self, reference: "Side", keys: List[str]) -> None:
         for key in keys:
@@ -273,9 +289,7 @@ def same_expiry(a: Tuple[Any, ...], b: Tuple[Any, ...]) -> bool:
 STALL_MS = 1000
 
 
-def check(
-    reference: Tuple[Any, Dict[str, Any], int], other: Tuple[Any, Dict[str, Any], int], context: str
-) -> bool:
+def check(reference: Observed, other: Observed, context: str) -> bool:
     """Compares; False when a stall made the state incomparable."""
     assert other[0] == reference[0], f"result: {context}"
     if max(reference[2], other[2]) >= STALL_MS:
@@ -297,6 +311,29 @@ def test_differential_and_mixed_fleet(limitlion: ModuleType, plain: redis.Redis,
     sides = [reference, module_only, fleet]
     calls = sequence = stalls = 0
     outcomes: Dict[str, int] = {}
+    last: Optional[Tuple[Op, List[str], str]] = None  # the call each side ran last
+
+    def compare(clock: Optional[Dict[str, int]]) -> None:
+        """Reads what the last call did on each side (setting the next
+        call's clock in the same round trip) and compares."""
+        nonlocal calls, stalls
+        ref, module, fleet = (side.prepare(clock) for side in sides)
+        if last is None:
+            return
+        op, keys, context = last
+        context += f": LimitLion gave {ref}"
+        compared = check(ref, module, "drop-in, " + context)
+        compared &= check(ref, fleet, "mixed fleet, " + context)
+        if not compared:
+            stalls += 1
+            module_only.copy_from(reference, keys)
+            fleet.copy_from(reference, keys)
+        if op[0] == "throttle":
+            calls += 1
+            res = ref[0]
+            kind = "error" if res[0] == "raised" else ("allowed" if res[0] else "denied")
+            outcomes[kind] = outcomes.get(kind, 0) + 1
+
     try:
         while calls < CALLS:
             sequence += 1
@@ -313,19 +350,11 @@ def test_differential_and_mixed_fleet(limitlion: ModuleType, plain: redis.Redis,
                     field = rng.choice(list(POOLS))
                     defaults[field] = rng.choice(POOLS[field])
                 op = random_op(rng, name, defaults)
-                ref = reference.run(op, keys, clock)
-                context = f"seed {SEED}, sequence {sequence}, {op}, frozen {frozen.keys()}: LimitLion gave {ref}"
-                compared = check(ref, module_only.run(op, keys, clock), "drop-in, " + context)
-                compared &= check(ref, fleet.run(op, keys, clock), "mixed fleet, " + context)
-                if not compared:
-                    stalls += 1
-                    module_only.copy_from(reference, keys)
-                    fleet.copy_from(reference, keys)
-                if op[0] == "throttle":
-                    calls += 1
-                    res = ref[0]
-                    kind = "error" if res[0] == "raised" else ("allowed" if res[0] else "denied")
-                    outcomes[kind] = outcomes.get(kind, 0) + 1
+                compare(clock)
+                for side in sides:
+                    side.call(op, keys)
+                last = (op, keys, f"seed {SEED}, sequence {sequence}, {op}, frozen {frozen.keys()}")
+        compare(None)
     finally:
         mixed.close()
         unconfigure(limitlion)
