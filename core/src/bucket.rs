@@ -183,6 +183,19 @@ impl Bucket {
         (self.limit, self.stamp_s, ahead)
     }
 
+    /// The fixed-width form (`fixed.rs`, version 2): `full`'s low 64 and
+    /// high 32 bits, the stamp, the rate's numerator and denominator, the
+    /// capacity, little-endian; read back by [`Bucket::from_raw_full`].
+    #[inline]
+    pub(crate) fn put_fixed<const N: usize>(&self, w: &mut crate::codec::FixedWriter<N>) {
+        w.put(&self.full_lo.to_le_bytes())
+            .put(&self.full_hi.to_le_bytes())
+            .put(&self.stamp_s.to_le_bytes())
+            .put(&self.limit.rate().num().to_le_bytes())
+            .put(&self.limit.rate().den().to_le_bytes())
+            .put(&self.limit.capacity().to_le_bytes());
+    }
+
     /// A state in the fixed-width form of encoding version 2 (`full` as
     /// stored then); `None` when it breaks an invariant.
     pub(crate) fn from_raw_full(limit: Limit, full: u128, stamp_s: u32) -> Option<Bucket> {

@@ -1,13 +1,20 @@
 //! Binary encoding of stored states: the primitives and the [`Codec`]
 //! trait. Each state's own layout lives beside the state (`throttle.rs`,
-//! `permit.rs`, ...); the layouts no longer written, kept so that every
-//! value ever stored still loads, live in `legacy.rs`.
+//! `permit.rs`, ...); the fixed-width layouts live in `fixed.rs`.
 //!
-//! One encoding serves RDB, DUMP/RESTORE, AOF rewrite and replication
-//! (`THROTTLE.APPLY key payload`). Today's layouts are compact: a tag byte
-//! naming the layout, then the state's fields as LEB128 varints (signed
-//! ones zigzag-encoded), relative to the state's own timestamp where that
-//! keeps them small. A plain bucket takes about 14 bytes.
+//! Two kinds of layout:
+//! - **compact**, for what is kept at rest: RDB, DUMP/RESTORE, AOF
+//!   rewrite ([`Codec::encode`]). A tag byte naming the layout, then the
+//!   state's fields as LEB128 varints (signed ones zigzag-encoded),
+//!   relative to the state's own timestamp where that keeps them small. A
+//!   plain bucket takes about 14 bytes.
+//! - **fixed-width**, for the effect each write replicates
+//!   (`THROTTLE.APPLY key payload`, [`Codec::encode_replicated`]): a state
+//!   written on every call (a plain bucket, a permit without settings)
+//!   sends its fields little-endian at fixed offsets, which costs a few
+//!   stores where varints cost a loop per field. About twice the bytes, on
+//!   the replication stream and in the AOF only. Every other state
+//!   replicates its compact layout.
 //!
 //! Decoding accepts every layout ever written and refuses anything else
 //! (unknown tag, short or long input, out-of-range fields, states no call
@@ -37,7 +44,14 @@ impl std::fmt::Display for CodecError {
 
 /// A state that is stored: its layout, and every older layout it decodes.
 pub trait Codec: Sized {
+    /// The compact layout: what RDB, DUMP and AOF rewrite store.
     fn encode(&self) -> Encoded;
+    /// What a write replicates: the compact layout unless the state has a
+    /// fixed-width one (cheaper to write, see the module docs). Decodes
+    /// with [`Codec::decode`] like every layout.
+    fn encode_replicated(&self) -> Encoded {
+        self.encode()
+    }
     fn decode(bytes: &[u8]) -> Result<Self, CodecError>;
     /// Whether `bytes` claims to be a value of this type (its first bytes
     /// name one of its layouts); [`Codec::decode`] still validates it.
@@ -55,6 +69,27 @@ pub struct Encoded {
 }
 
 impl Encoded {
+    /// A layout built whole (a fixed-width one).
+    #[inline]
+    pub fn whole<const N: usize>(bytes: &[u8; N]) -> Encoded {
+        let mut inline = [0u8; INLINE];
+        match inline.get_mut(..N) {
+            Some(dst) => {
+                dst.copy_from_slice(bytes);
+                Encoded {
+                    inline,
+                    len: N,
+                    heap: None,
+                }
+            }
+            None => Encoded {
+                inline,
+                len: 0,
+                heap: Some(bytes.to_vec()),
+            },
+        }
+    }
+
     pub fn as_bytes(&self) -> &[u8] {
         match &self.heap {
             Some(v) => v,
@@ -189,6 +224,44 @@ impl Writer {
     }
 }
 
+/// Builds a fixed-width layout of `N` bytes: fields little-endian, one
+/// after another (inlined, the offsets are constants: a store per field).
+pub struct FixedWriter<const N: usize> {
+    out: [u8; N],
+    at: usize,
+}
+
+impl<const N: usize> FixedWriter<N> {
+    #[inline]
+    pub fn new() -> FixedWriter<N> {
+        FixedWriter { out: [0; N], at: 0 }
+    }
+
+    /// The next bytes (dropped past the end: `finish` is then refused by
+    /// the tests, never reached by a layout whose fields add up to `N`).
+    #[inline]
+    pub fn put(&mut self, bytes: &[u8]) -> &mut Self {
+        let end = self.at.saturating_add(bytes.len());
+        if let Some(dst) = self.out.get_mut(self.at..end) {
+            dst.copy_from_slice(bytes);
+        }
+        self.at = end;
+        self
+    }
+
+    /// The layout; `None` unless the fields filled exactly `N` bytes.
+    #[inline]
+    pub fn finish(&self) -> Option<&[u8; N]> {
+        (self.at == N).then_some(&self.out)
+    }
+}
+
+impl<const N: usize> Default for FixedWriter<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// Reads a layout.
 pub struct Reader<'a> {
     rest: &'a [u8],
@@ -212,7 +285,7 @@ impl<'a> Reader<'a> {
         Ok(u8::from_le_bytes(self.take()?))
     }
 
-    /// Fixed-width little-endian fields (the legacy layouts).
+    /// Fixed-width little-endian fields (`fixed.rs`).
     pub fn le_u32(&mut self) -> Result<u32, CodecError> {
         Ok(u32::from_le_bytes(self.take()?))
     }

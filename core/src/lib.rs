@@ -22,7 +22,8 @@
 //! - [`cell`]: redis-cell's contract on the bucket (its keys, its replies);
 //! - [`lease`]: leases, a concurrency limit with expiry and FIFO waiting;
 //! - [`limitlion`]: LimitLion's `throttle.lua`, in its own floating point;
-//! - [`codec`]: the encoding primitives; [`legacy`]: layouts no longer written.
+//! - [`codec`]: the encoding primitives (compact layouts stored, fixed-width
+//!   ones replicated); [`fixed`]: the fixed-width layouts.
 #![cfg_attr(
     not(test),
     deny(
@@ -38,8 +39,8 @@ pub mod bucket;
 pub mod cell;
 pub mod codec;
 pub mod decimal;
+pub mod fixed;
 pub mod lease;
-pub mod legacy;
 pub mod limitlion;
 pub mod permit;
 pub mod rate;

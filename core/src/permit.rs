@@ -40,7 +40,7 @@
 //! ```
 
 use crate::codec::{Codec, CodecError, Encoded, Reader, Writer};
-use crate::legacy;
+use crate::fixed;
 use crate::step::{State, Step, Write};
 use crate::time::{HORIZON, MAX_WAIT, Micros, Timestamp};
 
@@ -135,6 +135,16 @@ impl PermitState {
             stamp,
             promised_until: Timestamp::ZERO,
             settings: None,
+        }
+    }
+
+    /// The same state with the interval of its last slot and its promise
+    /// (as the fixed-width layout carries them).
+    pub(crate) fn paced(self, last_interval: Micros, promised_until: Timestamp) -> PermitState {
+        PermitState {
+            last_interval,
+            promised_until,
+            ..self
         }
     }
 
@@ -279,16 +289,16 @@ pub fn decide(
     };
     let interval = rule.interval;
     let answer = |permit| PermitAnswer { permit, interval };
-    let immediate = Step {
+    let immediate = || Step {
         write: store(written(current, now, now, interval, false)),
         answer: answer(Permit::Immediate { valid_at: now }),
     };
     let Some(s) = current else {
-        return Ok(immediate);
+        return Ok(immediate());
     };
     let next_slot = s.last_valid_at.saturating_add(interval);
     if now >= next_slot {
-        return Ok(immediate);
+        return Ok(immediate());
     }
     let wait = next_slot.since(now);
     let too_far = wait > HORIZON || req.max_wait.is_some_and(|m| wait > m.min(MAX_WAIT));
@@ -498,11 +508,25 @@ impl Codec for PermitState {
         w.finish()
     }
 
+    /// Without settings (every call's write): the fixed-width layout.
+    fn encode_replicated(&self) -> Encoded {
+        let fixed = match self.settings {
+            None => fixed::paced(
+                self.last_valid_at,
+                self.stamp,
+                self.last_interval,
+                self.promised_until,
+            ),
+            Some(_) => None,
+        };
+        fixed.unwrap_or_else(|| self.encode())
+    }
+
     fn decode(bytes: &[u8]) -> Result<PermitState, CodecError> {
         let mut r = Reader::new(bytes);
         match r.u8()? {
             TAG => {}
-            1 | 2 => return legacy::decode_permit(bytes),
+            1 | 2 => return fixed::decode_permit(bytes),
             t if t.is_ascii_lowercase() => return Err(CodecError::WrongKind),
             v => return Err(CodecError::UnknownVersion(v)),
         }
@@ -553,7 +577,11 @@ impl Codec for PermitState {
     }
 
     fn claims(bytes: &[u8]) -> bool {
-        matches!(bytes, [TAG, ..] | [1 | 2, legacy::PERMIT_KIND, ..])
+        match bytes {
+            [TAG, ..] => true,
+            [1 | 2, kind, ..] => fixed::PERMIT_KINDS.contains(kind),
+            _ => false,
+        }
     }
 }
 
@@ -874,11 +902,26 @@ mod tests {
             .stored()
             .cloned()
             .unwrap();
-        for v in [s.clone().unwrap(), with_settings] {
+        for v in [s.clone().unwrap(), with_settings.clone()] {
             let e = v.encode();
             assert!(PermitState::claims(e.as_bytes()));
-            assert_eq!(PermitState::decode(e.as_bytes()), Ok(v));
+            assert_eq!(PermitState::decode(e.as_bytes()), Ok(v.clone()));
+            let r = v.encode_replicated();
+            assert!(PermitState::claims(r.as_bytes()));
+            assert!(!crate::throttle::ThrottleState::claims(r.as_bytes()));
+            assert_eq!(PermitState::decode(r.as_bytes()), Ok(v));
         }
+        // Without settings a write replicates the fixed-width layout (34
+        // bytes), with them the compact one.
+        assert_eq!(
+            &s.clone().unwrap().encode_replicated().as_bytes()[..2],
+            b"\x02Q"
+        );
+        assert_eq!(s.clone().unwrap().encode_replicated().as_bytes().len(), 34);
+        assert_eq!(
+            with_settings.encode_replicated().as_bytes(),
+            with_settings.encode().as_bytes()
+        );
         assert!(s.unwrap().encode().as_bytes().len() <= 20);
         assert_eq!(PermitState::decode(b"b"), Err(CodecError::WrongKind));
         // A layout with these fields, and no promise or settings to follow.

@@ -34,7 +34,7 @@
 
 use crate::bucket::{self, Bucket, Decision, Retry};
 use crate::codec::{Codec, CodecError, Encoded, Reader, Writer};
-use crate::legacy;
+use crate::fixed;
 use crate::rate::{Limit, LimitLion, Policy, Rate, Rps};
 use crate::step::{State, Step, Write};
 use crate::time::{Micros, Timestamp};
@@ -686,12 +686,21 @@ impl Codec for ThrottleState {
         }
     }
 
+    /// A plain bucket (every call's write): the fixed-width layout.
+    fn encode_replicated(&self) -> Encoded {
+        let fixed = match self {
+            ThrottleState::Plain(b) => fixed::bucket(b),
+            ThrottleState::Knobbed(_) => None,
+        };
+        fixed.unwrap_or_else(|| self.encode())
+    }
+
     fn decode(bytes: &[u8]) -> Result<ThrottleState, CodecError> {
         let mut r = Reader::new(bytes);
         let v = match r.u8()? {
             TAG_PLAIN => ThrottleState::Plain(read_bucket(&mut r)?),
             TAG_KNOBBED => read_knobbed(&mut r, read_bucket, read_knobs)?,
-            1 | 2 => return legacy::decode_throttle(bytes),
+            1 | 2 => return fixed::decode_throttle(bytes),
             // Another state's layout (every current tag is a lower-case letter).
             t if t.is_ascii_lowercase() => return Err(CodecError::WrongKind),
             v => return Err(CodecError::UnknownVersion(v)),
@@ -703,7 +712,7 @@ impl Codec for ThrottleState {
     fn claims(bytes: &[u8]) -> bool {
         match bytes {
             [TAG_PLAIN | TAG_KNOBBED, ..] => true,
-            [1 | 2, kind, ..] => legacy::THROTTLE_KINDS.contains(kind),
+            [1 | 2, kind, ..] => fixed::THROTTLE_KINDS.contains(kind),
             _ => false,
         }
     }
@@ -1024,6 +1033,21 @@ mod tests {
         }
         // A plain bucket: tag, stamp (5), num, den, capacity, ahead (4).
         assert!(sample(false).encode().as_bytes().len() <= 14);
+        // What a write replicates: a plain bucket fixed-width (34 bytes),
+        // knobs compact; both decode to the value and claim its type.
+        for knobs in [false, true] {
+            let v = sample(knobs);
+            let r = v.encode_replicated();
+            assert!(ThrottleState::claims(r.as_bytes()));
+            assert!(!crate::permit::PermitState::claims(r.as_bytes()));
+            assert_eq!(ThrottleState::decode(r.as_bytes()), Ok(v));
+        }
+        assert_eq!(&sample(false).encode_replicated().as_bytes()[..2], b"\x02B");
+        assert_eq!(sample(false).encode_replicated().as_bytes().len(), 34);
+        assert_eq!(
+            sample(true).encode_replicated().as_bytes(),
+            sample(true).encode().as_bytes()
+        );
     }
 
     #[test]

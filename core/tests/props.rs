@@ -664,13 +664,50 @@ proptest! {
 
     #[test]
     fn buckets_round_trip(v in throttle_value()) {
-        prop_assert_eq!(ThrottleState::decode(v.encode().as_bytes()), Ok(v));
+        prop_assert_eq!(ThrottleState::decode(v.encode().as_bytes()), Ok(v.clone()));
+        // What a write replicates (fixed-width for a plain bucket) decodes
+        // to the same value.
+        prop_assert_eq!(ThrottleState::decode(v.encode_replicated().as_bytes()), Ok(v));
+    }
+
+    /// The replicated layouts, damaged, decode or refuse, and whatever
+    /// decodes re-encodes to itself.
+    #[test]
+    fn mutated_replicated_layouts_decode_or_refuse(v in throttle_value(), at in any::<prop::sample::Index>(), byte in any::<u8>()) {
+        let mut bytes = v.encode_replicated().as_bytes().to_vec();
+        let i = at.index(bytes.len());
+        bytes[i] = byte;
+        if let Ok(d) = ThrottleState::decode(&bytes) {
+            prop_assert_eq!(ThrottleState::decode(d.encode_replicated().as_bytes()), Ok(d.clone()));
+            prop_assert_eq!(ThrottleState::decode(d.encode().as_bytes()), Ok(d));
+        }
+        let mut s = None;
+        for (k, interval) in [(0u64, 100u64), (3, 100), (5, 1_000)] {
+            let req = PermitRequest {
+                rule: Some(PermitRule { interval: Micros(interval * 1_000), max_waiting: None }),
+                grace: None,
+                grace_percent: 0,
+                max_wait: None,
+                held: k == 3,
+            };
+            s = permit::decide(s.as_ref(), Timestamp(T0 + k), &req).unwrap().write.stored().cloned();
+        }
+        let s = s.unwrap();
+        prop_assert_eq!(PermitState::decode(s.encode_replicated().as_bytes()), Ok(s.clone()));
+        let mut bytes = s.encode_replicated().as_bytes().to_vec();
+        let i = at.index(bytes.len());
+        bytes[i] = byte;
+        if let Ok(d) = PermitState::decode(&bytes) {
+            prop_assert_eq!(PermitState::decode(d.encode_replicated().as_bytes()), Ok(d.clone()));
+            prop_assert_eq!(PermitState::decode(d.encode().as_bytes()), Ok(d));
+        }
     }
 
     #[test]
     fn permits_round_trip(last in T0..T0 + HORIZON.0, back in 0u64..HORIZON.0) {
         let s = PermitState::new(Timestamp(last), Timestamp(last - back));
-        prop_assert_eq!(PermitState::decode(s.encode().as_bytes()), Ok(s));
+        prop_assert_eq!(PermitState::decode(s.encode().as_bytes()), Ok(s.clone()));
+        prop_assert_eq!(PermitState::decode(s.encode_replicated().as_bytes()), Ok(s));
     }
 
     #[test]

@@ -1,10 +1,14 @@
-//! The layouts no longer written, decoded so that every value ever stored
-//! still loads (RDB files, AOFs, DUMP payloads of older releases).
+//! The fixed-width layouts: version 2, which each write replicates for the
+//! states written on every call (a plain bucket, a permit without
+//! settings; see `codec`), and which releases before the compact layouts
+//! also stored; and version 1, read only. Every value ever written still
+//! loads (RDB files, AOFs, DUMP payloads of older releases).
 //!
 //! ```text
-//! v2 bucket:   0x02 'B' bucket
-//! v2 knobbed:  0x02 'K' has_bucket:u8 [bucket] knobs
-//! v2 permit:   0x02 'P' last_valid_at_us:u64 stamp_us:u64
+//! v2 bucket:   0x02 'B' bucket                               (replicated)
+//! v2 knobbed:  0x02 'K' has_bucket:u8 [bucket] knobs         (read only)
+//! v2 permit:   0x02 'P' last_valid_at_us:u64 stamp_us:u64    (read only)
+//! v2 paced:    0x02 'Q' last_valid_at_us:u64 stamp_us:u64 last_interval_us:u64 promised_until_us:u64  (replicated)
 //!   bucket:    full_lo:u64 full_hi:u32 stamp_s:u32 num:u32 den:u32 capacity:u64
 //!   knobs:     rps_kind:u8 (0 deny, 1 allow, 2 rate) num:u32 den:u32
 //!              burst_nano:u64 window_ns:u64 ttl_us:u64 expires_at_us:u64
@@ -17,7 +21,7 @@
 //! rounded down to what today's units hold.
 
 use crate::bucket::Bucket;
-use crate::codec::{CodecError, Reader};
+use crate::codec::{CodecError, Encoded, FixedWriter, Reader};
 use crate::permit::PermitState;
 use crate::rate::{Limit, LimitLion, MAX_CAPACITY, NANO, Policy, Rate, Rps};
 use crate::throttle::{Knobbed, Knobs, MAX_KNOBS_TTL, ThrottleState, checked_knobs, read_knobbed};
@@ -25,8 +29,36 @@ use crate::time::{HORIZON, Micros, Timestamp};
 
 /// The kind letters of THROTTLE states in versions 1 and 2.
 pub const THROTTLE_KINDS: &[u8] = b"BKL";
-/// The kind letter of PERMIT states in versions 1 and 2.
-pub const PERMIT_KIND: u8 = b'P';
+/// The kind letters of PERMIT states in versions 1 and 2.
+pub const PERMIT_KINDS: &[u8] = b"PQ";
+const PACED_KIND: u8 = b'Q';
+
+/// A plain bucket's replicated layout: `0x02 'B' bucket` (34 bytes).
+#[inline]
+pub fn bucket(b: &Bucket) -> Option<Encoded> {
+    let mut w = FixedWriter::<34>::new();
+    w.put(&[2, b'B']);
+    b.put_fixed(&mut w);
+    w.finish().map(Encoded::whole)
+}
+
+/// A permit's replicated layout when it has no settings: `0x02 'Q'` and
+/// its four instants and durations (34 bytes).
+#[inline]
+pub fn paced(
+    last_valid_at: Timestamp,
+    stamp: Timestamp,
+    last_interval: Micros,
+    promised_until: Timestamp,
+) -> Option<Encoded> {
+    let mut w = FixedWriter::<34>::new();
+    w.put(&[2, PACED_KIND])
+        .put(&last_valid_at.0.to_le_bytes())
+        .put(&stamp.0.to_le_bytes())
+        .put(&last_interval.0.to_le_bytes())
+        .put(&promised_until.0.to_le_bytes());
+    w.finish().map(Encoded::whole)
+}
 
 fn header(r: &mut Reader<'_>) -> Result<(u8, u8), CodecError> {
     Ok((r.u8()?, r.u8()?))
@@ -91,11 +123,16 @@ pub fn decode_throttle(bytes: &[u8]) -> Result<ThrottleState, CodecError> {
 pub fn decode_permit(bytes: &[u8]) -> Result<PermitState, CodecError> {
     let mut r = Reader::new(bytes);
     let s = match header(&mut r)? {
-        (2, PERMIT_KIND) => {
+        (2, b'P') => {
             let last_valid_at = Timestamp(r.le_u64()?);
             PermitState::new(last_valid_at, Timestamp(r.le_u64()?))
         }
-        (1, PERMIT_KIND) => {
+        (2, PACED_KIND) => {
+            let (last_valid_at, stamp) = (Timestamp(r.le_u64()?), Timestamp(r.le_u64()?));
+            let (last_interval, promised_until) = (Micros(r.le_u64()?), Timestamp(r.le_u64()?));
+            PermitState::new(last_valid_at, stamp).paced(last_interval, promised_until)
+        }
+        (1, b'P') => {
             // v1 kept no stamp: take the earliest one the slot allows.
             let last_valid_at = Timestamp(r.le_u64()?);
             PermitState::new(last_valid_at, last_valid_at.saturating_sub(HORIZON))
