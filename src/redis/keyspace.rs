@@ -130,15 +130,30 @@ fn with_carry<S: Stored>(write: Write<S>, loaded: Option<Cow<'_, S>>) -> Write<S
 }
 
 /// Load → decide → write, for a key of the module's own type `S`.
-pub fn update<S: Stored, A>(
+///
+/// The decision's error converts to the module's (`E`: the core's own
+/// error types, or [`Error`]); its step is used where it was built, never
+/// copied into another `Result`.
+pub fn update<S: Stored, A, E>(
     ctx: Ctx<'_>,
     target: Target<'_>,
     now: Timestamp,
-    decide: impl FnOnce(Option<&S>) -> Result<Step<S, A>>,
-) -> Result<A> {
+    decide: impl FnOnce(Option<&S>) -> std::result::Result<Step<S, A>, E>,
+) -> Result<A>
+where
+    Error: From<E>,
+{
     blocking::release_due(ctx, target.name);
     let mut key = ctx.open_key(target.name, true);
     let carry = blocking::peek_carry(ctx, target.name);
+    if carry == Micros::ZERO && !blocking::is_queued(ctx, target.name) {
+        // The common case: no held clients, nothing carried (nothing to
+        // move, nothing to remember), so the step's write goes straight out.
+        let stored = key.get::<S>().map_err(|_| Error::WrongType)?;
+        let step = decide(stored)?;
+        write_to(ctx, &mut key, target, step.write, now);
+        return Ok(step.answer);
+    }
     let loaded = load::<S>(ctx, target.name, &key, carry)?;
     let step = decide(loaded.as_deref())?;
     let write = with_carry(step.write, loaded);
@@ -151,14 +166,21 @@ pub fn update<S: Stored, A>(
 }
 
 /// Load → look, for a read-only command: nothing is written.
-pub fn read<S: Stored, T>(
+pub fn read<S: Stored, T, E>(
     ctx: Ctx<'_>,
     name: RStr<'_>,
-    look: impl FnOnce(Option<&S>) -> Result<T>,
-) -> Result<T> {
+    look: impl FnOnce(Option<&S>) -> std::result::Result<T, E>,
+) -> Result<T>
+where
+    Error: From<E>,
+{
     let key = ctx.open_key(name, false);
-    let loaded = load::<S>(ctx, name, &key, blocking::peek_carry(ctx, name))?;
-    look(loaded.as_deref())
+    let carry = blocking::peek_carry(ctx, name);
+    if carry == Micros::ZERO {
+        return Ok(look(key.get::<S>().map_err(|_| Error::WrongType)?)?);
+    }
+    let loaded = load::<S>(ctx, name, &key, carry)?;
+    Ok(look(loaded.as_deref())?)
 }
 
 /// [`update`] over several keys at once: the decision sees every state and
@@ -215,6 +237,7 @@ pub fn update_cell<A>(
     decide: impl FnOnce(cell::Stored<'_>) -> Result<Step<ThrottleState, A>>,
 ) -> Result<A> {
     let mut key = ctx.open_key(target.name, write);
+    let carry = blocking::peek_carry(ctx, target.name);
     match key.get::<ThrottleState>() {
         Err(Holds::Other) => return Err(Error::WrongType),
         Err(Holds::String) => {
@@ -233,9 +256,16 @@ pub fn update_cell<A>(
             }
             return Ok(step.answer);
         }
+        Ok(stored) if carry == Micros::ZERO => {
+            // The common case: nothing carried, the stored state as it is.
+            let step = decide(stored.map_or(cell::Stored::Missing, cell::Stored::Ours))?;
+            if write {
+                write_to(ctx, &mut key, target, step.write, now);
+            }
+            return Ok(step.answer);
+        }
         Ok(_) => {}
     }
-    let carry = blocking::peek_carry(ctx, target.name);
     let loaded = load::<ThrottleState>(ctx, target.name, &key, carry)?;
     let stored = match loaded.as_deref() {
         Some(s) => cell::Stored::Ours(s),
@@ -328,6 +358,7 @@ pub fn hash_expire(ctx: Ctx<'_>, name: RStr<'_>, at_ms: Option<i64>) {
 }
 
 /// Carries out a write, the one way every write reaches Redis.
+#[inline]
 pub fn write_to<S: Stored>(
     ctx: Ctx<'_>,
     key: &mut Key<'_>,
@@ -338,7 +369,7 @@ pub fn write_to<S: Stored>(
     match write {
         Write::Keep => {}
         Write::Store { value, expire_at } => {
-            let payload = value.encode();
+            let payload = value.encode_replicated();
             store(ctx, key, target, value, payload.as_bytes(), expire_at, now);
         }
         Write::Patch {
@@ -359,6 +390,7 @@ pub fn write_to<S: Stored>(
 /// not re-created), moves its expiry to `expire_at` (module time) when
 /// given, replicates the effect (`payload`: the value, or the patch that
 /// makes it), signals the key and fires the event.
+#[inline]
 fn store<S: Stored>(
     ctx: Ctx<'_>,
     key: &mut Key<'_>,

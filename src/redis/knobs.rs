@@ -64,7 +64,7 @@ pub fn set(ctx: Ctx<'_>, args: Args<'_>) -> Result<()> {
     let name = args::arg(&args, 1, "throttle.set")?;
     let target = Target::new(name, c"throttle.set");
     keyspace::update(ctx, target, now, |v| {
-        Ok(core::set_knobs(v, now, &changes, config::knobs_ttl())?)
+        core::set_knobs(v, now, &changes, config::knobs_ttl())
     })?;
     replies::ok(ctx);
     Ok(())
@@ -75,7 +75,9 @@ pub fn reset(ctx: Ctx<'_>, args: Args<'_>) -> Result<()> {
     let name = args::only_key(&args, "throttle.reset")?;
     let now = clock::now();
     let target = Target::new(name, c"throttle.reset");
-    let removed = keyspace::update(ctx, target, now, |v| Ok(core::reset_knobs(v, now)))?;
+    let removed = keyspace::update(ctx, target, now, |v| {
+        Ok::<_, Error>(core::reset_knobs(v, now))
+    })?;
     replies::flag(ctx, removed);
     Ok(())
 }
@@ -89,7 +91,9 @@ pub fn refund(ctx: Ctx<'_>, args: Args<'_>) -> Result<()> {
     let now = clock::now();
     let name = args::arg(&args, 1, "throttle.refund")?;
     let target = Target::new(name, c"throttle.refund");
-    let held = keyspace::update(ctx, target, now, |v| Ok(core::refund(v, now, tokens)))?;
+    let held = keyspace::update(ctx, target, now, |v| {
+        Ok::<_, Error>(core::refund(v, now, tokens))
+    })?;
     replies::refund(ctx, held);
     Ok(())
 }
@@ -98,7 +102,7 @@ pub fn refund(ctx: Ctx<'_>, args: Args<'_>) -> Result<()> {
 pub fn get(ctx: Ctx<'_>, args: Args<'_>) -> Result<()> {
     let name = args::only_key(&args, "throttle.get")?;
     let now = clock::now();
-    let snapshot = keyspace::read::<ThrottleState, _>(ctx, name, |v| Ok(core::get(v, now)))?;
+    let snapshot = keyspace::read::<ThrottleState, _, Error>(ctx, name, |v| Ok(core::get(v, now)))?;
     replies::knobs(ctx, snapshot.as_ref());
     Ok(())
 }

@@ -102,7 +102,7 @@ pub fn lease(ctx: Ctx<'_>, args: Args<'_>) -> Result<()> {
     };
     let cancelled = blocking::take_gone(&key);
     let out = keyspace::update(ctx, Target::new(name, c"lease"), now, |s| {
-        Ok(core::acquire(s, now, cancelled, &call))
+        Ok::<_, Error>(core::acquire(s, now, cancelled, &call))
     })?;
     follow(&key, &out.moved, now);
     stats::lease(&out.answer);
@@ -147,7 +147,7 @@ pub fn release(ctx: Ctx<'_>, args: Args<'_>) -> Result<()> {
     let key = blocking::key_id(ctx, name);
     let cancelled = blocking::take_gone(&key);
     let out = keyspace::update(ctx, Target::new(name, c"lease.release"), now, |s| {
-        Ok(core::release(s, now, cancelled, id))
+        Ok::<_, Error>(core::release(s, now, cancelled, id))
     })?;
     follow(&key, &out.moved, now);
     stats::lease_end(out.answer);
@@ -167,7 +167,7 @@ pub fn renew(ctx: Ctx<'_>, args: Args<'_>) -> Result<()> {
     let key = blocking::key_id(ctx, name);
     let cancelled = blocking::take_gone(&key);
     let out = keyspace::update(ctx, Target::new(name, c"lease.renew"), now, |s| {
-        Ok(core::renew(s, now, cancelled, id, ttl))
+        Ok::<_, Error>(core::renew(s, now, cancelled, id, ttl))
     })?;
     follow(&key, &out.moved, now);
     stats::lease_renewed(out.answer.is_some());
@@ -179,7 +179,7 @@ pub fn renew(ctx: Ctx<'_>, args: Args<'_>) -> Result<()> {
 pub fn peek(ctx: Ctx<'_>, args: Args<'_>) -> Result<()> {
     let name = args::only_key(&args, "lease.peek")?;
     let now = clock::now();
-    let snapshot = keyspace::read::<LeaseState, _>(ctx, name, |s| Ok(core::peek(s, now)))?;
+    let snapshot = keyspace::read::<LeaseState, _, Error>(ctx, name, |s| Ok(core::peek(s, now)))?;
     replies::lease_peek(ctx, snapshot.as_ref());
     Ok(())
 }

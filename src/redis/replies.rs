@@ -50,6 +50,7 @@ pub fn throttle_ints(a: &Answer) -> [i64; 5] {
     }
 }
 
+#[inline]
 pub fn throttle(ctx: Ctx<'_>, a: &Answer) {
     ctx.reply_i64s(&throttle_ints(a));
 }

@@ -90,13 +90,7 @@ pub fn throttle(ctx: Ctx<'_>, args: Args<'_>) -> Result<()> {
     };
     let target = Target::new(name, c"throttle");
     let answer = keyspace::update(ctx, target, now, |v| {
-        Ok(core::throttle(
-            v,
-            now,
-            call.policy.as_ref(),
-            call.cost,
-            max_wait,
-        )?)
+        core::throttle(v, now, call.policy.as_ref(), call.cost, max_wait)
     })?;
     stats::throttle(&answer, call.cost);
     match answer.wait() {
@@ -127,8 +121,8 @@ pub fn peek(ctx: Ctx<'_>, args: Args<'_>) -> Result<()> {
     let call = parse(&args, "throttle.peek", false)?;
     let now = clock::now();
     let name = args::arg(&args, 1, "throttle.peek")?;
-    let answer = keyspace::read::<ThrottleState, _>(ctx, name, |v| {
-        Ok(core::peek(v, now, call.policy.as_ref(), call.cost)?)
+    let answer = keyspace::read::<ThrottleState, _, _>(ctx, name, |v| {
+        core::peek(v, now, call.policy.as_ref(), call.cost)
     })?;
     replies::throttle(ctx, &answer);
     Ok(())
