@@ -43,22 +43,52 @@ fn pow10(exp: u32) -> Option<u128> {
 /// digits count: `0e99999` is zero, and `10000000000000000000000000000000000000000e-40`
 /// is exactly one.
 pub fn parse(text: &[u8], scale: u32) -> Result<Fixed, DecimalError> {
-    // The common case, a plain integer of at most 19 digits (below
-    // u64::MAX), the short way; the same value as the general path.
-    if (1..=19).contains(&text.len()) && text.iter().all(u8::is_ascii_digit) {
-        let value = text.iter().fold(0u64, |v, &d| {
-            v.saturating_mul(10)
-                .saturating_add(u64::from(d.saturating_sub(b'0')))
-        });
-        return pow10(scale)
+    plain(text, scale).unwrap_or_else(|| parse_general(text, scale))
+}
+
+/// The common case the short way: unsigned digits with an optional
+/// fraction (`60000`, `0.01`, `2.5`, `5.`, `.5`), at most 19 digits and no
+/// more fractional digits than `scale`; the same value as the general
+/// path. `None` for anything else (the general path decides).
+fn plain(text: &[u8], scale: u32) -> Option<Result<Fixed, DecimalError>> {
+    if text.len() > 20 {
+        return None;
+    }
+    // Up to 19 digits fit a u64 without a check per digit.
+    let (mut value, mut digits, mut frac_len, mut dot) = (0u64, 0u32, 0u32, false);
+    for &c in text {
+        match c {
+            b'0'..=b'9' => {
+                value = value
+                    .wrapping_mul(10)
+                    .wrapping_add(u64::from(c.wrapping_sub(b'0')));
+                digits = digits.wrapping_add(1);
+                frac_len = frac_len.wrapping_add(u32::from(dot));
+            }
+            b'.' if !dot => dot = true,
+            _ => return None,
+        }
+    }
+    if digits == 0 || digits > 19 {
+        return None;
+    }
+    let shift = scale.checked_sub(frac_len)?;
+    if value == 0 {
+        // Zero at any scale (10^shift may not fit, zero always does).
+        return Some(Ok(Fixed {
+            negative: false,
+            units: 0,
+        }));
+    }
+    Some(
+        pow10(shift)
             .and_then(|p| u128::from(value).checked_mul(p))
             .map(|units| Fixed {
                 negative: false,
                 units,
             })
-            .ok_or(DecimalError::OutOfRange);
-    }
-    parse_general(text, scale)
+            .ok_or(DecimalError::OutOfRange),
+    )
 }
 
 /// [`parse`] for any text: sign, fraction, exponent.
@@ -182,6 +212,51 @@ mod tests {
             let t = format!("{}{v}", "0".repeat(lead));
             proptest::prop_assert_eq!(parse(t.as_bytes(), scale), parse_general(t.as_bytes(), scale));
         }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_plain_decimal_parses_as_the_general_path(
+            text in "[0-9]{0,12}\\.?[0-9]{0,12}", scale in 0u32..=40,
+        ) {
+            proptest::prop_assert_eq!(parse(text.as_bytes(), scale), parse_general(text.as_bytes(), scale));
+        }
+    }
+
+    #[test]
+    fn plain_decimals_take_the_short_way_to_the_same_value() {
+        let texts = [
+            "0.01",
+            "2.5",
+            "5.",
+            ".5",
+            ".",
+            "",
+            "0.000",
+            "00.10",
+            "1.2345678901234567890",
+            "123456789012345678.9",
+            "12345678901234567890",
+            "0.0000000001",
+            "..1",
+            "1.2.3",
+            "0",
+            "000",
+            "0.",
+        ];
+        for t in texts {
+            for scale in [0, 1, 3, 9, 30, 38, 40] {
+                assert_eq!(
+                    parse(t.as_bytes(), scale),
+                    parse_general(t.as_bytes(), scale),
+                    "{t} at scale {scale}"
+                );
+            }
+        }
+        // The short way answers these itself.
+        assert!(plain(b"0.01", 9).is_some());
+        assert!(plain(b"60000", 3).is_some());
+        assert!(plain(b"1e3", 3).is_none());
     }
 
     #[test]

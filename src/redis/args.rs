@@ -46,15 +46,28 @@ pub fn integer(bytes: &[u8], arg: &'static str, min: i64, max: i64, range: Range
     if digits.is_empty() || leading_zero || (negative && digits == b"0") {
         return Err(not_int);
     }
-    let mut magnitude: Option<u64> = Some(0);
-    for &b in digits {
-        if !b.is_ascii_digit() {
+    // One pass: each byte checked and added. Up to 19 digits fit a u64
+    // without a check for overflow (10^19 − 1 < 2^64); longer ones are
+    // checked.
+    let magnitude = if digits.len() <= 19 {
+        let mut m = 0u64;
+        for &b in digits {
+            let d = b.wrapping_sub(b'0');
+            if d > 9 {
+                return Err(not_int);
+            }
+            m = m.wrapping_mul(10).wrapping_add(u64::from(d));
+        }
+        Some(m)
+    } else {
+        if !digits.iter().all(u8::is_ascii_digit) {
             return Err(not_int);
         }
-        magnitude = magnitude
-            .and_then(|m| m.checked_mul(10))
-            .and_then(|m| m.checked_add(u64::from(b - b'0')));
-    }
+        digits.iter().try_fold(0u64, |m, &b| {
+            m.checked_mul(10)?
+                .checked_add(u64::from(b.wrapping_sub(b'0')))
+        })
+    };
     let v = magnitude
         .map(i128::from)
         .map(|m| if negative { -m } else { m })

@@ -61,14 +61,17 @@ fn parse(args: &Args<'_>) -> Result<Call> {
     if args.len() < 2 {
         return Err(Error::Arity("permit"));
     }
+    // Each argument is read once.
     let mut i = 2;
     let mut rule = None;
-    if i < args.len() && !is_option(args.bytes(i)) {
-        let interval = args::interval_ms(args.bytes(i))?;
+    let interval_text = args.bytes(i);
+    if i < args.len() && !is_option(interval_text) {
+        let interval = args::interval_ms(interval_text)?;
         i += 1;
         let mut max_waiting = None;
-        if i < args.len() && !is_option(args.bytes(i)) {
-            max_waiting = Some(args::count(args.bytes(i), "max_waiting")?);
+        let max_text = args.bytes(i);
+        if i < args.len() && !is_option(max_text) {
+            max_waiting = Some(args::count(max_text, "max_waiting")?);
             i += 1;
         }
         rule = Some(PermitRule {
@@ -188,7 +191,7 @@ pub fn set(ctx: Ctx<'_>, args: Args<'_>) -> Result<()> {
 pub fn get(ctx: Ctx<'_>, args: Args<'_>) -> Result<()> {
     let name = args::only_key(&args, "permit.get")?;
     let now = clock::now();
-    let snapshot = keyspace::read::<PermitState, _>(ctx, name, |s| Ok(core::get(s, now)))?;
+    let snapshot = keyspace::read::<PermitState, _, Error>(ctx, name, |s| Ok(core::get(s, now)))?;
     replies::permit_settings(ctx, snapshot.as_ref(), now);
     Ok(())
 }
@@ -198,7 +201,7 @@ pub fn reset(ctx: Ctx<'_>, args: Args<'_>) -> Result<()> {
     let name = args::only_key(&args, "permit.reset")?;
     let now = clock::now();
     let target = Target::new(name, c"permit.reset");
-    let removed = keyspace::update(ctx, target, now, |s| Ok(core::reset(s)))?;
+    let removed = keyspace::update(ctx, target, now, |s| Ok::<_, Error>(core::reset(s)))?;
     replies::flag(ctx, removed);
     Ok(())
 }
