@@ -203,6 +203,9 @@ pub fn start(ctx: Ctx<'_>) -> std::result::Result<(), String> {
 /// Parks the calling client (the caller checked `deny_blocking`).
 pub fn hold(ctx: Ctx<'_>, h: Hold, release: Box<dyn Release>) -> Result<()> {
     let s = SCHEDULER.get().ok_or(Error::CannotBlock)?;
+    if !ffi::blocked::watch_deletions(ctx) {
+        return Err(Error::CannotBlock);
+    }
     let bc = ctx.block_client().ok_or(Error::CannotBlock)?;
     let now = Instant::now();
     let mut q = lock(s);

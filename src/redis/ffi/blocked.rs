@@ -21,6 +21,7 @@ use std::convert::Infallible;
 use std::ffi::{CStr, c_char, c_int, c_void};
 use std::ptr::NonNull;
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
 use redis_module::raw;
 
@@ -111,8 +112,9 @@ impl Ctx<'_> {
     }
 }
 
-/// Installs the scheduler's hooks and subscribes to the event loop (at
-/// load). False if the server refused.
+/// Installs the scheduler's hooks and subscribes to the event loop,
+/// flushes and swaps (at load; deletions: [`watch_deletions`]). False if
+/// the server refused.
 pub fn install(ctx: Ctx<'_>, hooks: Hooks) -> bool {
     if HOOKS.set(hooks).is_err() {
         return true;
@@ -122,21 +124,38 @@ pub fn install(ctx: Ctx<'_>, hooks: Hooks) -> bool {
         // SAFETY: a valid context during load; the callback lives for ever.
         unsafe { api!(RedisModule_SubscribeToServerEvent)(ctx.raw(), event, Some(f)) == OK }
     };
-    // Deletions and replacements Redis makes itself (the generic class:
-    // DEL, UNLINK, RENAME, MOVE, COPY, RESTORE; evictions). Not expiries:
-    // a key expires after every turn it holds, so only a stalled server
-    // meets one with clients still held, and those are released late as
-    // usual. The module's own writes fire module-class events, not
-    // subscribed.
-    let classes = raw::REDISMODULE_NOTIFY_GENERIC | raw::REDISMODULE_NOTIFY_EVICTED;
-    // SAFETY: as above.
-    let keys = unsafe {
-        api!(RedisModule_SubscribeToKeyspaceEvents)(ctx.raw(), classes as c_int, Some(on_key_event))
-    } == OK;
     subscribe(raw::REDISMODULE_EVENT_EVENTLOOP, on_event_loop)
         && subscribe(raw::REDISMODULE_EVENT_FLUSHDB, on_flush)
         && subscribe(raw::REDISMODULE_EVENT_SWAPDB, on_swapdb)
-        && keys
+}
+
+/// Whether the module has subscribed to deletions ([`watch_deletions`]).
+static WATCHING: AtomicBool = AtomicBool::new(false);
+
+/// Subscribes to the keyspace events of deletions, once, when the first
+/// client is held (from a command): every keyspace event Redis fires
+/// walks the list of subscribers (about 30 instructions for one), so a
+/// server that never holds a client never pays for it. There is no way
+/// to unsubscribe; once subscribed, it stays. False if the server refused.
+///
+/// The events: deletions and replacements Redis makes itself (the generic
+/// class: DEL, UNLINK, RENAME, MOVE, COPY, RESTORE; evictions). Not
+/// expiries: a key expires after every turn it holds, so only a stalled
+/// server meets one with clients still held, and those are released late
+/// as usual. The module's own writes fire module-class events, not
+/// subscribed.
+pub fn watch_deletions(ctx: Ctx<'_>) -> bool {
+    if WATCHING.load(Relaxed) {
+        return true;
+    }
+    let classes = raw::REDISMODULE_NOTIFY_GENERIC | raw::REDISMODULE_NOTIFY_EVICTED;
+    // SAFETY: a command's context (it names the module); the callback
+    // lives for ever.
+    let ok = unsafe {
+        api!(RedisModule_SubscribeToKeyspaceEvents)(ctx.raw(), classes as c_int, Some(on_key_event))
+    } == OK;
+    WATCHING.store(ok, Relaxed);
+    ok
 }
 
 /// A keyspace event of the generic or evicted class: a key Redis deleted
