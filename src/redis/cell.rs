@@ -69,7 +69,7 @@ pub fn throttle(ctx: Ctx<'_>, args: Args<'_>) -> Result<()> {
     let target = Target::new(args::arg(&args, 1, COMMAND)?, c"throttle");
     let writes = call.quantity > 0;
     let answer = keyspace::update_cell(ctx, target, now, writes, |stored| {
-        cell::decide(stored, now, &call.limit, call.quantity).map_err(|_| Error::WrongType)
+        cell::decide(stored, now, &call.limit, call.quantity)
     })?;
     if writes {
         stats::throttle(&answer, call.quantity);

@@ -6,7 +6,9 @@
 //! parsers and the tests quote one source.
 
 use throttle_core::Timestamp;
+use throttle_core::cell::BadTat;
 use throttle_core::codec::CodecError;
+use throttle_core::permit::NoSettings;
 use throttle_core::rate::LimitError;
 use throttle_core::throttle::{NoLimit, SetError};
 
@@ -147,5 +149,20 @@ impl From<SetError> for Error {
 impl From<NoLimit> for Error {
     fn from(_: NoLimit) -> Error {
         Error::NoKnobs
+    }
+}
+
+/// PERMIT's short form on a key without settings (PERMIT.SET, which needs
+/// an interval the first time, maps it to `IncompleteSettings` itself).
+impl From<NoSettings> for Error {
+    fn from(_: NoSettings) -> Error {
+        Error::NoPermitSettings
+    }
+}
+
+/// A string redis-cell left that holds no TAT: another type's key.
+impl From<BadTat> for Error {
+    fn from(_: BadTat) -> Error {
+        Error::WrongType
     }
 }

@@ -229,13 +229,16 @@ pub fn update_all<S: Stored, A>(
 /// nanoseconds is read as such (without changing the string), any other
 /// key as for [`update`]; every write stores the module's own type.
 /// `write` is false for a call that only reads (CL.THROTTLE quantity 0).
-pub fn update_cell<A>(
+pub fn update_cell<A, E>(
     ctx: Ctx<'_>,
     target: Target<'_>,
     now: Timestamp,
     write: bool,
-    decide: impl FnOnce(cell::Stored<'_>) -> Result<Step<ThrottleState, A>>,
-) -> Result<A> {
+    decide: impl FnOnce(cell::Stored<'_>) -> std::result::Result<Step<ThrottleState, A>, E>,
+) -> Result<A>
+where
+    Error: From<E>,
+{
     let mut key = ctx.open_key(target.name, write);
     let carry = blocking::peek_carry(ctx, target.name);
     match key.get::<ThrottleState>() {
@@ -358,7 +361,7 @@ pub fn hash_expire(ctx: Ctx<'_>, name: RStr<'_>, at_ms: Option<i64>) {
 }
 
 /// Carries out a write, the one way every write reaches Redis.
-#[inline]
+#[inline(always)] // into each update: the step's value moves once
 pub fn write_to<S: Stored>(
     ctx: Ctx<'_>,
     key: &mut Key<'_>,
@@ -390,7 +393,7 @@ pub fn write_to<S: Stored>(
 /// not re-created), moves its expiry to `expire_at` (module time) when
 /// given, replicates the effect (`payload`: the value, or the patch that
 /// makes it), signals the key and fires the event.
-#[inline]
+#[inline(always)]
 fn store<S: Stored>(
     ctx: Ctx<'_>,
     key: &mut Key<'_>,

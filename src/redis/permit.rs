@@ -112,9 +112,7 @@ pub fn permit(ctx: Ctx<'_>, args: Args<'_>) -> Result<()> {
         held,
     };
     let target = Target::new(name, c"permit");
-    let answer = keyspace::update(ctx, target, now, |s| {
-        core::decide(s, now, &req).map_err(|_| Error::NoPermitSettings)
-    })?;
+    let answer = keyspace::update(ctx, target, now, |s| core::decide(s, now, &req))?;
     stats::permit(&answer);
     match (answer.permit, timeout) {
         (
