@@ -640,6 +640,24 @@ fn throttle_value() -> impl Strategy<Value = ThrottleState> {
     )
 }
 
+/// `bytes` with the byte at `at` replaced by `byte` never panics the
+/// decoder; when it still decodes, the value re-encodes (both layouts) to
+/// itself.
+fn damaged_decodes_or_refuses<S: Codec + Clone + PartialEq + std::fmt::Debug>(
+    bytes: &[u8],
+    at: prop::sample::Index,
+    byte: u8,
+) -> Result<(), TestCaseError> {
+    let mut bytes = bytes.to_vec();
+    let i = at.index(bytes.len());
+    bytes[i] = byte;
+    if let Ok(d) = S::decode(&bytes) {
+        prop_assert_eq!(S::decode(d.encode_replicated().as_bytes()), Ok(d.clone()));
+        prop_assert_eq!(S::decode(d.encode().as_bytes()), Ok(d));
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 500, ..ProptestConfig::default() })]
 
@@ -653,13 +671,7 @@ proptest! {
     /// value that decodes to itself.
     #[test]
     fn mutated_encodings_decode_or_refuse(v in throttle_value(), at in any::<prop::sample::Index>(), byte in any::<u8>()) {
-        let mut bytes = v.encode().as_bytes().to_vec();
-        let i = at.index(bytes.len());
-        bytes[i] = byte;
-        if let Ok(d) = ThrottleState::decode(&bytes) {
-            let again = d.encode();
-            prop_assert_eq!(ThrottleState::decode(again.as_bytes()), Ok(d));
-        }
+        damaged_decodes_or_refuses::<ThrottleState>(v.encode().as_bytes(), at, byte)?;
     }
 
     #[test]
@@ -674,13 +686,7 @@ proptest! {
     /// decodes re-encodes to itself.
     #[test]
     fn mutated_replicated_layouts_decode_or_refuse(v in throttle_value(), at in any::<prop::sample::Index>(), byte in any::<u8>()) {
-        let mut bytes = v.encode_replicated().as_bytes().to_vec();
-        let i = at.index(bytes.len());
-        bytes[i] = byte;
-        if let Ok(d) = ThrottleState::decode(&bytes) {
-            prop_assert_eq!(ThrottleState::decode(d.encode_replicated().as_bytes()), Ok(d.clone()));
-            prop_assert_eq!(ThrottleState::decode(d.encode().as_bytes()), Ok(d));
-        }
+        damaged_decodes_or_refuses::<ThrottleState>(v.encode_replicated().as_bytes(), at, byte)?;
         let mut s = None;
         for (k, interval) in [(0u64, 100u64), (3, 100), (5, 1_000)] {
             let req = PermitRequest {
@@ -694,13 +700,7 @@ proptest! {
         }
         let s = s.unwrap();
         prop_assert_eq!(PermitState::decode(s.encode_replicated().as_bytes()), Ok(s.clone()));
-        let mut bytes = s.encode_replicated().as_bytes().to_vec();
-        let i = at.index(bytes.len());
-        bytes[i] = byte;
-        if let Ok(d) = PermitState::decode(&bytes) {
-            prop_assert_eq!(PermitState::decode(d.encode_replicated().as_bytes()), Ok(d.clone()));
-            prop_assert_eq!(PermitState::decode(d.encode().as_bytes()), Ok(d));
-        }
+        damaged_decodes_or_refuses::<PermitState>(s.encode_replicated().as_bytes(), at, byte)?;
     }
 
     #[test]
