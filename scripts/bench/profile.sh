@@ -22,6 +22,12 @@
 # the dumps, and callgrind_annotate reports per workload:
 #   less target/profile/throttle.no.inclusive.txt
 #
+# Each row also gives a "steady" count: the same without the parts of Redis
+# whose cost depends on the hash seed each server start draws (the
+# command table's lookups) or on how long the run takes (expiry): two
+# runs of one module differ by up to ±150 Ir in the total, by a few dozen
+# in the steady count. Compare builds on it.
+#
 # Environment: N [100000] calls measured per workload; WARMUP [300000];
 # KEYSPACE [100000]; CLIENTS [50]; REPLICAS ["no yes"]; WORKLOADS [all
 # below]; SERVER [redis-7.0] a name for scripts/servers.sh or a binary's
@@ -41,6 +47,10 @@ SERVER=${SERVER:-redis-7.0}
 REPLICAS=${REPLICAS:-"no yes"}
 BEFORE=${BEFORE:-}
 AFTER=${AFTER:-}
+# Redis's functions left out of the "steady" count (inclusive costs):
+# lookupCommandLogic (both command-table lookups: the command's, and
+# RM_Replicate's of THROTTLE.APPLY), activeExpireCycle, expireIfNeeded.
+NOISY=${NOISY:-"lookupCommandLogic|activeExpireCycle|expireIfNeeded"}
 ALL="incr throttle throttle_hot peek permit permit_hot throttle_cl cell throttle_cl_hot cell_hot cl cl_hot"
 WORKLOADS=${WORKLOADS:-$ALL}
 
@@ -79,6 +89,7 @@ is_cell() { case $1 in cell | cell_hot) return 0 ;; *) return 1 ;; esac; }
 
 # ---- the table -------------------------------------------------------------------------
 ir() { awk -F'\t' -v w="$2" -v r="$3" '$1 == w && $2 == r { v = $3 } END { print v }' "$1"; }
+steady() { awk -F'\t' -v w="$2" -v r="$3" '$1 == w && $2 == r { v = $5 } END { print v }' "$1"; }
 fmt() { # 13192 → 13,192
   [ -n "$1" ] || { echo "—"; return; }
   awk -v n="$1" 'BEGIN { s = sprintf("%d", n); while (s ~ /[0-9][0-9][0-9][0-9]/) sub(/[0-9][0-9][0-9]($|,)/, ",&", s); print s }'
@@ -105,16 +116,24 @@ render() {
       head="$head before$suffix | after$suffix | change |"
       rule="$rule---:|---:|---:|"
     done
-    echo "$head"
-    echo "$rule"
-    for w in $WORKLOADS; do
-      line="| ${what[$w]} |"
-      for rep in $REPLICAS; do
-        b=$(ir "$BEFORE" "$w" "$rep")
-        a=$(ir "$TSV" "$w" "$rep")
-        line="$line $(fmt "$b") | $(fmt "$a") | $(change "$b" "$a") |"
+    local count
+    for count in ir steady; do
+      if [ "$count" = steady ]; then
+        echo
+        echo "Steady (without the command-table lookups and expiry, whose cost varies from one server start to the next; see the script):"
+        echo
+      fi
+      echo "$head"
+      echo "$rule"
+      for w in $WORKLOADS; do
+        line="| ${what[$w]} |"
+        for rep in $REPLICAS; do
+          b=$($count "$BEFORE" "$w" "$rep")
+          a=$($count "$TSV" "$w" "$rep")
+          line="$line $(fmt "$b") | $(fmt "$a") | $(change "$b" "$a") |"
+        done
+        echo "$line"
       done
-      echo "$line"
     done
   else
     about "$TSV"
@@ -122,15 +141,15 @@ render() {
     head="| workload | command |"
     rule="|---|---|"
     for rep in $REPLICAS; do
-      if [ "$rep" = yes ]; then head="$head Ir per call, replica |"; else head="$head Ir per call |"; fi
-      rule="$rule---:|"
+      if [ "$rep" = yes ]; then head="$head Ir per call, replica | steady, replica |"; else head="$head Ir per call | steady |"; fi
+      rule="$rule---:|---:|"
     done
     echo "$head INCR's Ir ÷ this |"
     echo "$rule---:|"
     first=${REPLICAS%% *}
     for w in $WORKLOADS; do
       line="| ${what[$w]} | \`${cmd[$w]}\` |"
-      for rep in $REPLICAS; do line="$line $(fmt "$(ir "$TSV" "$w" "$rep")") |"; done
+      for rep in $REPLICAS; do line="$line $(fmt "$(ir "$TSV" "$w" "$rep")") | $(fmt "$(steady "$TSV" "$w" "$rep")") |"; done
       base=$(ir "$TSV" incr "$first")
       r=$(awk -v a="$base" -v b="$(ir "$TSV" "$w" "$first")" 'BEGIN { if (a == "" || b == "" || b == 0) print "—"; else printf "%.2f", a / b }')
       echo "$line $r |"
@@ -262,10 +281,16 @@ measure() { # WORKLOAD REPLICA
   callgrind_control -d "$w.$rep" "$vg_pid" >/dev/null
   f=$(grep -l "^desc: Trigger: dump $w.$rep\$" "$DIR"/cg.out.* | tail -1)
   total=$(awk '/^summary:/ { print $2; exit }' "$f")
-  printf '%s\t%s\t%s\t%s\n' "$w" "$rep" $((total / N)) "${cmd[$w]}" >>"$TSV"
   callgrind_annotate --inclusive=yes "$f" 2>/dev/null >"$DIR/$w.$rep.inclusive.txt" || true
   callgrind_annotate "$f" 2>/dev/null >"$DIR/$w.$rep.self.txt" || true
-  log "$w, replica $rep: $((total / N)) Ir per call ($f)"
+  # "Steady": without the parts of Redis whose cost depends on the random
+  # hash seed each server start picks (the command table's lookups: a name
+  # that shares a bucket costs 100-150 Ir more) or on how long the run
+  # takes (expiry, active and lazy). See NOISY.
+  noisy=$(callgrind_annotate --inclusive=yes --threshold=100 "$f" 2>/dev/null |
+    awk -v re="[?]+:($NOISY) " '$0 ~ re { gsub(",", "", $1); s += $1 } END { print s + 0 }')
+  printf '%s\t%s\t%s\t%s\t%s\n' "$w" "$rep" $((total / N)) "${cmd[$w]}" $(((total - noisy) / N)) >>"$TSV"
+  log "$w, replica $rep: $((total / N)) Ir per call, $(((total - noisy) / N)) steady ($f)"
 }
 
 own=() peer=()
