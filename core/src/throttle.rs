@@ -192,6 +192,7 @@ impl State for ThrottleState {
 
 /// Stores `next` in place of `old`: the expiry moves when `next` needs
 /// more time than `old` had, or when the clock stepped back under `old`.
+#[inline(always)] // the write is built where the step is, not copied into it
 fn store(old: Option<&ThrottleState>, next: ThrottleState, now: Timestamp) -> Write<ThrottleState> {
     let expire_at = match old {
         Some(o) if o.bucket().is_some_and(|b| b.rebased(now).is_some()) => Some(next.expiry()),
