@@ -46,49 +46,80 @@ pub fn parse(text: &[u8], scale: u32) -> Result<Fixed, DecimalError> {
     plain(text, scale).unwrap_or_else(|| parse_general(text, scale))
 }
 
+/// Every power of ten a `u64` holds: `10^0 ..= 10^19`.
+const POW10_U64: [u64; 20] = [
+    1,
+    10,
+    100,
+    1_000,
+    10_000,
+    100_000,
+    1_000_000,
+    10_000_000,
+    100_000_000,
+    1_000_000_000,
+    10_000_000_000,
+    100_000_000_000,
+    1_000_000_000_000,
+    10_000_000_000_000,
+    100_000_000_000_000,
+    1_000_000_000_000_000,
+    10_000_000_000_000_000,
+    100_000_000_000_000_000,
+    1_000_000_000_000_000_000,
+    10_000_000_000_000_000_000,
+];
+
+/// The digits at the start of `text` added to `value`: the new value and
+/// how many digits there were. Up to 19 digits cannot overflow a `u64`
+/// (`10^19 − 1 < 2^64`); a caller with more ignores the value.
+#[inline(always)]
+fn digits(text: &[u8], mut value: u64) -> (u64, usize) {
+    let mut n = 0;
+    while let Some(&c) = text.get(n) {
+        let d = c.wrapping_sub(b'0');
+        if d > 9 {
+            break;
+        }
+        value = value.wrapping_mul(10).wrapping_add(u64::from(d));
+        n = n.wrapping_add(1);
+    }
+    (value, n)
+}
+
 /// The common case the short way: unsigned digits with an optional
-/// fraction (`60000`, `0.01`, `2.5`, `5.`, `.5`), at most 19 digits and no
-/// more fractional digits than `scale`; the same value as the general
-/// path. `None` for anything else (the general path decides).
+/// fraction (`60000`, `0.01`, `2.5`, `5.`, `.5`), at most 19 digits, no
+/// more fractional digits than `scale` and a scale no more than 19 above
+/// them; the same value as the general path. `None` for anything else
+/// (the general path decides).
 fn plain(text: &[u8], scale: u32) -> Option<Result<Fixed, DecimalError>> {
     if text.len() > 20 {
         return None;
     }
-    // Up to 19 digits fit a u64 without a check per digit.
-    let (mut value, mut digits, mut frac_len, mut dot) = (0u64, 0u32, 0u32, false);
-    for &c in text {
-        match c {
-            b'0'..=b'9' => {
-                value = value
-                    .wrapping_mul(10)
-                    .wrapping_add(u64::from(c.wrapping_sub(b'0')));
-                digits = digits.wrapping_add(1);
-                frac_len = frac_len.wrapping_add(u32::from(dot));
+    let (value, int_len) = digits(text, 0);
+    let (value, frac_len) = match text.get(int_len) {
+        None => (value, 0),
+        Some(b'.') => {
+            let fraction = text.get(int_len.wrapping_add(1)..).unwrap_or_default();
+            let (value, frac_len) = digits(fraction, value);
+            if frac_len != fraction.len() {
+                return None;
             }
-            b'.' if !dot => dot = true,
-            _ => return None,
+            (value, frac_len)
         }
-    }
-    if digits == 0 || digits > 19 {
+        Some(_) => return None,
+    };
+    let count = int_len.wrapping_add(frac_len);
+    if count == 0 || count > 19 {
         return None;
     }
-    let shift = scale.checked_sub(frac_len)?;
-    if value == 0 {
-        // Zero at any scale (10^shift may not fit, zero always does).
-        return Some(Ok(Fixed {
-            negative: false,
-            units: 0,
-        }));
-    }
-    Some(
-        pow10(shift)
-            .and_then(|p| u128::from(value).checked_mul(p))
-            .map(|units| Fixed {
-                negative: false,
-                units,
-            })
-            .ok_or(DecimalError::OutOfRange),
-    )
+    let shift = scale.checked_sub(u32::try_from(frac_len).ok()?)?;
+    let p = POW10_U64.get(usize::try_from(shift).ok()?)?;
+    // Both factors are below 10^20, so the product fits in 128 bits.
+    Some(Ok(Fixed {
+        negative: false,
+        units: u128::from(value).wrapping_mul(u128::from(*p)),
+    }))
 }
 
 /// [`parse`] for any text: sign, fraction, exponent.

@@ -119,8 +119,9 @@ pub struct NoSettings;
 /// The default grace: `percent` of the interval, rounded up to whole
 /// milliseconds, at most [`MAX_WAIT`].
 pub fn default_grace(interval: Micros, percent: u64) -> Micros {
-    let us = interval.0.saturating_mul(percent).div_ceil(100);
-    Micros::from_millis(us.div_ceil(1000)).min(MAX_WAIT)
+    // ⌈⌈x / 100⌉ / 1000⌉ = ⌈x / 100,000⌉: one division.
+    let ms = interval.0.saturating_mul(percent).div_ceil(100_000);
+    Micros::from_millis(ms).min(MAX_WAIT)
 }
 
 /// Settings refresh on a call that changes nothing at most this often.

@@ -68,11 +68,12 @@ pub fn integer(bytes: &[u8], arg: &'static str, min: i64, max: i64, range: Range
                 .checked_add(u64::from(b.wrapping_sub(b'0')))
         })
     };
-    let v = magnitude
-        .map(i128::from)
-        .map(|m| if negative { -m } else { m })
-        .and_then(|m| i64::try_from(m).ok())
-        .ok_or(Error::OutOfRange { arg, range })?;
+    let v = match magnitude {
+        Some(m) if negative => 0i64.checked_sub_unsigned(m),
+        Some(m) => i64::try_from(m).ok(),
+        None => None,
+    }
+    .ok_or(Error::OutOfRange { arg, range })?;
     if v < min || v > max {
         return Err(Error::OutOfRange { arg, range });
     }
