@@ -37,7 +37,7 @@
 //!   ahead of its stamp, so the state packs into 32 bytes and every
 //!   duration derived from it is bounded.
 
-use crate::rate::{Limit, Rate};
+use crate::rate::{self, Limit, Rate};
 use crate::time::{MAX_WAIT, Micros, Timestamp};
 
 /// The latest instant the arithmetic accepts (about year 148,000): later
@@ -320,8 +320,9 @@ impl Bucket {
 }
 
 fn whole_tokens(level: i128, limit: Limit) -> u64 {
-    let per = signed(limit.rate().units_per_token());
-    u64::try_from(level.max(0).checked_div(per).unwrap_or(0)).unwrap_or(u64::MAX)
+    let per = limit.rate().units_per_token();
+    let level = u128::try_from(level).unwrap_or(0);
+    u64::try_from(rate::div_floor(level, per)).unwrap_or(u64::MAX)
 }
 
 /// The state at `now` under `limit`: the stored one (moved back after a
@@ -408,13 +409,8 @@ pub fn decide(
     };
     Decision {
         verdict: Verdict::Allowed { wait },
-        remaining: u64::try_from(
-            at_proceed
-                .min(cap)
-                .checked_div(rate.units_per_token())
-                .unwrap_or(0),
-        )
-        .unwrap_or(u64::MAX),
+        remaining: u64::try_from(rate::div_floor(at_proceed.min(cap), rate.units_per_token()))
+            .unwrap_or(u64::MAX),
         reset_after: rate.time_for(behind_after).saturating_sub(wait),
         limit: *limit,
         next,

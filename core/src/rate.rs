@@ -118,7 +118,7 @@ impl Rate {
 
     /// How long `units` take to accrue, rounded up to whole microseconds.
     pub fn time_for(self, units: u128) -> Micros {
-        let us = units.div_ceil(self.units_per_us().max(1));
+        let us = div_ceil(units, self.units_per_us());
         Micros(u64::try_from(us).unwrap_or(u64::MAX))
     }
 
@@ -138,6 +138,24 @@ impl Rate {
             Some(nano) => crate::decimal::format(false, u128::from(nano), 9),
             None => format!("{}/{}", self.num.get(), self.den.get()),
         }
+    }
+}
+
+/// `n / d` rounded down (0 when `d` is 0). What a bucket holds or lacks
+/// fits in 64 bits on almost every call: then it is one 64-bit division,
+/// not the 128-bit routine.
+pub fn div_floor(n: u128, d: u128) -> u128 {
+    match (u64::try_from(n), u64::try_from(d)) {
+        (Ok(n), Ok(d)) => u128::from(n.checked_div(d).unwrap_or(0)),
+        _ => n.checked_div(d).unwrap_or(0),
+    }
+}
+
+/// `n / d` rounded up (`d` below 1 counts as 1), as [`div_floor`].
+pub fn div_ceil(n: u128, d: u128) -> u128 {
+    match (u64::try_from(n), u64::try_from(d)) {
+        (Ok(n), Ok(d)) => u128::from(n.div_ceil(d.max(1))),
+        _ => n.div_ceil(d.max(1)),
     }
 }
 
@@ -309,6 +327,17 @@ mod tests {
     use super::*;
 
     const N: u64 = NANO;
+
+    proptest::proptest! {
+        #[test]
+        fn the_64_bit_divisions_equal_the_128_bit_ones(
+            n in proptest::prop_oneof![0u128..=u128::from(u64::MAX), proptest::num::u128::ANY],
+            d in proptest::prop_oneof![0u128..=1_000_000_000_000_000, proptest::num::u128::ANY],
+        ) {
+            proptest::prop_assert_eq!(div_floor(n, d), n.checked_div(d).unwrap_or(0));
+            proptest::prop_assert_eq!(div_ceil(n, d), n.div_ceil(d.max(1)));
+        }
+    }
 
     fn cap(rps: u64, burst: u64, window: u64) -> Result<u64, LimitError> {
         let ll = LimitLion {
