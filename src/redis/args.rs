@@ -237,8 +237,14 @@ pub fn interval_ms(bytes: &[u8]) -> Result<Micros> {
 }
 
 /// True when `arg` equals the option name `name` (ASCII case-insensitive).
+#[inline]
 pub fn is_option(arg: &[u8], name: &str) -> bool {
-    arg.eq_ignore_ascii_case(name.as_bytes())
+    // The length, then the first byte: a number of the option's length (a
+    // burst of `1000` against `WAIT`) stops there.
+    let name = name.as_bytes();
+    arg.len() == name.len()
+        && arg.first().map(u8::to_ascii_uppercase) == name.first().map(u8::to_ascii_uppercase)
+        && arg.eq_ignore_ascii_case(name)
 }
 
 /// Walks a command's arguments after the fixed ones: options given once
