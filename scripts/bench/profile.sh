@@ -32,7 +32,9 @@
 # KEYSPACE [100000]; CLIENTS [50]; REPLICAS ["no yes"]; WORKLOADS [all
 # below]; SERVER [redis-7.0] a name for scripts/servers.sh or a binary's
 # path; MODULE [build with cargo]; CELL_SO [scripts/cell.sh]; DIR; BEFORE;
-# AFTER (a saved profile.tsv: render BEFORE against it, run nothing).
+# AFTER (a saved profile.tsv: render BEFORE against it, run nothing);
+# DUMP_INSTR [no] yes: the dumps count each instruction too, for
+# `callgrind_annotate --auto=yes` by source line, or against `objdump -d`.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -235,7 +237,7 @@ start() {
   local so=$1 rep=$2 rport
   port=$(free_port)
   mkdir -p "$DIR/master" "$DIR/replica"
-  valgrind --tool=callgrind --dump-instr=no --callgrind-out-file="$DIR/cg.out.%p" \
+  valgrind --tool=callgrind --dump-instr=${DUMP_INSTR:-no} --callgrind-out-file="$DIR/cg.out.%p" \
     "$server_bin" --port "$port" --bind 127.0.0.1 --save '' --appendonly no --dir "$DIR/master" \
     --repl-diskless-sync yes --repl-diskless-sync-delay 0 --loadmodule "$so" >"$DIR/server.log" 2>&1 &
   vg_pid=$!
