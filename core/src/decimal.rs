@@ -34,7 +34,10 @@ pub struct Fixed {
 const EXPONENT_LIMIT: i64 = 1_000_000;
 
 fn pow10(exp: u32) -> Option<u128> {
-    10u128.checked_pow(exp)
+    match POW10_U64.get(usize::try_from(exp).ok()?) {
+        Some(&p) => Some(u128::from(p)),
+        None => 10u128.checked_pow(exp),
+    }
 }
 
 /// Parses `text` as an exact count of `10^-scale` units.
@@ -251,6 +254,13 @@ mod tests {
             text in "[0-9]{0,12}\\.?[0-9]{0,12}", scale in 0u32..=40,
         ) {
             proptest::prop_assert_eq!(parse(text.as_bytes(), scale), parse_general(text.as_bytes(), scale));
+        }
+    }
+
+    #[test]
+    fn the_table_of_powers_is_the_powers_of_ten() {
+        for exp in 0..=40u32 {
+            assert_eq!(pow10(exp), 10u128.checked_pow(exp), "10^{exp}");
         }
     }
 
