@@ -216,9 +216,9 @@ impl<'a> Ctx<'a> {
     pub fn replicate(self, cmd: &CStr, key: RStr<'_>, payload: &[u8], expire_at_ms: Option<i64>) {
         // The expiry goes as decimal text written here, not as Redis's `l`
         // format: Redis turns an `l` into a string object through
-        // `sdsfromlonglong` (a conversion and two allocations), about 800
-        // instructions a write against 100 here. The replicas and the AOF
-        // see the same argument either way.
+        // `sdsfromlonglong` (a conversion and two allocations), about 600
+        // instructions a PERMIT write (BENCHMARKS.md) against 106 here.
+        // The replicas and the AOF see the same argument either way.
         let mut text = itoa::Buffer::new();
         match expire_at_ms {
             Some(at) => self.replicate_args(cmd, key, &[payload, text.format(at).as_bytes()]),
